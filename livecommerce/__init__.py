@@ -1,0 +1,3 @@
+"""livecommerce: cross-border livestream shopping backend."""
+
+__version__ = "0.1.0"

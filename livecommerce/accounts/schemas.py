@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, EmailStr, Field
+
+from livecommerce.config import LocaleCode
+from livecommerce.schemas import CurrencyCode, StrictModel
+
+Password = Field(min_length=8, max_length=256)
+
+
+class RegisterIn(StrictModel):
+    email: EmailStr
+    password: str = Password
+    display_name: str = Field(min_length=1, max_length=80)
+    role: Literal["merchant", "host", "viewer"]
+    locale: LocaleCode | None = None
+    currency: CurrencyCode | None = None
+    merchant_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=120,
+        description="Merchants only; defaults to display_name.",
+    )
+
+
+class ProfileUpdate(StrictModel):
+    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    locale: LocaleCode | None = None
+    currency: CurrencyCode | None = None
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class MerchantOut(BaseModel):
+    id: int
+    name: str
+    currency: str
+
+
+class UserOut(BaseModel):
+    id: int | None
+    email: str | None
+    display_name: str
+    role: str
+    locale: str
+    currency: str
+    created_at: datetime | None
+    merchant: MerchantOut | None = None
+    streams_for: list[MerchantOut] = Field(
+        default_factory=list, description="Hosts: the merchants this host streams for."
+    )
+
+
+class HostLinkIn(StrictModel):
+    email: EmailStr
+
+
+class HostOut(BaseModel):
+    id: int
+    email: str
+    display_name: str
+    linked_at: datetime

@@ -1,0 +1,195 @@
+"""Accounts: registration, sign-in, profiles and the merchant-host link."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from livecommerce.accounts.models import Merchant, MerchantHost, Role, User
+from livecommerce.accounts.security import (
+    DUMMY_HASH,
+    GUEST_ROLE,
+    create_token,
+    hash_password,
+    new_guest_subject,
+    verify_password,
+)
+from livecommerce.errors import Conflict, InvalidCredentials, NotFound, ValidationFailed
+from livecommerce.i18n.locales import DEFAULT_CURRENCY
+from livecommerce.i18n.messages import N_
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+    message = N_("An account with this email already exists.")
+
+
+class HostNotFound(NotFound):
+    code = "host_not_found"
+    message = N_("No host account with this email was found.")
+
+
+class NotAHost(ValidationFailed):
+    code = "not_a_host"
+    message = N_("This account is not a host account.")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def register(
+    *,
+    session: AsyncSession,
+    email: str,
+    password: str,
+    display_name: str,
+    role: Role,
+    locale: str,
+    currency: str | None,
+    merchant_name: str | None = None,
+) -> User:
+    email = normalize_email(email)
+    if await session.scalar(select(col(User.id)).where(col(User.email) == email)) is not None:
+        raise EmailTaken()
+    user = User(
+        email=email,
+        password_hash=await hash_password(password),
+        display_name=display_name,
+        role=role.value,
+        locale=locale,
+        currency=currency or DEFAULT_CURRENCY[locale],
+    )
+    session.add(user)
+    try:
+        # The unique index settles a race between two sign-ups with the same email.
+        await session.flush()
+    except IntegrityError as exc:
+        raise EmailTaken() from exc
+    if role is Role.MERCHANT:
+        assert user.id is not None
+        session.add(
+            Merchant(owner_id=user.id, name=merchant_name or display_name, currency=user.currency)
+        )
+        await session.flush()
+    return user
+
+
+async def authenticate(*, session: AsyncSession, email: str, password: str) -> User:
+    user = await session.scalar(select(User).where(col(User.email) == normalize_email(email)))
+    if user is None:
+        await verify_password(DUMMY_HASH, password)
+        raise InvalidCredentials()
+    if not await verify_password(user.password_hash, password) or not user.is_active:
+        raise InvalidCredentials()
+    return user
+
+
+def issue_user_token(user: User, *, secret: str, minutes: int) -> tuple[str, int]:
+    return create_token(
+        secret=secret, subject=str(user.id), role=user.role, lifetime=timedelta(minutes=minutes)
+    )
+
+
+def issue_guest_token(*, secret: str, minutes: int) -> tuple[str, int]:
+    return create_token(
+        secret=secret,
+        subject=new_guest_subject(),
+        role=GUEST_ROLE,
+        lifetime=timedelta(minutes=minutes),
+    )
+
+
+async def update_profile(
+    *,
+    session: AsyncSession,
+    user: User,
+    display_name: str | None,
+    locale: str | None,
+    currency: str | None,
+) -> User:
+    if display_name is not None:
+        user.display_name = display_name
+    if locale is not None:
+        user.locale = locale
+    if currency is not None:
+        user.currency = currency
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def merchant_of(*, session: AsyncSession, user: User) -> Merchant | None:
+    return await session.scalar(select(Merchant).where(col(Merchant.owner_id) == user.id))
+
+
+async def require_merchant_of(*, session: AsyncSession, user: User) -> Merchant:
+    merchant = await merchant_of(session=session, user=user)
+    if merchant is None:
+        # Every merchant account gets a profile at registration; this is a broken account.
+        raise NotFound()
+    return merchant
+
+
+async def merchants_hosted_by(*, session: AsyncSession, user: User) -> list[Merchant]:
+    rows = await session.scalars(
+        select(Merchant)
+        .join(MerchantHost, col(MerchantHost.merchant_id) == col(Merchant.id))
+        .where(col(MerchantHost.host_id) == user.id)
+        .order_by(col(Merchant.id))
+    )
+    return list(rows)
+
+
+async def link_host(
+    *, session: AsyncSession, merchant: Merchant, email: str
+) -> tuple[User, MerchantHost]:
+    host = await session.scalar(select(User).where(col(User.email) == normalize_email(email)))
+    if host is None:
+        raise HostNotFound()
+    if host.role != Role.HOST:
+        raise NotAHost()
+    assert merchant.id is not None and host.id is not None
+    link = await session.get(MerchantHost, (merchant.id, host.id))
+    if link is None:
+        link = MerchantHost(merchant_id=merchant.id, host_id=host.id)
+        session.add(link)
+        await session.flush()
+    return host, link
+
+
+async def list_hosts(
+    *, session: AsyncSession, merchant: Merchant
+) -> list[tuple[User, MerchantHost]]:
+    rows = await session.execute(
+        select(User, MerchantHost)
+        .join(MerchantHost, col(MerchantHost.host_id) == col(User.id))
+        .where(col(MerchantHost.merchant_id) == merchant.id)
+        .order_by(col(MerchantHost.created_at))
+    )
+    return [(user, link) for user, link in rows.tuples()]
+
+
+async def unlink_host(*, session: AsyncSession, merchant: Merchant, host_id: int) -> None:
+    link = await session.get(MerchantHost, (merchant.id, host_id))
+    if link is None:
+        raise HostNotFound()
+    await session.delete(link)
+    await session.flush()
+
+
+async def create_admin(
+    *, session: AsyncSession, email: str, password: str, display_name: str
+) -> User:
+    return await register(
+        session=session,
+        email=email,
+        password=password,
+        display_name=display_name,
+        role=Role.ADMIN,
+        locale="en",
+        currency=None,
+    )

@@ -1,0 +1,181 @@
+"""The FastAPI application: routers, error rendering and start-up checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from livecommerce import __version__
+from livecommerce.accounts.routes import router as accounts_router
+from livecommerce.catalog.routes import router as catalog_router
+from livecommerce.config import Settings, get_settings
+from livecommerce.db import create_engine, ping, session_factory
+from livecommerce.errors import FIELD_MESSAGES, AppError, ServiceUnavailable
+from livecommerce.i18n.locales import normalize_locale, parse_accept_language
+from livecommerce.i18n.messages import N_, load_catalogs, translate
+from livecommerce.migrate import ensure_migrated
+from livecommerce.rates.routes import router as rates_router
+
+log = logging.getLogger("livecommerce")
+
+HTTP_MESSAGES = {
+    404: ("not_found", N_("Nothing was found at this address.")),
+    405: ("method_not_allowed", N_("This method is not allowed here.")),
+    401: ("not_authenticated", N_("Sign in to continue.")),
+    413: ("payload_too_large", N_("The request is too large.")),
+}
+INTERNAL_MESSAGE = N_("Something went wrong on our side. Please try again.")
+
+
+def request_locale(request: Request) -> str:
+    """The locale already negotiated for this request, else the best guess from its headers."""
+    chosen = getattr(request.state, "locale", None)
+    if chosen:
+        return str(chosen)
+    explicit = normalize_locale(request.query_params.get("locale"))
+    if explicit:
+        return explicit
+    preferred = parse_accept_language(request.headers.get("accept-language"))
+    settings: Settings = request.app.state.settings
+    return preferred[0] if preferred else settings.default_locale
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": jsonable_encoder(details or {})}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def field_error(err: dict[str, Any], locale: str) -> dict[str, Any]:
+    kind = str(err.get("type", "value_error"))
+    ctx = dict(err.get("ctx") or {})
+    if kind == "value_error" and "email" in str(err.get("msg", "")):
+        kind = "invalid_email"
+    template = FIELD_MESSAGES.get(kind, FIELD_MESSAGES["value_error"])
+    try:
+        message = translate(locale, template, **{k: str(v) for k, v in ctx.items()})
+    except (KeyError, ValueError, TypeError):
+        message = translate(locale, FIELD_MESSAGES["value_error"])
+    return {"field": _field_name(err.get("loc", ())), "code": kind, "message": message}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        locale = request_locale(request)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(
+            exc.status, exc.code, translate(locale, exc.message, **exc.params), exc.details, headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        locale = request_locale(request)
+        fields = [field_error(dict(err), locale) for err in exc.errors()]
+        return error_response(
+            422,
+            "validation_error",
+            translate(locale, "Some fields are invalid."),
+            {"fields": fields},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, message = HTTP_MESSAGES.get(
+            exc.status_code, ("http_error", N_("The request cannot be processed."))
+        )
+        return error_response(
+            exc.status_code,
+            code,
+            translate(request_locale(request), message),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            500, "internal_error", translate(request_locale(request), INTERNAL_MESSAGE)
+        )
+
+
+def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    load_catalogs(settings.locales_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        if check_migrations:
+            try:
+                await ensure_migrated(engine)
+            except Exception:
+                await engine.dispose()
+                raise
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="livecommerce",
+        version=__version__,
+        description="Cross-border livestream shopping: accounts, multilingual catalog, stock.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept-Language", "Idempotency-Key"],
+        )
+    install_error_handlers(app)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(accounts_router)
+    api.include_router(catalog_router)
+    api.include_router(rates_router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> dict[str, str]:
+        try:
+            await ping(request.app.state.engine)
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            raise ServiceUnavailable(details={"database": "unreachable"}) from exc
+        # The embedded broker lives in this process; a Redis/RabbitMQ check joins here when
+        # the scaled broker is configured.
+        return {"status": "ok", "database": "ok"}
+
+    return app

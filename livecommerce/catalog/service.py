@@ -1,0 +1,318 @@
+"""Catalog rules: ownership, SKUs, translations, search and presentation in the viewer's terms."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from livecommerce.accounts.models import Merchant, Role, User
+from livecommerce.catalog.models import Product
+from livecommerce.catalog.schemas import (
+    ProductCreate,
+    ProductOut,
+    ProductUpdate,
+    RateOut,
+    StockLevel,
+    Translations,
+)
+from livecommerce.errors import Conflict, Forbidden, NotFound
+from livecommerce.i18n.locales import pick_translation
+from livecommerce.i18n.messages import N_
+from livecommerce.i18n.money import Money
+from livecommerce.inventory import service as inventory
+from livecommerce.rates.service import RateBook, RateQuote
+from livecommerce.schemas import MoneyOut
+from livecommerce.sqltypes import utcnow
+
+MAX_PAGE_SIZE = 100
+
+
+class ProductNotFound(NotFound):
+    code = "product_not_found"
+    message = N_("Product not found.")
+
+
+class SkuTaken(Conflict):
+    code = "sku_taken"
+    message = N_("You already have a product with SKU %(sku)s.")
+
+
+def build_search_text(sku: str, title: Mapping[str, str], description: Mapping[str, str]) -> str:
+    """Case-folded text of every language, so one substring match finds any of them."""
+    parts = [sku, *title.values(), *description.values()]
+    return "\n".join(parts).casefold()
+
+
+def merge_translations(
+    current: Mapping[str, str], patch: Mapping[str, str | None]
+) -> dict[str, str]:
+    merged = dict(current)
+    for locale, text in patch.items():
+        if text is None:
+            merged.pop(locale, None)
+        else:
+            merged[locale] = text
+    return merged
+
+
+async def create_product(
+    *, session: AsyncSession, merchant: Merchant, data: ProductCreate
+) -> Product:
+    existing = await session.scalar(
+        select(Product).where(col(Product.merchant_id) == merchant.id, col(Product.sku) == data.sku)
+    )
+    if existing is not None and existing.deleted_at is None:
+        raise SkuTaken(sku=data.sku)
+    # A deleted product's SKU is free again: the row is brought back with the new data, so
+    # the (merchant, sku) key stays unique and old orders keep pointing at it.
+    product = existing or Product(
+        merchant_id=merchant.id or 0,
+        sku=data.sku,
+        title={},
+        price_minor=0,
+        price_currency=data.price.currency,
+        weight_grams=data.weight_grams,
+        hs_code=data.hs_code,
+        origin_country=data.origin_country,
+    )
+    price = data.price.to_money()
+    product.title = data.title
+    product.description = data.description
+    product.price_minor = price.to_minor()
+    product.price_currency = price.currency
+    product.weight_grams = data.weight_grams
+    product.hs_code = data.hs_code
+    product.origin_country = data.origin_country
+    product.image_urls = data.image_urls
+    product.search_text = build_search_text(data.sku, data.title, data.description)
+    product.deleted_at = None
+    product.updated_at = utcnow()
+    session.add(product)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise SkuTaken(sku=data.sku) from exc
+    return product
+
+
+async def _merchant_id_of(session: AsyncSession, user: User) -> int | None:
+    return await session.scalar(select(col(Merchant.id)).where(col(Merchant.owner_id) == user.id))
+
+
+async def get_visible_product(
+    *, session: AsyncSession, user: User | None, product_id: int
+) -> Product:
+    """A product the caller may read: merchants see only their own, others see all live ones."""
+    product = await session.get(Product, product_id)
+    if product is None or product.deleted_at is not None:
+        raise ProductNotFound()
+    # Another merchant's product is "not found" rather than "forbidden": no leak that it exists.
+    if (
+        user is not None
+        and user.role == Role.MERCHANT
+        and product.merchant_id != await _merchant_id_of(session, user)
+    ):
+        raise ProductNotFound()
+    return product
+
+
+async def get_writable_product(*, session: AsyncSession, user: User, product_id: int) -> Product:
+    """A product the caller may change: its merchant's, or any for an admin."""
+    if user.role not in (Role.MERCHANT, Role.ADMIN):
+        raise Forbidden()
+    return await get_visible_product(session=session, user=user, product_id=product_id)
+
+
+def is_owner_view(user: User | None, product: Product, merchant_id: int | None) -> bool:
+    if user is None:
+        return False
+    return user.role == Role.ADMIN or (
+        merchant_id is not None and product.merchant_id == merchant_id
+    )
+
+
+async def caller_merchant_id(*, session: AsyncSession, user: User | None) -> int | None:
+    if user is None or user.role != Role.MERCHANT:
+        return None
+    return await _merchant_id_of(session, user)
+
+
+async def update_product(
+    *, session: AsyncSession, product: Product, data: ProductUpdate
+) -> Product:
+    if data.sku is not None and data.sku != product.sku:
+        clash = await session.scalar(
+            select(col(Product.id)).where(
+                col(Product.merchant_id) == product.merchant_id, col(Product.sku) == data.sku
+            )
+        )
+        if clash is not None:
+            raise SkuTaken(sku=data.sku)
+        product.sku = data.sku
+    if data.title is not None:
+        title = merge_translations(product.title, data.title)
+        if not title:
+            raise Conflict(details={"field": "title"})
+        product.title = title
+    if data.description is not None:
+        product.description = merge_translations(product.description, data.description)
+    if data.price is not None:
+        price = data.price.to_money()
+        product.price_minor, product.price_currency = price.to_minor(), price.currency
+    for field in ("weight_grams", "hs_code", "origin_country", "image_urls"):
+        value = getattr(data, field)
+        if value is not None:
+            setattr(product, field, value)
+    product.search_text = build_search_text(product.sku, product.title, product.description)
+    product.updated_at = utcnow()
+    session.add(product)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise SkuTaken(sku=product.sku) from exc
+    return product
+
+
+async def delete_product(*, session: AsyncSession, product: Product) -> None:
+    product.deleted_at = utcnow()
+    session.add(product)
+    await session.flush()
+
+
+async def set_stock(
+    *, session: AsyncSession, product: Product, warehouse_code: str, quantity: int
+) -> dict[str, int]:
+    warehouse = await inventory.require_warehouse(session=session, code=warehouse_code)
+    assert product.id is not None
+    await inventory.set_stock_levels(
+        session=session, levels=[(product.id, warehouse.code, quantity)]
+    )
+    return (await inventory.stock_by_product(session=session, product_ids=[product.id])).get(
+        product.id, {}
+    )
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
+class ProductQuery:
+    q: str | None
+    merchant_id: int | None
+    page: int
+    page_size: int
+
+
+async def list_products(
+    *, session: AsyncSession, user: User | None, query: ProductQuery
+) -> tuple[list[Product], int]:
+    conditions: list[ColumnElement[bool]] = [col(Product.deleted_at).is_(None)]
+    own = await caller_merchant_id(session=session, user=user)
+    if user is not None and user.role == Role.MERCHANT:
+        if query.merchant_id is not None and query.merchant_id != own:
+            raise Forbidden()
+        conditions.append(col(Product.merchant_id) == own)
+    elif query.merchant_id is not None:
+        conditions.append(col(Product.merchant_id) == query.merchant_id)
+    if query.q:
+        for term in query.q.casefold().split()[:8]:
+            conditions.append(col(Product.search_text).like(_like_pattern(term), escape="\\"))
+    total = await session.scalar(select(func.count()).select_from(Product).where(*conditions)) or 0
+    rows = await session.scalars(
+        select(Product)
+        .where(*conditions)
+        .order_by(col(Product.id).desc())
+        .offset((query.page - 1) * query.page_size)
+        .limit(query.page_size)
+    )
+    return list(rows), int(total)
+
+
+def page_count(total: int, page_size: int) -> int:
+    return max(1, math.ceil(total / page_size))
+
+
+@dataclass
+class Presenter:
+    """Renders products in one request's locale and currency, collecting the rates it used."""
+
+    locale: str
+    currency: str
+    book: RateBook
+    owner_merchant_id: int | None
+    is_admin: bool
+    rates_used: dict[tuple[str, str], RateQuote]
+
+    def display_price(self, product: Product) -> Money:
+        base = Money.from_minor(product.price_minor, product.price_currency)
+        converted, used = self.book.convert(base, self.currency)
+        for rate in used:
+            self.rates_used[(rate.base, rate.quote)] = rate
+        return converted.rounded_for_display()
+
+    def product(self, product: Product, stock: Mapping[str, int]) -> ProductOut:
+        assert product.id is not None
+        out = ProductOut(
+            id=product.id,
+            merchant_id=product.merchant_id,
+            sku=product.sku,
+            title=pick_translation(product.title, self.locale) or product.sku,
+            description=pick_translation(product.description, self.locale) or "",
+            price=MoneyOut.of(self.display_price(product), self.locale),
+            weight_grams=product.weight_grams,
+            hs_code=product.hs_code,
+            origin_country=product.origin_country,
+            image_urls=list(product.image_urls),
+            available=any(qty > 0 for qty in stock.values()),
+            created_at=product.created_at,
+            updated_at=product.updated_at,
+        )
+        if self.is_admin or product.merchant_id == self.owner_merchant_id:
+            base = Money.from_minor(product.price_minor, product.price_currency)
+            out.base_price = MoneyOut.of(base, self.locale)
+            out.translations = Translations(
+                title=dict(product.title), description=dict(product.description)
+            )
+            out.stock = [
+                StockLevel(warehouse=code, quantity=qty) for code, qty in sorted(stock.items())
+            ]
+        return out
+
+    def rates(self) -> list[RateOut]:
+        return [RateOut(**rate.as_dict()) for _, rate in sorted(self.rates_used.items())]
+
+
+async def presenter_for(
+    *, session: AsyncSession, user: User | None, locale: str, currency: str, book: RateBook
+) -> Presenter:
+    return Presenter(
+        locale=locale,
+        currency=currency,
+        book=book,
+        owner_merchant_id=await caller_merchant_id(session=session, user=user),
+        is_admin=user is not None and user.role == Role.ADMIN,
+        rates_used={},
+    )
+
+
+async def stock_for(
+    *, session: AsyncSession, products: Sequence[Product]
+) -> dict[int, dict[str, int]]:
+    return await inventory.stock_by_product(
+        session=session, product_ids=[p.id for p in products if p.id is not None]
+    )
+
+
+async def merchant_for_write(*, session: AsyncSession, user: User) -> Merchant:
+    merchant = await session.scalar(select(Merchant).where(col(Merchant.owner_id) == user.id))
+    if merchant is None:
+        raise Forbidden()
+    return merchant

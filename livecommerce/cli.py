@@ -1,0 +1,185 @@
+"""The ``livecommerce`` command: serve, migrate, seed, create-admin, rates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.config import Settings, get_settings
+from livecommerce.db import create_engine, session_factory, session_scope
+
+
+async def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    from livecommerce.migrate import ensure_migrated
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        await ensure_migrated(engine)
+        async with session_scope(session_factory(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from livecommerce.migrate import upgrade
+
+    upgrade(settings.resolved_database_url, args.revision)
+    print(f"Database is at revision {args.revision}.")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from livecommerce.app import create_app
+    from livecommerce.migrate import ensure_migrated
+
+    async def _check() -> None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await ensure_migrated(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_check())  # fail with one clear line before the server starts
+    host, port = args.host or settings.host, args.port or settings.port
+    print(
+        f"livecommerce is starting on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level=settings.log_level, workers=1
+        )
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from livecommerce.demo.seed import DEMO_ACCOUNTS, seed_demo
+
+    if not args.demo:
+        print("Nothing to seed: pass --demo for the demo merchant, catalog and accounts.")
+        return 2
+    counts = asyncio.run(_in_session(settings, lambda s: seed_demo(session=s)))
+    print(f"Demo catalog: {counts['created']} products created, {counts['updated']} refreshed.")
+    print("Demo accounts (sign in at POST /api/v1/auth/token):")
+    for account in DEMO_ACCOUNTS:
+        print(f"  {account.role:<9} {account.email:<34} password: {account.password}")
+    return 0
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from livecommerce.accounts.schemas import RegisterIn
+    from livecommerce.accounts.service import create_admin
+
+    password = args.password or getpass.getpass("Password for the new admin: ")
+    # The same rules as the public sign-up form.
+    RegisterIn(email=args.email, password=password, display_name=args.name, role="viewer")
+    user = asyncio.run(
+        _in_session(
+            settings,
+            lambda s: create_admin(
+                session=s, email=args.email, password=password, display_name=args.name
+            ),
+        )
+    )
+    print(f"Admin {user.email} created (id {user.id}).")
+    return 0
+
+
+def _read_rates(path: Path) -> list[dict[str, str]]:
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return list(data["rates"] if isinstance(data, dict) else data)
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        return list(csv.DictReader(fh))
+
+
+def cmd_rates(settings: Settings, args: argparse.Namespace) -> int:
+    from livecommerce.rates import service
+
+    if args.action == "list":
+        for rate in asyncio.run(_in_session(settings, lambda s: service.list_latest(session=s))):
+            when = f"{rate.as_of:%Y-%m-%d %H:%M}Z"
+            print(f"1 {rate.base} = {rate.rate} {rate.quote}   ({rate.source}, {when})")
+        return 0
+    rows = _read_rates(Path(args.file))
+
+    async def _import(session: AsyncSession) -> int:
+        for row in rows:
+            await service.add_rate(
+                session=session,
+                base=row["base"].upper(),
+                quote=row["quote"].upper(),
+                rate=Decimal(str(row["rate"])),
+                source=row.get("source") or args.source,
+                as_of=datetime.fromisoformat(row["as_of"]),
+            )
+        return len(rows)
+
+    print(f"Imported {asyncio.run(_in_session(settings, _import))} rates.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livecommerce", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP and WebSocket server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(func=cmd_migrate)
+    seed = sub.add_parser("seed", help="load data")
+    seed.add_argument("--demo", action="store_true", help="demo merchant, catalog and accounts")
+    seed.set_defaults(func=cmd_seed)
+    admin = sub.add_parser("create-admin", help="create an administrator account")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", default="Administrator")
+    admin.add_argument("--password", help="prompted for when omitted")
+    admin.set_defaults(func=cmd_create_admin)
+    rates = sub.add_parser("rates", help="list or import exchange rates")
+    rates.add_argument("action", choices=["list", "import"])
+    rates.add_argument(
+        "file", nargs="?", help="JSON or CSV with base, quote, rate, as_of[, source]"
+    )
+    rates.add_argument("--source", default="manual import")
+    rates.set_defaults(func=cmd_rates)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "action", None) == "import" and not args.file:
+        print("rates import needs a file", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    try:
+        result: int = args.func(settings, args)
+        return result
+    except Exception as exc:  # a clear line for the operator instead of a traceback
+        from livecommerce.migrate import DatabaseNotMigrated
+
+        if isinstance(exc, DatabaseNotMigrated):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Settings, read only from ``LIVECOMMERCE_*`` environment variables (and a ``.env`` file).
+
+The embedded default needs no variable at all: data lives under ``./var``, the database
+is a SQLite file there and the secret key is generated once and kept beside it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SUPPORTED_LOCALES = ("kk", "ru", "uz", "en", "zh")
+LocaleCode = Literal["kk", "ru", "uz", "en", "zh"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIVECOMMERCE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    broker_url: str | None = None
+    secret_key: str | None = Field(default=None, repr=False)
+    default_locale: LocaleCode = "ru"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    access_token_minutes: int = Field(default=24 * 60, ge=1)
+    guest_token_minutes: int = Field(default=4 * 60, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    import_batch_size: int = Field(default=1000, ge=1, le=5000)
+    locales_dir: Path | None = None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'livecommerce.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, else one generated on first use and kept in the data dir.
+
+        Keeping it on disk means tokens survive a restart; it is never a constant in code.
+        """
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # O_EXCL: two processes starting at once must not each write a different key.
+        try:
+            with path.open("x") as fh:
+                fh.write(key)
+            path.chmod(0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

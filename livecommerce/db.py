@@ -1,0 +1,106 @@
+"""Async engines and sessions: the same code on SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # One writer at a time is SQLite's nature; wait for the lock instead of failing.
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+    engine = create_async_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 driver's own transaction handling starts transactions late and breaks
+    # SAVEPOINT; switch it off and let SQLAlchemy emit BEGIN itself (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers go on while an import writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # IMMEDIATE takes the write lock up front: two requests that read and then write would
+    # otherwise both hold read snapshots and one would fail with "database is locked"
+    # instead of waiting its turn (busy_timeout only applies to acquiring the lock).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def after_commit(session: AsyncSession, effect: AfterCommit) -> None:
+    """Queue ``effect`` to run once the session's transaction has committed.
+
+    Effects queued in a transaction that rolls back are dropped. Bind arguments with
+    ``functools.partial`` rather than a closure in a loop.
+    """
+    session.info.setdefault("after_commit", []).append(effect)
+
+
+async def commit_and_run_effects(session: AsyncSession) -> None:
+    await session.commit()
+    effects: list[AfterCommit] = session.info.pop("after_commit", [])
+    for effect in effects:
+        await effect()
+
+
+@asynccontextmanager
+async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """The request boundary: commit on success, roll back on any error."""
+    async with factory() as session:
+        try:
+            yield session
+            await commit_and_run_effects(session)
+        except BaseException:
+            session.info.pop("after_commit", None)
+            await session.rollback()
+            raise
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """An INSERT that supports ``on_conflict_do_update`` on the session's database."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database dialect: {name}")
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

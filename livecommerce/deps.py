@@ -1,0 +1,156 @@
+"""Request dependencies as ``Annotated`` aliases: sessions, the caller, locale and currency."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.accounts.models import Role, User
+from livecommerce.accounts.security import TokenClaims, decode_token
+from livecommerce.config import Settings
+from livecommerce.db import session_scope
+from livecommerce.errors import (
+    Forbidden,
+    GuestNotAllowed,
+    InvalidToken,
+    NotAuthenticated,
+    UnsupportedCurrency,
+    UnsupportedLocale,
+)
+from livecommerce.i18n.locales import DEFAULT_CURRENCY, normalize_locale, parse_accept_language
+from livecommerce.i18n.money import is_supported_currency, supported_currencies
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a signed-in user, or a guest viewer (``user`` is None)."""
+
+    claims: TokenClaims
+    user: User | None
+
+    @property
+    def role(self) -> str:
+        return self.user.role if self.user else self.claims.role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+async def get_optional_principal(
+    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(_bearer)]
+) -> Principal | None:
+    if not token:
+        return None
+    claims = decode_token(token, secret=settings.resolved_secret_key())
+    if claims.is_guest:
+        return Principal(claims, None)
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.is_active:
+        raise InvalidToken()
+    return Principal(claims, user)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+async def get_principal(principal: OptionalPrincipal) -> Principal:
+    if principal is None:
+        raise NotAuthenticated()
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(principal: CurrentPrincipal) -> User:
+    if principal.user is None:
+        raise GuestNotAllowed()
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    async def _check(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise Forbidden()
+        return user
+
+    return _check
+
+
+MerchantOrAdmin = Annotated[User, Depends(require_roles(Role.MERCHANT, Role.ADMIN))]
+MerchantUser = Annotated[User, Depends(require_roles(Role.MERCHANT))]
+AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    locale: str
+    currency: str
+    principal: Principal | None
+
+
+def negotiate_locale(request: Request, user: User | None, default: str) -> str:
+    """``?locale=``, else Accept-Language, else the user's saved locale, else the default."""
+    explicit = request.query_params.get("locale")
+    if explicit:
+        locale = normalize_locale(explicit)
+        if locale is None:
+            raise UnsupportedLocale(supported="kk, ru, uz, en, zh")
+        return locale
+    preferred = parse_accept_language(request.headers.get("accept-language"))
+    if preferred:
+        return preferred[0]
+    if user is not None:
+        return user.locale
+    return default
+
+
+async def get_context(
+    request: Request,
+    principal: OptionalPrincipal,
+    settings: SettingsDep,
+    locale: Annotated[str | None, Query(description="kk, ru, uz, en or zh")] = None,
+    currency: Annotated[str | None, Query(description="ISO 4217 code, e.g. KZT")] = None,
+) -> RequestContext:
+    user = principal.user if principal else None
+    chosen_locale = negotiate_locale(request, user, settings.default_locale)
+    request.state.locale = chosen_locale
+    if currency:
+        chosen_currency = currency.strip().upper()
+        if not is_supported_currency(chosen_currency):
+            raise UnsupportedCurrency(supported=", ".join(supported_currencies()))
+    elif user is not None:
+        chosen_currency = user.currency
+    else:
+        chosen_currency = DEFAULT_CURRENCY[chosen_locale]
+    return RequestContext(chosen_locale, chosen_currency, principal)
+
+
+ContextDep = Annotated[RequestContext, Depends(get_context)]

@@ -1,0 +1,140 @@
+"""Domain errors that carry their HTTP status, code and (translatable) message.
+
+One handler in ``app.py`` renders them as ``{"error": {"code", "message", "details"}}`` with the
+message in the request's locale. An expected conflict is never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from livecommerce.i18n.messages import N_
+
+
+class AppError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    message: ClassVar[str] = N_("The request cannot be processed.")
+
+    def __init__(self, details: dict[str, Any] | None = None, **params: Any) -> None:
+        super().__init__(self.code)
+        self.details = details or {}
+        self.params = params
+
+
+class BadRequest(AppError):
+    pass
+
+
+class ValidationFailed(AppError):
+    status = 422
+    code = "validation_error"
+    message = N_("Some fields are invalid.")
+
+
+class UnsupportedLocale(AppError):
+    status = 422
+    code = "unsupported_locale"
+    message = N_("This language is not supported. Use one of: %(supported)s.")
+
+
+class UnsupportedCurrency(AppError):
+    status = 422
+    code = "unsupported_currency"
+    message = N_("This currency is not supported. Use one of: %(supported)s.")
+
+
+class NotAuthenticated(AppError):
+    status = 401
+    code = "not_authenticated"
+    message = N_("Sign in to continue.")
+
+
+class InvalidToken(AppError):
+    status = 401
+    code = "invalid_token"
+    message = N_("Your session has expired or is invalid. Please sign in again.")
+
+
+class InvalidCredentials(AppError):
+    status = 401
+    code = "invalid_credentials"
+    message = N_("Wrong email or password.")
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    message = N_("You do not have permission to do this.")
+
+
+class GuestNotAllowed(Forbidden):
+    code = "guest_not_allowed"
+    message = N_("Guests can watch only. Create an account to continue.")
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    message = N_("Nothing was found at this address.")
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    message = N_("The request conflicts with the current state.")
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+    message = N_("The upload is too large. The limit is %(limit_mb)s MB.")
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "service_unavailable"
+    message = N_("The service is temporarily unavailable. Please try again shortly.")
+
+
+# Localized texts for field-level validation errors, by pydantic error type or our own
+# custom type. Anything not listed falls back to a generic "invalid value" text.
+FIELD_MESSAGES: dict[str, str] = {
+    "missing": N_("This field is required."),
+    "extra_forbidden": N_("This field is not allowed."),
+    "string_type": N_("Must be text."),
+    "string_too_short": N_("Must be at least %(min_length)s characters long."),
+    "string_too_long": N_("Must be at most %(max_length)s characters long."),
+    "int_type": N_("Must be a whole number."),
+    "int_parsing": N_("Must be a whole number."),
+    "int_from_float": N_("Must be a whole number."),
+    "bool_parsing": N_("Must be true or false."),
+    "greater_than": N_("Must be greater than %(gt)s."),
+    "greater_than_equal": N_("Must be at least %(ge)s."),
+    "less_than": N_("Must be less than %(lt)s."),
+    "less_than_equal": N_("Must be at most %(le)s."),
+    "literal_error": N_("Must be one of: %(expected)s."),
+    "enum": N_("Must be one of: %(expected)s."),
+    "json_invalid": N_("The request body is not valid JSON."),
+    "model_attributes_type": N_("Must be an object."),
+    "dict_type": N_("Must be an object."),
+    "model_type": N_("Must be an object."),
+    "list_type": N_("Must be a list."),
+    "datetime_parsing": N_("Must be a date and time in ISO 8601 format."),
+    "datetime_from_date_parsing": N_("Must be a date and time in ISO 8601 format."),
+    "invalid_email": N_("Enter a valid email address."),
+    "invalid_sku": N_(
+        "SKU: up to 64 letters, digits and . _ / -, starting with a letter or digit."
+    ),
+    "invalid_hs_code": N_("HS code must have 6 to 10 digits."),
+    "invalid_country": N_("Use a two-letter ISO 3166 country code, such as CN or KZ."),
+    "invalid_image_urls": N_("Give at most 10 image addresses starting with http:// or https://."),
+    "invalid_price": N_("Price must be above zero, with no more decimals than the currency has."),
+    "invalid_amount": N_("Amount must be a decimal number, such as 12990.00."),
+    "unsupported_currency": N_("This currency is not supported."),
+    "unsupported_language": N_("Language %(lang)s is not supported: use kk, ru, uz, en or zh."),
+    "text_too_long": N_("Text must be at most %(max)s characters long."),
+    "translation_required": N_("Give the text in at least one language."),
+    "invalid_translations": N_('Give an object of texts keyed by language, such as {"ru": "..."}.'),
+    "value_error": N_("This value is invalid."),
+}

@@ -1,0 +1,1 @@
+"""Locales, message catalogs and money: the bottom layer, importing no domain."""

@@ -1,0 +1,78 @@
+"""Stock per warehouse. The only module that writes the ``stock`` table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from livecommerce.db import dialect_insert
+from livecommerce.errors import NotFound, ValidationFailed
+from livecommerce.i18n.messages import N_
+from livecommerce.inventory.models import Stock, Warehouse
+from livecommerce.sqltypes import utcnow
+
+MAX_QUANTITY = 1_000_000_000
+
+
+class WarehouseNotFound(NotFound):
+    code = "warehouse_not_found"
+    message = N_("Warehouse %(code)s does not exist.")
+
+
+class NegativeStock(ValidationFailed):
+    code = "negative_stock"
+    message = N_("Stock cannot be negative.")
+
+
+async def list_warehouses(*, session: AsyncSession) -> list[Warehouse]:
+    return list(await session.scalars(select(Warehouse).order_by(col(Warehouse.code))))
+
+
+async def warehouse_codes(*, session: AsyncSession) -> list[str]:
+    return list(await session.scalars(select(col(Warehouse.code)).order_by(col(Warehouse.code))))
+
+
+async def require_warehouse(*, session: AsyncSession, code: str) -> Warehouse:
+    warehouse = await session.get(Warehouse, code.upper())
+    if warehouse is None:
+        raise WarehouseNotFound(code=code)
+    return warehouse
+
+
+async def set_stock_levels(
+    *, session: AsyncSession, levels: Iterable[tuple[int, str, int]]
+) -> None:
+    """Set absolute quantities ``(product_id, warehouse_code, quantity)`` in one statement."""
+    now = utcnow()
+    rows: list[dict[str, object]] = []
+    for pid, code, qty in levels:
+        if qty < 0:
+            raise NegativeStock()
+        rows.append({"product_id": pid, "warehouse_code": code, "quantity": qty, "updated_at": now})
+    if not rows:
+        return
+    stmt = dialect_insert(session, Stock.__table__)  # type: ignore[attr-defined]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["product_id", "warehouse_code"],
+        set_={"quantity": stmt.excluded.quantity, "updated_at": stmt.excluded.updated_at},
+    )
+    await session.execute(stmt, rows)
+
+
+async def stock_by_product(
+    *, session: AsyncSession, product_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
+    if not product_ids:
+        return {}
+    result: dict[int, dict[str, int]] = defaultdict(dict)
+    rows = await session.execute(
+        select(col(Stock.product_id), col(Stock.warehouse_code), col(Stock.quantity)).where(
+            col(Stock.product_id).in_(product_ids)
+        )
+    )
+    for pid, code, qty in rows.tuples():
+        result[pid][code] = qty
+    return result

@@ -1,0 +1,8 @@
+"""One place that imports every table, for Alembic and for tests that need the metadata."""
+
+
+def import_all_models() -> None:
+    from livecommerce.accounts import models as _accounts  # noqa: F401
+    from livecommerce.catalog import models as _catalog  # noqa: F401
+    from livecommerce.inventory import models as _inventory  # noqa: F401
+    from livecommerce.rates import models as _rates  # noqa: F401
