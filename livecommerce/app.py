@@ -19,7 +19,12 @@ from livecommerce.accounts.routes import router as accounts_router
 from livecommerce.catalog.routes import router as catalog_router
 from livecommerce.config import Settings, get_settings
 from livecommerce.db import create_engine, ping, session_factory
-from livecommerce.errors import FIELD_MESSAGES, AppError, ServiceUnavailable
+from livecommerce.errors import (
+    FIELD_MESSAGES,
+    GENERIC_FIELD_MESSAGE,
+    AppError,
+    ServiceUnavailable,
+)
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
 from livecommerce.migrate import ensure_migrated
@@ -72,11 +77,11 @@ def field_error(err: dict[str, Any], locale: str) -> dict[str, Any]:
     ctx = dict(err.get("ctx") or {})
     if kind == "value_error" and "email" in str(err.get("msg", "")):
         kind = "invalid_email"
-    template = FIELD_MESSAGES.get(kind, FIELD_MESSAGES["value_error"])
+    template = FIELD_MESSAGES.get(kind, GENERIC_FIELD_MESSAGE)
     try:
         message = translate(locale, template, **{k: str(v) for k, v in ctx.items()})
     except (KeyError, ValueError, TypeError):
-        message = translate(locale, FIELD_MESSAGES["value_error"])
+        message = translate(locale, GENERIC_FIELD_MESSAGE)
     return {"field": _field_name(err.get("loc", ())), "code": kind, "message": message}
 
 

@@ -136,5 +136,6 @@ FIELD_MESSAGES: dict[str, str] = {
     "text_too_long": N_("Text must be at most %(max)s characters long."),
     "translation_required": N_("Give the text in at least one language."),
     "invalid_translations": N_('Give an object of texts keyed by language, such as {"ru": "..."}.'),
-    "value_error": N_("This value is invalid."),
 }
+GENERIC_FIELD_MESSAGE = N_("This value is invalid.")
+FIELD_MESSAGES["value_error"] = GENERIC_FIELD_MESSAGE

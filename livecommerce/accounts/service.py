@@ -170,7 +170,7 @@ async def list_hosts(
         .where(col(MerchantHost.merchant_id) == merchant.id)
         .order_by(col(MerchantHost.created_at))
     )
-    return [(user, link) for user, link in rows.tuples()]
+    return [(user, link) for user, link in rows]
 
 
 async def unlink_host(*, session: AsyncSession, merchant: Merchant, host_id: int) -> None:

@@ -389,7 +389,7 @@ async def _write_batch(
         index_elements=["merchant_id", "sku"],
         set_={col: stmt.excluded[col] for col in update_cols},
     ).returning(table.c.id, table.c.sku)
-    ids = {sku: pid for pid, sku in (await session.execute(stmt, values)).tuples()}
+    ids = {sku: pid for pid, sku in (await session.execute(stmt, values))}
     levels = [(ids[p.data.sku], code, qty) for p in accepted for code, qty in p.stock.items()]
     await inventory.set_stock_levels(session=session, levels=levels)
 

@@ -19,7 +19,12 @@ from livecommerce.catalog.schemas import (
     WarehouseOut,
 )
 from livecommerce.deps import ContextDep, MerchantOrAdmin, MerchantUser, SessionDep, SettingsDep
-from livecommerce.errors import FIELD_MESSAGES, BadRequest, PayloadTooLarge
+from livecommerce.errors import (
+    FIELD_MESSAGES,
+    GENERIC_FIELD_MESSAGE,
+    BadRequest,
+    PayloadTooLarge,
+)
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import translate, translate_plural
 from livecommerce.inventory import service as inventory
@@ -133,14 +138,14 @@ def _report(result: ImportResult, locale: str) -> ImportReport:
     errors = []
     for err in result.errors:
         template = (
-            FIELD_MESSAGES.get(err.validation_type or "", FIELD_MESSAGES["value_error"])
+            FIELD_MESSAGES.get(err.validation_type or "", GENERIC_FIELD_MESSAGE)
             if err.validation_type
             else ROW_MESSAGES[err.code]
         )
         try:
             message = translate(locale, template, **{k: str(v) for k, v in err.params.items()})
         except (KeyError, ValueError, TypeError):
-            message = translate(locale, FIELD_MESSAGES["value_error"])
+            message = translate(locale, GENERIC_FIELD_MESSAGE)
         errors.append(
             ImportRowError(
                 row=err.row, sku=err.sku, code=err.code, field=err.column, message=message

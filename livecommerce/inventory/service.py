@@ -73,6 +73,6 @@ async def stock_by_product(
             col(Stock.product_id).in_(product_ids)
         )
     )
-    for pid, code, qty in rows.tuples():
+    for pid, code, qty in rows:
         result[pid][code] = qty
     return result

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from livecommerce.app import create_app
+from livecommerce.config import Settings
+from tests.fixtures.database import TestDatabase, open_database, require_postgres
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        require_postgres()
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+async def database(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[TestDatabase]:
+    db = await open_database(backend, tmp_path_factory.mktemp(f"db-{backend}"))
+    yield db
+    await db.engine.dispose()
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        secret_key="test-secret-key-that-is-long-enough-for-hs256",
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(
+    database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    application = create_app(make_settings(database.url, tmp_path_factory.mktemp("data")))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+    await database.reset()
