@@ -243,6 +243,10 @@ def _cell(cells: list[str], position: int) -> str:
     return cells[position].strip() if position < len(cells) else ""
 
 
+def _texts(cells: list[str], positions: dict[str, int]) -> dict[str, str]:
+    return {loc: text for loc, pos in positions.items() if (text := _cell(cells, pos))}
+
+
 def _parse_row(
     cells: list[str], layout: _Layout, row: int, merchant_currency: str
 ) -> _Pending | RowError:
@@ -269,8 +273,9 @@ def _parse_row(
     images_raw = _cell(cells, layout.index["image_urls"]) if "image_urls" in layout.index else ""
     payload: dict[str, Any] = {
         "sku": sku_guess or "",
-        "title": {loc: _cell(cells, pos) for loc, pos in layout.titles.items()},
-        "description": {loc: _cell(cells, pos) for loc, pos in layout.descriptions.items()},
+        # An empty cell leaves that language as it is (a re-import never erases text).
+        "title": _texts(cells, layout.titles),
+        "description": _texts(cells, layout.descriptions),
         "price": {
             "amount": _cell(cells, layout.index["price"]),
             "currency": (

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+import pytest
+
+from tests.fixtures.factories import account
+
+HEADER = [
+    "sku",
+    "title_ru",
+    "title_kk",
+    "title_uz",
+    "description_ru",
+    "price",
+    "currency",
+    "weight_grams",
+    "hs_code",
+    "origin_country",
+    "image_urls",
+    "stock_DEDUI",
+    "stock_KZALA",
+]
+
+
+def row(sku: str, **overrides: str) -> list[str]:
+    values = {
+        "sku": sku,
+        "title_ru": f"Товар {sku}",
+        "title_kk": f"Тауар {sku}",
+        "title_uz": f"Mahsulot {sku}",
+        "description_ru": "Описание",
+        "price": "99.50",
+        "currency": "CNY",
+        "weight_grams": "250",
+        "hs_code": "330499",
+        "origin_country": "CN",
+        "image_urls": "https://img.example.com/a.jpg",
+        "stock_DEDUI": "5",
+        "stock_KZALA": "10",
+        **overrides,
+    }
+    return [values[h] for h in HEADER]
+
+
+def to_csv(rows: list[list[str]], header: list[str] = HEADER, delimiter: str = ",") -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+async def upload(
+    client: httpx.AsyncClient, headers: dict[str, str], content: bytes, query: str = ""
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/products/import{query}",
+        headers=headers,
+        files={"file": ("catalog.csv", content, "text/csv")},
+    )
+
+
+async def test_import_creates_then_updates_by_sku(client: httpx.AsyncClient) -> None:
+    """A re-import updates the same SKUs instead of duplicating them, stock included."""
+    _, headers = await account(client, role="merchant")
+    first = await upload(client, headers, to_csv([row("A-1"), row("A-2")]))
+    assert first.status_code == 200, first.text
+    assert first.json() | {"import_id": None, "summary": None} == {
+        "import_id": None,
+        "rows_total": 2,
+        "created": 2,
+        "updated": 0,
+        "failed": 0,
+        "errors": [],
+        "errors_truncated": False,
+        "ignored_columns": [],
+        "summary": None,
+    }
+    second = await upload(
+        client, headers, to_csv([row("A-1", price="120", stock_KZALA="3", title_kk="")])
+    )
+    assert (second.json()["created"], second.json()["updated"]) == (0, 1)
+    listing = (await client.get("/api/v1/products?locale=kk&currency=CNY", headers=headers)).json()
+    assert listing["total"] == 2
+    updated = next(p for p in listing["items"] if p["sku"] == "A-1")
+    assert updated["price"]["amount"] == "120.00"
+    assert updated["title"] == "Тауар A-1"  # an empty cell keeps the existing translation
+    assert {s["warehouse"]: s["quantity"] for s in updated["stock"]} == {"DEDUI": 5, "KZALA": 3}
+
+
+async def test_bad_rows_never_stop_good_ones(client: httpx.AsyncClient) -> None:
+    """Each bad row is reported with its row number and code; the good rows land."""
+    _, headers = await account(client, role="merchant")
+    rows = [
+        row("OK-1"),
+        row("BAD-HS", hs_code="12"),
+        row("BAD-STOCK", stock_DEDUI="-4"),
+        row("BAD-QTY", stock_KZALA="many"),
+        row("OK-1"),  # duplicate of row 2
+        row("BAD-COUNTRY", origin_country="Narnia"),
+        row("BAD-PRICE", price="free"),
+        row("", title_ru="no sku"),
+        row("NO-TITLE", title_ru="", title_kk="", title_uz=""),
+        row("OK-2"),
+    ]
+    body = (await upload(client, headers, to_csv(rows), "?locale=ru")).json()
+    assert body["rows_total"] == 10 and body["created"] == 2 and body["failed"] == 8
+    codes = {e["row"]: (e["code"], e["field"]) for e in body["errors"]}
+    assert codes == {
+        3: ("invalid_hs_code", "hs_code"),
+        4: ("negative_stock", "stock_DEDUI"),
+        5: ("invalid_stock", "stock_KZALA"),
+        6: ("duplicate_sku", "sku"),
+        7: ("invalid_country", "origin_country"),
+        8: ("invalid_amount", "price"),
+        9: ("invalid_sku", "sku"),
+        10: ("translation_required", "title"),
+    }
+    assert all(e["message"] and e["message"].isascii() is False for e in body["errors"])
+    assert body["summary"] == "Импортировано 2 товара; Отклонено 8 строк"
+
+
+async def test_duplicate_sku_across_batches(client: httpx.AsyncClient) -> None:
+    """A SKU repeated far apart in a file (different write batches) is still caught."""
+    _, headers = await account(client, role="merchant")
+    rows = [row(f"S-{n}") for n in range(2500)] + [row("S-3")]
+    body = (await upload(client, headers, to_csv(rows))).json()
+    assert body["created"] == 2500
+    assert [(e["row"], e["code"]) for e in body["errors"]] == [(2502, "duplicate_sku")]
+
+
+async def test_bad_encoding_row_is_reported_alone(client: httpx.AsyncClient) -> None:
+    """Bytes that are not UTF-8 fail only the row that holds them."""
+    _, headers = await account(client, role="merchant")
+    content = to_csv([row("E-1"), row("E-2", title_ru="XXXX"), row("E-3")])
+    content = content.replace(b"XXXX", "Крем".encode("cp1251"))
+    body = (await upload(client, headers, content)).json()
+    assert body["created"] == 2
+    assert [(e["row"], e["code"]) for e in body["errors"]] == [(3, "bad_encoding")]
+
+
+async def test_cp1251_with_semicolons_and_bom(client: httpx.AsyncClient) -> None:
+    """Files from Russian-locale spreadsheets (cp1251, ';') import with ?encoding=cp1251."""
+    _, headers = await account(client, role="merchant")
+    text = to_csv([row("W-1", title_ru="Чайник")], delimiter=";").decode()
+    body = (await upload(client, headers, text.encode("cp1251"), "?encoding=cp1251")).json()
+    assert body["created"] == 1, body
+    bom = b"\xef\xbb\xbf" + to_csv([row("W-2")])
+    assert (await upload(client, headers, bom)).json()["created"] == 1
+    listing = await client.get("/api/v1/products", params={"q": "чайник"}, headers=headers)
+    assert listing.json()["total"] == 1
+    unknown = await upload(client, headers, bom, "?encoding=latin-7")
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unsupported_encoding"
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        (["sku", "title_ru", "price"], "csv_missing_columns"),
+        (["sku", "price", "weight_grams", "hs_code", "origin_country"], "csv_no_title"),
+        ([*HEADER, "stock_CNURC"], "csv_unknown_warehouse"),
+        ([*HEADER, "SKU"], "csv_duplicate_column"),
+    ],
+)
+async def test_file_level_errors(client: httpx.AsyncClient, header: list[str], code: str) -> None:
+    """A header that cannot work is one clear 422 before any row is read."""
+    _, headers = await account(client, role="merchant")
+    response = await upload(client, headers, to_csv([], header=header))
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == code
+
+
+async def test_empty_file_and_malformed_rows(client: httpx.AsyncClient) -> None:
+    """An empty upload is a 422; a row with extra cells is reported; blank lines are skipped."""
+    _, headers = await account(client, role="merchant")
+    empty = await upload(client, headers, b"")
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "csv_empty"
+    content = (
+        to_csv([row("M-1")])
+        + b"\r\n\r\n"
+        + to_csv([[*row("M-2"), "extra"]])[len(",".join(HEADER)) + 2 :]
+    )
+    body = (await upload(client, headers, content)).json()
+    assert body["created"] == 1
+    assert [(e["row"], e["code"]) for e in body["errors"]] == [(5, "malformed_row")]
+    ignored = await upload(client, headers, to_csv([row("M-3") + ["x"]], header=[*HEADER, "notes"]))
+    assert ignored.json()["ignored_columns"] == ["notes"]
+
+
+async def test_import_is_for_merchants_and_needs_a_file(client: httpx.AsyncClient) -> None:
+    """Only merchants import; a request without a file is a 400, not a 500."""
+    _, viewer = await account(client, role="viewer")
+    assert (await upload(client, viewer, to_csv([row("V-1")]))).status_code == 403
+    _, merchant = await account(client, role="merchant")
+    no_file = await client.post("/api/v1/products/import", headers=merchant, data={"x": "1"})
+    assert no_file.status_code == 400
+
+
+async def test_ten_thousand_rows(client: httpx.AsyncClient) -> None:
+    """10,000 rows with every 100th broken: 9,900 land, 100 are reported."""
+    _, headers = await account(client, role="merchant")
+    rows = [
+        row(f"BULK-{n:05d}", weight_grams="0" if n % 100 == 0 else "300") for n in range(10_000)
+    ]
+    body = (await upload(client, headers, to_csv(rows))).json()
+    assert (body["rows_total"], body["created"], body["failed"]) == (10_000, 9_900, 100)
+    assert {e["code"] for e in body["errors"]} == {"greater_than"}
+    listing = (await client.get("/api/v1/products?page_size=1", headers=headers)).json()
+    assert listing["total"] == 9_900
