@@ -186,7 +186,7 @@ async def test_empty_file_and_malformed_rows(client: httpx.AsyncClient) -> None:
     body = (await upload(client, headers, content)).json()
     assert body["created"] == 1
     assert [(e["row"], e["code"]) for e in body["errors"]] == [(5, "malformed_row")]
-    ignored = await upload(client, headers, to_csv([row("M-3") + ["x"]], header=[*HEADER, "notes"]))
+    ignored = await upload(client, headers, to_csv([[*row("M-3"), "x"]], header=[*HEADER, "notes"]))
     assert ignored.json()["ignored_columns"] == ["notes"]
 
 
