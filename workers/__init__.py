@@ -1,0 +1,1 @@
+"""Background workers; the fulfilment tasks arrive with the Celery app."""
