@@ -90,14 +90,19 @@ async def create_product(
     product.hs_code = data.hs_code
     product.origin_country = data.origin_country
     product.image_urls = data.image_urls
-    product.search_text = build_search_text(data.sku, data.title, data.description)
     product.deleted_at = None
+    return await _save(session, product)
+
+
+async def _save(session: AsyncSession, product: Product) -> Product:
+    product.search_text = build_search_text(product.sku, product.title, product.description)
     product.updated_at = utcnow()
     session.add(product)
     try:
+        # The unique (merchant, sku) index settles a race between two writers of one SKU.
         await session.flush()
     except IntegrityError as exc:
-        raise SkuTaken(sku=data.sku) from exc
+        raise SkuTaken(sku=product.sku) from exc
     return product
 
 
@@ -169,14 +174,7 @@ async def update_product(
         value = getattr(data, field)
         if value is not None:
             setattr(product, field, value)
-    product.search_text = build_search_text(product.sku, product.title, product.description)
-    product.updated_at = utcnow()
-    session.add(product)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise SkuTaken(sku=product.sku) from exc
-    return product
+    return await _save(session, product)
 
 
 async def delete_product(*, session: AsyncSession, product: Product) -> None:
