@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Developer entry point; needs only Python 3.11+ and pip.
 
-    python3 dev.py start   set up .venv, migrate, load demo data, serve on the embedded default
-    python3 dev.py test    set up .venv and run the whole test suite (extra args go to pytest)
-    python3 dev.py lint    ruff and mypy
+python3 dev.py start   set up .venv, migrate, load demo data, serve on the embedded default
+python3 dev.py test    set up .venv and run the whole test suite (extra args go to pytest)
+python3 dev.py lint    ruff and mypy
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def run(*args: str | Path) -> None:
 
 
 def setup() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py may be started by an older python3)
         sys.exit(f"livecommerce needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not PYTHON.exists():
         print("Creating the virtual environment in .venv ...", flush=True)
