@@ -51,11 +51,18 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "livecommerce_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    # IMMEDIATE takes the write lock up front: two requests that read and then write would
-    # otherwise both hold read snapshots and one would fail with "database is locked"
-    # instead of waiting its turn (busy_timeout only applies to acquiring the lock).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A writing transaction takes the write lock up front (IMMEDIATE): two requests that
+    # read and then write would otherwise both hold read snapshots and one would fail with
+    # "database is locked" instead of waiting its turn. Read-only transactions stay deferred
+    # so that, under WAL, they never queue behind a writer.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -79,9 +86,17 @@ async def commit_and_run_effects(session: AsyncSession) -> None:
 
 
 @asynccontextmanager
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """The request boundary: commit on success, roll back on any error."""
+async def session_scope(
+    factory: async_sessionmaker[AsyncSession], *, read_only: bool = False
+) -> AsyncIterator[AsyncSession]:
+    """The request boundary: commit on success, roll back on any error.
+
+    ``read_only`` is a hint for SQLite's locking (see ``_sqlite_begin``); PostgreSQL's MVCC
+    needs none.
+    """
     async with factory() as session:
+        if read_only:
+            await session.connection(execution_options={READ_ONLY: True})
         try:
             yield session
             await commit_and_run_effects(session)

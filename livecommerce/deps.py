@@ -35,7 +35,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with session_scope(request.app.state.sessions) as session:
+    read_only = request.method in ("GET", "HEAD", "OPTIONS")
+    async with session_scope(request.app.state.sessions, read_only=read_only) as session:
         yield session
 
 

@@ -7,7 +7,9 @@ than a set of every SKU seen. A bad row is reported and skipped; it never stops 
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import contextlib
 import csv
 import io
 import itertools
@@ -309,6 +311,45 @@ def _parse_row(
     return _Pending(row, data, stock)
 
 
+@dataclass
+class _Chunk:
+    rows: int = 0
+    pending: list[_Pending] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+
+def _chunks(
+    records: Iterator[tuple[int, list[str] | None]],
+    layout: _Layout,
+    currency: str,
+    batch_size: int,
+) -> Iterator[_Chunk]:
+    """Parsed and validated rows, ``batch_size`` rows at a time (good and bad alike, so that
+    a file of bad rows is no more held in memory than a file of good ones)."""
+    chunk, seen = _Chunk(), set[str]()
+    for row_number, cells in records:
+        if cells is not None and not any(c.strip() for c in cells):
+            continue  # blank lines are not rows
+        chunk.rows += 1
+        parsed = (
+            RowError(row_number, None, "malformed_row", None)
+            if cells is None
+            else _parse_row(cells, layout, row_number, currency)
+        )
+        if isinstance(parsed, RowError):
+            chunk.errors.append(parsed)
+        elif parsed.data.sku in seen:
+            chunk.errors.append(RowError(row_number, parsed.data.sku, "duplicate_sku", "sku"))
+        else:
+            seen.add(parsed.data.sku)
+            chunk.pending.append(parsed)
+        if chunk.rows >= batch_size:
+            yield chunk
+            chunk, seen = _Chunk(), set()
+    if chunk.rows:
+        yield chunk
+
+
 async def _write_batch(
     session: AsyncSession,
     merchant_id: int,
@@ -421,28 +462,26 @@ async def import_products(
     if header is None or not any(h.strip() for h in header):
         raise CsvEmpty()
     layout = _layout(header, warehouses, result)
-    batch: list[_Pending] = []
-    in_batch: dict[str, int] = {}
-    for row_number, cells in records:
-        if cells is not None and not any(c.strip() for c in cells):
-            continue  # blank lines are not rows
-        result.rows_total += 1
-        parsed = (
-            RowError(row_number, None, "malformed_row", None)
-            if cells is None
-            else _parse_row(cells, layout, row_number, merchant.currency)
-        )
-        if isinstance(parsed, RowError):
-            result.fail(parsed)
-            continue
-        if parsed.data.sku in in_batch:
-            result.fail(RowError(row_number, parsed.data.sku, "duplicate_sku", "sku"))
-            continue
-        in_batch[parsed.data.sku] = row_number
-        batch.append(parsed)
-        if len(batch) >= batch_size:
-            await _write_batch(session, merchant.id, result.import_id, batch, result)
-            batch, in_batch = [], {}
-    if batch:
-        await _write_batch(session, merchant.id, result.import_id, batch, result)
+    chunks = _chunks(records, layout, merchant.currency, batch_size)
+
+    def parse_next() -> _Chunk | None:
+        return next(chunks, None)
+
+    # Parsing (CPU) runs in a worker thread one batch ahead of the database writes (I/O), so
+    # the two overlap and the event loop stays free for other requests during a long import.
+    ahead = asyncio.ensure_future(asyncio.to_thread(parse_next))
+    try:
+        while (chunk := await ahead) is not None:
+            ahead = asyncio.ensure_future(asyncio.to_thread(parse_next))
+            result.rows_total += chunk.rows
+            for error in chunk.errors:
+                result.fail(error)
+            if chunk.pending:
+                await _write_batch(session, merchant.id, result.import_id, chunk.pending, result)
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead
+    result.errors.sort(key=lambda e: e.row)
     return result
