@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -357,6 +357,12 @@ async def _write_batch(
     batch: list[_Pending],
     result: ImportResult,
 ) -> None:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # The import grows the table far faster than its statistics follow; a cached generic
+        # plan made while the table was nearly empty scans every product of the merchant for
+        # each batch (quadratic: 100,000 rows took 105 s instead of 16 s).
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     existing = {
         row.sku: row
         for row in (
@@ -374,6 +380,8 @@ async def _write_batch(
             )
         ).all()
     }
+    if postgres:
+        await session.execute(text("SET LOCAL plan_cache_mode = auto"))
     now = utcnow()
     values: list[dict[str, Any]] = []
     accepted: list[_Pending] = []

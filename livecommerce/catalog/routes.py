@@ -82,11 +82,14 @@ async def list_products(
     )
     stock = await service.stock_for(session=session, products=products)
     items = [presenter.product(p, stock.get(p.id or 0, {})) for p in products]
+    exact = total <= service.COUNT_CAP
+    total = min(total, service.COUNT_CAP)
     return ProductPage(
         items=items,
         page=page,
         page_size=page_size,
         total=total,
+        total_exact=exact,
         pages=service.page_count(total, page_size),
         rates=presenter.rates(),
     )

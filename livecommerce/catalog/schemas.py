@@ -171,6 +171,9 @@ class ProductPage(BaseModel):
     page: int
     page_size: int
     total: int
+    total_exact: bool = Field(
+        description="False when counting stopped at the cap (10,000): there are more."
+    )
     pages: int
     rates: list[RateOut]
 

@@ -31,6 +31,9 @@ from livecommerce.schemas import MoneyOut
 from livecommerce.sqltypes import utcnow
 
 MAX_PAGE_SIZE = 100
+# Counting stops here: an exact count of a large catalog costs a scan of every row on every
+# page view, and nobody pages through more than this. Pages report `total_exact: false`.
+COUNT_CAP = 10_000
 
 
 class ProductNotFound(NotFound):
@@ -223,7 +226,8 @@ async def list_products(
     if query.q:
         for term in query.q.casefold().split()[:8]:
             conditions.append(col(Product.search_text).like(_like_pattern(term), escape="\\"))
-    total = await session.scalar(select(func.count()).select_from(Product).where(*conditions)) or 0
+    capped = select(col(Product.id)).where(*conditions).limit(COUNT_CAP + 1).subquery()
+    total = await session.scalar(select(func.count()).select_from(capped)) or 0
     rows = await session.scalars(
         select(Product)
         .where(*conditions)

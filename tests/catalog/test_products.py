@@ -249,3 +249,20 @@ async def test_warehouses_are_listed_in_the_request_language(client: httpx.Async
     """Both corridor warehouses are seeded, with localized names."""
     body = (await client.get("/api/v1/warehouses?locale=uz")).json()
     assert [(w["code"], w["name"]) for w in body] == [("DEDUI", "Duysburg"), ("KZALA", "Olmaota")]
+
+
+async def test_counting_stops_at_the_cap(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the count cap the page says total_exact false instead of scanning every row."""
+    from livecommerce.catalog import service
+
+    _, headers = await account(client, role="merchant")
+    for n in range(4):
+        await create_product(client, headers, sku=f"CAP-{n}")
+    monkeypatch.setattr(service, "COUNT_CAP", 3)
+    page = (await client.get("/api/v1/products?page_size=2")).json()
+    assert (page["total"], page["total_exact"], page["pages"]) == (3, False, 2)
+    monkeypatch.setattr(service, "COUNT_CAP", 10)
+    page = (await client.get("/api/v1/products?page_size=2")).json()
+    assert (page["total"], page["total_exact"], page["pages"]) == (4, True, 2)
