@@ -212,13 +212,13 @@ async def import_csv(
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise PayloadTooLarge(limit_mb=limit // (1024 * 1024))
+        raise PayloadTooLarge(limit_mb=f"{limit / (1024 * 1024):.3g}")
     form = await request.form(max_files=1, max_fields=5)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise BadRequest(details={"field": "file"})
     if upload.size is not None and upload.size > limit:
-        raise PayloadTooLarge(limit_mb=limit // (1024 * 1024))
+        raise PayloadTooLarge(limit_mb=f"{limit / (1024 * 1024):.3g}")
     merchant = await service.merchant_for_write(session=session, user=user)
     result = await import_products(
         session=session,

@@ -210,3 +210,25 @@ async def test_ten_thousand_rows(client: httpx.AsyncClient) -> None:
     assert {e["code"] for e in body["errors"]} == {"greater_than"}
     listing = (await client.get("/api/v1/products?page_size=1", headers=headers)).json()
     assert listing["total"] == 9_900
+
+
+async def test_upload_over_the_limit_is_413(database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A CSV larger than LIVECOMMERCE_MAX_UPLOAD_BYTES is refused with 413, nothing imported."""
+    from livecommerce.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(database.url, tmp_path, max_upload_bytes=4096))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            try:
+                _, headers = await account(client, role="merchant")
+                big = to_csv([row(f"L-{n}") for n in range(200)])
+                response = await upload(client, headers, big, "?locale=en")
+                assert response.status_code == 413
+                assert response.json()["error"]["code"] == "payload_too_large"
+                assert "0.00391 MB" in response.json()["error"]["message"]
+                listing = await client.get("/api/v1/products", headers=headers)
+                assert listing.json()["total"] == 0
+            finally:
+                await database.reset()
