@@ -21,7 +21,7 @@ from livecommerce.catalog.schemas import (
     StockLevel,
     Translations,
 )
-from livecommerce.errors import Conflict, Forbidden, NotFound
+from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
@@ -39,6 +39,11 @@ COUNT_CAP = 10_000
 class ProductNotFound(NotFound):
     code = "product_not_found"
     message = N_("Product not found.")
+
+
+class TitleRequired(ValidationFailed):
+    code = "translation_required"
+    message = N_("Give the text in at least one language.")
 
 
 class SkuTaken(Conflict):
@@ -166,7 +171,7 @@ async def update_product(
     if data.title is not None:
         title = merge_translations(product.title, data.title)
         if not title:
-            raise Conflict(details={"field": "title"})
+            raise TitleRequired(details={"field": "title"})
         product.title = title
     if data.description is not None:
         product.description = merge_translations(product.description, data.description)

@@ -153,6 +153,13 @@ async def test_patch_merges_translations(client: httpx.AsyncClient) -> None:
     assert "kk" not in body["translations"]["title"]
     kk = (await client.get(f"/api/v1/products/{product['id']}?locale=kk")).json()
     assert kk["title"] == "Увлажняющий крем"  # kk falls back to ru
+    every = {locale: None for locale in ("kk", "ru", "uz", "en", "zh")}
+    emptied = await client.patch(
+        f"/api/v1/products/{product['id']}?locale=ru", headers=headers, json={"title": every}
+    )
+    assert emptied.status_code == 422
+    assert emptied.json()["error"]["code"] == "translation_required"
+    assert emptied.json()["error"]["message"] == "Укажите текст хотя бы на одном языке."
 
 
 async def test_delete_hides_and_frees_the_sku(client: httpx.AsyncClient) -> None:
