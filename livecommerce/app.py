@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecommerce import __version__
 from livecommerce.accounts.routes import router as accounts_router
@@ -23,7 +24,9 @@ from livecommerce.errors import (
     FIELD_MESSAGES,
     GENERIC_FIELD_MESSAGE,
     AppError,
+    PayloadTooLarge,
     ServiceUnavailable,
+    megabytes,
 )
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
@@ -125,6 +128,35 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+class BodySizeLimit:
+    """Stops reading a request body past the limit, whether or not it declared its length.
+
+    Starlette spools uploads to disk as they arrive; without this a chunked upload would be
+    read whole before the route could look at its size.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise PayloadTooLarge(limit_mb=megabytes(self.limit))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     load_catalogs(settings.locales_dir)
@@ -160,6 +192,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept-Language", "Idempotency-Key"],
         )
+    # Multipart framing adds a little to the file itself.
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + 64 * 1024)
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")

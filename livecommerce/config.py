@@ -6,6 +6,8 @@ is a SQLite file there and the secret key is generated once and kept beside it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +29,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     broker_url: str | None = None
-    secret_key: str | None = Field(default=None, repr=False)
+    secret_key: str | None = Field(default=None, repr=False, min_length=32)
     default_locale: LocaleCode = "ru"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     access_token_minutes: int = Field(default=24 * 60, ge=1)
@@ -63,19 +65,26 @@ class Settings(BaseSettings):
         """
         if self.secret_key:
             return self.secret_key
-        path = self.data_dir / "secret_key"
-        if path.exists():
-            return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        # O_EXCL: two processes starting at once must not each write a different key.
+        return _stored_secret_key(self.data_dir.resolve())
+
+
+@lru_cache
+def _stored_secret_key(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written whole to a private temp file, then linked into place: link() fails if another
+        # process got there first, and nobody ever reads a half-written or world-readable key.
+        tmp = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with path.open("x") as fh:
-                fh.write(key)
-            path.chmod(0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        return key
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 @lru_cache

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +40,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For writing-method routes that only read (sign-in): no SQLite write lock held."""
+    async with session_scope(request.app.state.sessions, read_only=True) as session:
+        yield session
+
+
+# scope="function": the commit runs before the response is sent, so a failed commit is an
+# error response and a client that reads right after a 201 sees its own write.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+# Database ids are 32-bit; a larger number in a path is a 422, not a database error.
+IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 

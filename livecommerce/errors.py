@@ -91,6 +91,10 @@ class PayloadTooLarge(AppError):
     message = N_("The upload is too large. The limit is %(limit_mb)s MB.")
 
 
+def megabytes(limit_bytes: int) -> str:
+    return f"{limit_bytes / (1024 * 1024):.3g}"
+
+
 class ServiceUnavailable(AppError):
     status = 503
     code = "service_unavailable"
@@ -123,6 +127,7 @@ FIELD_MESSAGES: dict[str, str] = {
     "datetime_parsing": N_("Must be a date and time in ISO 8601 format."),
     "datetime_from_date_parsing": N_("Must be a date and time in ISO 8601 format."),
     "invalid_email": N_("Enter a valid email address."),
+    "invalid_characters": N_("Text must not contain control characters."),
     "invalid_sku": N_(
         "SKU: up to 64 letters, digits and . _ / -, starting with a letter or digit."
     ),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from livecommerce.config import SUPPORTED_LOCALES
@@ -14,10 +15,32 @@ from livecommerce.i18n.money import Money, format_money, is_supported_currency
 T = TypeVar("T")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def has_control_characters(value: object) -> bool:
+    """NUL and other C0 controls (tab and newlines are fine) anywhere in a JSON-like value."""
+    if isinstance(value, str):
+        return _CONTROL.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_control_characters(k) or has_control_characters(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_control_characters(v) for v in value)
+    return False
+
+
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are an error rather than silently dropped."""
+    """Request bodies: unknown fields are an error rather than silently dropped, and no text
+    may carry control characters (PostgreSQL refuses NUL; none belongs in a product)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        if has_control_characters(data):
+            raise PydanticCustomError("invalid_characters", "text contains control characters")
+        return data
 
 
 def _currency(value: Any) -> str:
@@ -37,7 +60,10 @@ def _decimal_amount(value: Any) -> Decimal:
         amount = Decimal(str(value).strip().replace(",", "."))
     except InvalidOperation as exc:
         raise PydanticCustomError("invalid_amount", "amount must be a decimal string") from exc
-    if not amount.is_finite():
+    # Bounded exponent: "1e-999999999" would otherwise underflow to zero further down.
+    if not amount.is_finite() or not -12 <= amount.adjusted() <= 15:
+        if amount.is_finite() and amount.is_zero():
+            return amount
         raise PydanticCustomError("invalid_amount", "amount must be a decimal string")
     return amount
 

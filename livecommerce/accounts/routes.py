@@ -21,11 +21,12 @@ from livecommerce.deps import (
     ContextDep,
     CurrentPrincipal,
     CurrentUser,
+    IdPath,
     MerchantUser,
+    ReadSessionDep,
     SessionDep,
     SettingsDep,
 )
-from livecommerce.i18n.locales import DEFAULT_CURRENCY
 from livecommerce.i18n.messages import translate
 
 router = APIRouter(tags=["accounts"])
@@ -69,7 +70,7 @@ async def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> Us
 @router.post("/auth/token", response_model=TokenOut)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
 ) -> TokenOut:
     user = await service.authenticate(session=session, email=form.username, password=form.password)
@@ -96,7 +97,7 @@ async def me(principal: CurrentPrincipal, session: SessionDep, ctx: ContextDep) 
             display_name=translate(ctx.locale, "Guest"),
             role=principal.role,
             locale=ctx.locale,
-            currency=DEFAULT_CURRENCY[ctx.locale],
+            currency=ctx.currency,
             created_at=None,
         )
     return await user_out(session, principal.user)
@@ -134,7 +135,7 @@ async def link_host(body: HostLinkIn, user: MerchantUser, session: SessionDep) -
 
 
 @router.delete("/merchants/me/hosts/{host_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def unlink_host(host_id: int, user: MerchantUser, session: SessionDep) -> Response:
+async def unlink_host(host_id: IdPath, user: MerchantUser, session: SessionDep) -> Response:
     merchant = await service.require_merchant_of(session=session, user=user)
     await service.unlink_host(session=session, merchant=merchant, host_id=host_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -53,11 +53,14 @@ async def register(
     merchant_name: str | None = None,
 ) -> User:
     email = normalize_email(email)
+    # Hash before the first query: on SQLite the first statement of a write takes the
+    # database's write lock, which should not be held through tens of ms of argon2.
+    password_hash = await hash_password(password)
     if await session.scalar(select(col(User.id)).where(col(User.email) == email)) is not None:
         raise EmailTaken()
     user = User(
         email=email,
-        password_hash=await hash_password(password),
+        password_hash=password_hash,
         display_name=display_name,
         role=role.value,
         locale=locale,

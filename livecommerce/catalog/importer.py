@@ -48,6 +48,7 @@ from livecommerce.sqltypes import utcnow
 REQUIRED_COLUMNS = ("sku", "price", "weight_grams", "hs_code", "origin_country")
 OPTIONAL_COLUMNS = ("currency", "image_urls")
 MAX_REPORTED_ERRORS = 1000
+IMPORT_LOCK_NAMESPACE = 0x1C5F  # first key of the (namespace, merchant) advisory lock
 MAX_FIELD_BYTES = 64 * 1024
 ENCODINGS = ("utf-8", "cp1251", "utf-16")
 
@@ -80,6 +81,11 @@ class CsvUnknownWarehouse(CsvFileError):
 class CsvDuplicateColumn(CsvFileError):
     code = "csv_duplicate_column"
     message = N_("Column %(column)s appears more than once.")
+
+
+class CsvUndecodable(CsvFileError):
+    code = "csv_undecodable"
+    message = N_("The file is not valid in the chosen encoding. Check the encoding parameter.")
 
 
 class UnsupportedEncoding(ValidationFailed):
@@ -168,9 +174,11 @@ def _open_text(binary: IO[bytes], encoding: str) -> io.TextIOWrapper:
         raise UnsupportedEncoding(supported=", ".join(ENCODINGS))
     if codec == "utf-8":
         codec = "utf-8-sig"  # spreadsheets often start UTF-8 files with a byte-order mark
-    # surrogateescape keeps undecodable bytes as markers so the row holding them can be
-    # reported alone instead of the whole file failing.
-    return io.TextIOWrapper(binary, encoding=codec, errors="surrogateescape", newline="")
+    # Undecodable input is kept as lone surrogates so that the row holding it is reported
+    # alone instead of the whole file failing: surrogateescape for byte-oriented codecs,
+    # surrogatepass for UTF-16, whose own lone surrogates it lets through.
+    errors = "surrogatepass" if codec.startswith("utf-16") else "surrogateescape"
+    return io.TextIOWrapper(binary, encoding=codec, errors=errors, newline="")
 
 
 def _sniff_delimiter(header_line: str) -> str:
@@ -221,7 +229,10 @@ def _layout(header: list[str], warehouses: list[str], result: ImportResult) -> _
 
 def _records(text: io.TextIOWrapper) -> Iterator[tuple[int, list[str] | None]]:
     """(row number, cells) per record; cells is None for a record csv could not parse."""
-    header_line = text.readline()
+    try:
+        header_line = text.readline()
+    except UnicodeDecodeError as exc:
+        raise CsvUndecodable() from exc
     if not header_line.strip():
         raise CsvEmpty()
     reader = csv.reader(
@@ -233,6 +244,8 @@ def _records(text: io.TextIOWrapper) -> Iterator[tuple[int, list[str] | None]]:
             cells = next(reader)
         except StopIteration:
             return
+        except UnicodeDecodeError as exc:  # e.g. a UTF-16 file cut in the middle of a unit
+            raise CsvUndecodable() from exc
         except csv.Error:
             row_number += 1
             yield row_number, None
@@ -271,6 +284,8 @@ def _parse_row(
         quantity = int(raw)
         if quantity < 0:
             return RowError(row, sku_guess, "negative_stock", f"stock_{code}")
+        if quantity > inventory.MAX_QUANTITY:
+            return RowError(row, sku_guess, "invalid_stock", f"stock_{code}")
         stock[code] = quantity
     images_raw = _cell(cells, layout.index["image_urls"]) if "image_urls" in layout.index else ""
     payload: dict[str, Any] = {
@@ -371,6 +386,7 @@ async def _write_batch(
                     col(Product.sku),
                     col(Product.title),
                     col(Product.description),
+                    col(Product.image_urls),
                     col(Product.import_id),
                     col(Product.deleted_at),
                 ).where(
@@ -413,7 +429,10 @@ async def _write_batch(
             "created_at": now,
             "updated_at": now,
             "deleted_at": None,
-            "image_urls": data.image_urls if data.image_urls is not None else [],
+            # No image cell keeps the stored images, like an empty title cell keeps the text.
+            "image_urls": data.image_urls
+            if data.image_urls is not None
+            else (list(live.image_urls) if live else []),
         }
         values.append(row)
         accepted.append(pending)
@@ -458,14 +477,19 @@ async def import_products(
 ) -> ImportResult:
     assert merchant.id is not None
     result = ImportResult(import_id=uuid.uuid4().hex)
-    text = _open_text(file, encoding)
+    stream = _open_text(file, encoding)
+    if session.get_bind().dialect.name == "postgresql":
+        # Two imports of one merchant touching the same SKUs in different orders would
+        # deadlock; they take turns instead (SQLite's write lock already serializes them).
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:namespace, :merchant)"),
+            {"namespace": IMPORT_LOCK_NAMESPACE, "merchant": merchant.id},
+        )
     warehouses = await inventory.warehouse_codes(session=session)
-    records = _records(text)
+    records = _records(stream)
     try:
         _, header = next(records)
     except StopIteration as exc:
-        raise CsvEmpty() from exc
-    except UnicodeDecodeError as exc:  # only strict codecs such as utf-16 get here
         raise CsvEmpty() from exc
     if header is None or not any(h.strip() for h in header):
         raise CsvEmpty()

@@ -18,12 +18,21 @@ from livecommerce.catalog.schemas import (
     StockLevel,
     WarehouseOut,
 )
-from livecommerce.deps import ContextDep, MerchantOrAdmin, MerchantUser, SessionDep, SettingsDep
+from livecommerce.deps import (
+    ContextDep,
+    IdPath,
+    IdQuery,
+    MerchantOrAdmin,
+    MerchantUser,
+    SessionDep,
+    SettingsDep,
+)
 from livecommerce.errors import (
     FIELD_MESSAGES,
     GENERIC_FIELD_MESSAGE,
     BadRequest,
     PayloadTooLarge,
+    megabytes,
 )
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import translate, translate_plural
@@ -61,9 +70,14 @@ async def list_products(
     session: SessionDep,
     ctx: ContextDep,
     q: Annotated[
-        str | None, Query(max_length=200, description="Text in any language, or SKU")
+        str | None,
+        Query(
+            max_length=200,
+            pattern=r"^[^\x00-\x1f\x7f]*$",
+            description="Text in any language, or SKU",
+        ),
     ] = None,
-    merchant_id: int | None = None,
+    merchant_id: IdQuery = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 20,
 ) -> ProductPage:
@@ -96,7 +110,7 @@ async def list_products(
 
 
 @router.get("/products/{product_id}", response_model=ProductDetail)
-async def get_product(product_id: int, session: SessionDep, ctx: ContextDep) -> ProductDetail:
+async def get_product(product_id: IdPath, session: SessionDep, ctx: ContextDep) -> ProductDetail:
     user = ctx.principal.user if ctx.principal else None
     product = await service.get_visible_product(session=session, user=user, product_id=product_id)
     return await _detail(session, ctx, product)
@@ -104,7 +118,7 @@ async def get_product(product_id: int, session: SessionDep, ctx: ContextDep) -> 
 
 @router.patch("/products/{product_id}", response_model=ProductDetail)
 async def update_product(
-    product_id: int,
+    product_id: IdPath,
     body: ProductUpdate,
     user: MerchantOrAdmin,
     session: SessionDep,
@@ -116,7 +130,9 @@ async def update_product(
 
 
 @router.delete("/products/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_product(product_id: int, user: MerchantOrAdmin, session: SessionDep) -> Response:
+async def delete_product(
+    product_id: IdPath, user: MerchantOrAdmin, session: SessionDep
+) -> Response:
     product = await service.get_writable_product(session=session, user=user, product_id=product_id)
     await service.delete_product(session=session, product=product)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -124,7 +140,7 @@ async def delete_product(product_id: int, user: MerchantOrAdmin, session: Sessio
 
 @router.put("/products/{product_id}/stock/{warehouse_code}", response_model=list[StockLevel])
 async def set_stock(
-    product_id: int,
+    product_id: IdPath,
     warehouse_code: str,
     body: StockIn,
     user: MerchantOrAdmin,
@@ -212,13 +228,13 @@ async def import_csv(
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise PayloadTooLarge(limit_mb=f"{limit / (1024 * 1024):.3g}")
+        raise PayloadTooLarge(limit_mb=megabytes(limit))
     form = await request.form(max_files=1, max_fields=5)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise BadRequest(details={"field": "file"})
     if upload.size is not None and upload.size > limit:
-        raise PayloadTooLarge(limit_mb=f"{limit / (1024 * 1024):.3g}")
+        raise PayloadTooLarge(limit_mb=megabytes(limit))
     merchant = await service.merchant_for_write(session=session, user=user)
     result = await import_products(
         session=session,

@@ -31,7 +31,9 @@ def _countries() -> frozenset[str]:
 
 
 def _sku(value: Any) -> str:
-    text = str(value).strip() if isinstance(value, str | int) else ""
+    text = (
+        str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    )
     if not SKU_RE.match(text):
         raise PydanticCustomError(
             "invalid_sku", "SKU: 1-64 letters, digits and . _ / - starting with a letter or digit"
@@ -73,9 +75,11 @@ def _positive_price(value: MoneyIn) -> MoneyIn:
     if value.amount <= 0 or value.amount >= 10**12:
         raise PydanticCustomError("invalid_price", "price must be above 0")
     try:
-        value.to_money().to_minor()
+        minor = value.to_money().to_minor()
     except ValueError as exc:
         raise PydanticCustomError("invalid_price", "too many decimals for the currency") from exc
+    if minor <= 0:
+        raise PydanticCustomError("invalid_price", "price must be above 0")
     return value
 
 

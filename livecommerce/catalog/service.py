@@ -189,6 +189,9 @@ async def delete_product(*, session: AsyncSession, product: Product) -> None:
     product.deleted_at = utcnow()
     session.add(product)
     await session.flush()
+    # A deleted product sells nothing; should its SKU come back, it comes back with no stock.
+    assert product.id is not None
+    await inventory.clear_stock(session=session, product_id=product.id)
 
 
 async def set_stock(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -60,6 +61,14 @@ async def set_stock_levels(
         set_={"quantity": stmt.excluded.quantity, "updated_at": stmt.excluded.updated_at},
     )
     await session.execute(stmt, rows)
+
+
+async def clear_stock(*, session: AsyncSession, product_id: int) -> None:
+    await session.execute(
+        update(Stock)
+        .where(col(Stock.product_id) == product_id)
+        .values(quantity=0, updated_at=utcnow())
+    )
 
 
 async def stock_by_product(
