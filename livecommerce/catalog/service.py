@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
+from livecommerce.accounts import service as accounts
 from livecommerce.accounts.models import Merchant, Role, User
 from livecommerce.catalog.models import Product
 from livecommerce.catalog.schemas import (
@@ -114,10 +116,6 @@ async def _save(session: AsyncSession, product: Product) -> Product:
     return product
 
 
-async def _merchant_id_of(session: AsyncSession, user: User) -> int | None:
-    return await session.scalar(select(col(Merchant.id)).where(col(Merchant.owner_id) == user.id))
-
-
 async def get_visible_product(
     *, session: AsyncSession, user: User | None, product_id: int
 ) -> Product:
@@ -129,7 +127,7 @@ async def get_visible_product(
     if (
         user is not None
         and user.role == Role.MERCHANT
-        and product.merchant_id != await _merchant_id_of(session, user)
+        and product.merchant_id != await caller_merchant_id(session=session, user=user)
     ):
         raise ProductNotFound()
     return product
@@ -151,9 +149,15 @@ def is_owner_view(user: User | None, product: Product, merchant_id: int | None) 
 
 
 async def caller_merchant_id(*, session: AsyncSession, user: User | None) -> int | None:
+    """The caller's merchant id (merchants only), looked up once per request's session."""
     if user is None or user.role != Role.MERCHANT:
         return None
-    return await _merchant_id_of(session, user)
+    key = ("merchant_id", user.id)
+    if key not in session.info:
+        merchant = await accounts.merchant_of(session=session, user=user)
+        session.info[key] = merchant.id if merchant else None
+    merchant_id: int | None = session.info[key]
+    return merchant_id
 
 
 async def update_product(
@@ -238,6 +242,7 @@ async def list_products(
     total = await session.scalar(select(func.count()).select_from(capped)) or 0
     rows = await session.scalars(
         select(Product)
+        .options(defer(Product.search_text))  # type: ignore[arg-type]
         .where(*conditions)
         .order_by(col(Product.id).desc())
         .offset((query.page - 1) * query.page_size)
@@ -322,7 +327,7 @@ async def stock_for(
 
 
 async def merchant_for_write(*, session: AsyncSession, user: User) -> Merchant:
-    merchant = await session.scalar(select(Merchant).where(col(Merchant.owner_id) == user.id))
+    merchant = await accounts.merchant_of(session=session, user=user)
     if merchant is None:
         raise Forbidden()
     return merchant
