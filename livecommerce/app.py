@@ -21,11 +21,10 @@ from livecommerce.catalog.routes import router as catalog_router
 from livecommerce.config import Settings, get_settings
 from livecommerce.db import create_engine, ping, session_factory
 from livecommerce.errors import (
-    FIELD_MESSAGES,
-    GENERIC_FIELD_MESSAGE,
     AppError,
     PayloadTooLarge,
     ServiceUnavailable,
+    field_message,
     megabytes,
 )
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
@@ -80,11 +79,7 @@ def field_error(err: dict[str, Any], locale: str) -> dict[str, Any]:
     ctx = dict(err.get("ctx") or {})
     if kind == "value_error" and "email" in str(err.get("msg", "")):
         kind = "invalid_email"
-    template = FIELD_MESSAGES.get(kind, GENERIC_FIELD_MESSAGE)
-    try:
-        message = translate(locale, template, **{k: str(v) for k, v in ctx.items()})
-    except (KeyError, ValueError, TypeError):
-        message = translate(locale, GENERIC_FIELD_MESSAGE)
+    message = field_message(kind, ctx, locale)
     return {"field": _field_name(err.get("loc", ())), "code": kind, "message": message}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from livecommerce.i18n.messages import N_
+from livecommerce.i18n.messages import N_, translate
 
 
 class AppError(Exception):
@@ -144,3 +144,14 @@ FIELD_MESSAGES: dict[str, str] = {
 }
 GENERIC_FIELD_MESSAGE = N_("This value is invalid.")
 FIELD_MESSAGES["value_error"] = GENERIC_FIELD_MESSAGE
+
+
+def field_message(
+    kind: str, params: dict[str, Any], locale: str, template: str | None = None
+) -> str:
+    """The localized text for a field error of type ``kind`` (API bodies and CSV rows alike)."""
+    template = template or FIELD_MESSAGES.get(kind, GENERIC_FIELD_MESSAGE)
+    try:
+        return translate(locale, template, **{k: str(v) for k, v in params.items()})
+    except (KeyError, ValueError, TypeError):  # a placeholder the context did not provide
+        return translate(locale, GENERIC_FIELD_MESSAGE)

@@ -28,14 +28,13 @@ from livecommerce.deps import (
     SettingsDep,
 )
 from livecommerce.errors import (
-    FIELD_MESSAGES,
-    GENERIC_FIELD_MESSAGE,
     BadRequest,
     PayloadTooLarge,
+    field_message,
     megabytes,
 )
 from livecommerce.i18n.locales import pick_translation
-from livecommerce.i18n.messages import translate, translate_plural
+from livecommerce.i18n.messages import translate_plural
 from livecommerce.inventory import service as inventory
 from livecommerce.rates.service import load_rate_book
 
@@ -156,15 +155,9 @@ async def set_stock(
 def _report(result: ImportResult, locale: str) -> ImportReport:
     errors = []
     for err in result.errors:
-        template = (
-            FIELD_MESSAGES.get(err.validation_type or "", GENERIC_FIELD_MESSAGE)
-            if err.validation_type
-            else ROW_MESSAGES[err.code]
-        )
-        try:
-            message = translate(locale, template, **{k: str(v) for k, v in err.params.items()})
-        except (KeyError, ValueError, TypeError):
-            message = translate(locale, GENERIC_FIELD_MESSAGE)
+        # Validation failures read like API field errors; the importer's own codes have theirs.
+        template = None if err.validation_type else ROW_MESSAGES[err.code]
+        message = field_message(err.code, err.params, locale, template)
         errors.append(
             ImportRowError(
                 row=err.row, sku=err.sku, code=err.code, field=err.column, message=message

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from decimal import Decimal
 
 from fastapi import APIRouter, status
 from pydantic import AwareDatetime, Field
@@ -16,7 +16,7 @@ router = APIRouter(tags=["rates"])
 class RateIn(StrictModel):
     base: CurrencyCode
     quote: CurrencyCode
-    rate: str = Field(pattern=r"^\d{1,12}(\.\d{1,10})?$", examples=["602.50"])
+    rate: Decimal = Field(gt=0, max_digits=22, decimal_places=10, examples=["602.50"])
     source: str = Field(min_length=1, max_length=120, examples=["National Bank of Kazakhstan"])
     as_of: AwareDatetime
 
@@ -29,15 +29,13 @@ async def list_rates(session: SessionDep) -> list[RateOut]:
 
 @router.post("/rates", status_code=status.HTTP_201_CREATED, response_model=RateOut)
 async def add_rate(body: RateIn, _admin: AdminUser, session: SessionDep) -> RateOut:
-    from decimal import Decimal
-
     row = await service.add_rate(
         session=session,
         base=body.base,
         quote=body.quote,
-        rate=Decimal(body.rate),
+        rate=body.rate,
         source=body.source,
-        as_of=datetime.fromisoformat(body.as_of.isoformat()),
+        as_of=body.as_of,
     )
     return RateOut(
         base=row.base,
