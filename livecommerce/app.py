@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -31,6 +32,12 @@ from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
 from livecommerce.migrate import ensure_migrated
 from livecommerce.rates.routes import router as rates_router
+from livecommerce.rooms.broker import Broker, MemoryBroker
+from livecommerce.rooms.hub import Hub
+from livecommerce.rooms.presence import MemoryPresence, Presence
+from livecommerce.rooms.routes import router as rooms_router
+from livecommerce.streams import service as streams_service
+from livecommerce.streams.routes import router as streams_router
 
 log = logging.getLogger("livecommerce")
 
@@ -152,6 +159,15 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+def make_realtime(settings: Settings) -> tuple[Broker, Presence]:
+    """The embedded in-process broker, or Redis when ``LIVECOMMERCE_REDIS_URL`` is set."""
+    if not settings.redis_url:
+        return MemoryBroker(), MemoryPresence()
+    from livecommerce.rooms.redis_broker import RedisBroker, RedisPresence
+
+    return RedisBroker(settings.redis_url), RedisPresence(settings.redis_url)
+
+
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     load_catalogs(settings.locales_dir)
@@ -166,10 +182,21 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                 await engine.dispose()
                 raise
         app.state.engine = engine
-        app.state.sessions = session_factory(engine)
+        app.state.sessions = sessions = session_factory(engine)
+        broker, presence = make_realtime(settings)
+        hub = Hub(
+            broker=broker,
+            presence=presence,
+            load_settings=partial(streams_service.load_room_settings, sessions),
+            flush_stats=partial(streams_service.record_room_stats, sessions),
+        )
+        app.state.broker = broker
+        app.state.hub = hub
         try:
+            await hub.start()
             yield
         finally:
+            await hub.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -195,7 +222,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     api.include_router(accounts_router)
     api.include_router(catalog_router)
     api.include_router(rates_router)
+    api.include_router(streams_router)
     app.include_router(api)
+    app.include_router(rooms_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -208,8 +237,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         except Exception as exc:
             log.warning("readiness check failed: %s", exc)
             raise ServiceUnavailable(details={"database": "unreachable"}) from exc
-        # The embedded broker lives in this process; a Redis/RabbitMQ check joins here when
-        # the scaled broker is configured.
-        return {"status": "ok", "database": "ok"}
+        try:
+            await request.app.state.broker.ping()
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            raise ServiceUnavailable(details={"rooms": "unreachable"}) from exc
+        return {"status": "ok", "database": "ok", "rooms": "ok"}
 
     return app

@@ -61,7 +61,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     try:
         uvicorn.run(
-            create_app(settings), host=host, port=port, log_level=settings.log_level, workers=1
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            workers=1,
+            # Room sockets: a client frame is a chat line or a tap, never near 64 KiB (larger
+            # frames are closed with 1009); pings every 20 s close dead sockets within 40 s.
+            ws_max_size=64 * 1024,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
         )
     except SystemExit as exc:
         return int(exc.code or 0)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.security import TokenClaims, decode_token
@@ -130,7 +131,7 @@ class RequestContext:
     principal: Principal | None
 
 
-def negotiate_locale(request: Request, user: User | None, default: str) -> str:
+def negotiate_locale(request: HTTPConnection, user: User | None, default: str) -> str:
     """``?locale=``, else Accept-Language, else the user's saved locale, else the default."""
     explicit = request.query_params.get("locale")
     if explicit:

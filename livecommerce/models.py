@@ -6,3 +6,4 @@ def import_all_models() -> None:
     from livecommerce.catalog import models as _catalog  # noqa: F401
     from livecommerce.inventory import models as _inventory  # noqa: F401
     from livecommerce.rates import models as _rates  # noqa: F401
+    from livecommerce.streams import models as _streams  # noqa: F401

@@ -78,6 +78,10 @@ async def test_error_messages_in_every_locale(client: httpx.AsyncClient, locale:
 
 
 async def test_health_endpoints(client: httpx.AsyncClient) -> None:
-    """/healthz answers always; /readyz checks the database."""
+    """/healthz answers always; /readyz checks the database and the rooms broker."""
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok"}
+    assert (await client.get("/readyz")).json() == {
+        "status": "ok",
+        "database": "ok",
+        "rooms": "ok",
+    }

@@ -1,0 +1,449 @@
+"""The fan-out hub: one per API process, holding this process's connections by room.
+
+A room exists in a process only while it has viewers there: the first viewer subscribes
+the process to the room's broker channel, the last one leaving unsubscribes it, so a room
+with no viewers costs nothing.
+
+Every room event is rendered once per (locale, currency) group present in the room, and the
+one resulting string goes to every connection of that group; an event without localized
+parts is serialised once for the whole room.
+
+Each connection has a bounded queue drained by its own writer task. A client that cannot
+keep up is closed with ``CLOSE_SLOW`` (it may reconnect with ``last_seq`` and resume), so one
+slow phone never holds back the room or grows the server's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from livecommerce.rooms.broker import Broker, Envelope, Subscription
+from livecommerce.rooms.presence import PRESENCE_TTL_S, Presence
+from livecommerce.rooms.render import Event, Group, encode_event, frame
+
+log = logging.getLogger(__name__)
+
+# WebSocket close codes (4000-4999 are the application's; see docs/protocol.md).
+CLOSE_SLOW = 4008  # the client fell too far behind; reconnect with last_seq
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BANNED = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_GOING_AWAY = 1001  # the server is shutting down
+
+QUEUE_MAX_FRAMES = 512  # per connection; about 100 KiB of typical frames
+REACTION_FLUSH_S = 0.25  # reactions reach the room at most four times a second
+VIEWER_COUNT_S = 1.0  # viewer counts at most once a second, and only when they changed
+ORDER_TICKER_S = 1.0  # orders placed within a second share one ticker event
+ORDER_TICKER_MAX = 5  # orders listed by name in one ticker event (the rest are counted)
+PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
+STATS_FLUSH_S = 5.0
+
+
+class SocketLike(Protocol):
+    """What the hub needs of a WebSocket (Starlette's, or a test double)."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+@dataclass(eq=False)
+class Connection:
+    socket: SocketLike
+    locale: str
+    currency: str
+    user_id: int | None
+    name: str
+    queue_max: int = QUEUE_MAX_FRAMES
+    queue: deque[str] = field(default_factory=deque)
+    skip_through: int = 0  # room events up to this seq were already sent (welcome/replay)
+    closed: bool = False
+    close_code: int | None = None
+    close_reason: str | None = None
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    room: Room | None = None
+
+    @property
+    def group(self) -> Group:
+        return (self.locale, self.currency)
+
+    def push(self, data: str) -> None:
+        if self.closed:
+            return
+        if len(self.queue) >= self.queue_max:
+            self.shut(CLOSE_SLOW, "slow consumer: reconnect with last_seq")
+            return
+        self.queue.append(data)
+        self.wakeup.set()
+
+    def shut(self, code: int, reason: str) -> None:
+        """Close after what is already sent; frames still queued are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self.close_reason = reason
+        self.queue.clear()
+        self.wakeup.set()
+
+    async def run_writer(self) -> None:
+        """Drain the queue to the socket until the connection is shut."""
+        try:
+            while not self.closed:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while self.queue and not self.closed:
+                    await self.socket.send_text(self.queue.popleft())
+        finally:
+            if self.close_code is not None:
+                with contextlib.suppress(Exception):
+                    await self.socket.close(self.close_code, self.close_reason)
+
+
+@dataclass(eq=False)
+class Room:
+    name: str
+    stream_id: int
+    groups: dict[Group, set[Connection]] = field(default_factory=dict)
+    size: int = 0
+    last_seq: int = 0
+    subscription: Subscription | None = None
+    consumer: asyncio.Task[None] | None = None
+    reactions: Counter[str] = field(default_factory=Counter)
+    viewer_count: int = -1  # last count sent to this process's viewers
+    reported_count: int = -1  # last local count reported to presence
+    reported_at: float = 0.0
+    peak_viewers: int = 0
+    new_chat_messages: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    # user id -> (action, until epoch or None), updated by moderation events
+    moderation: dict[int, tuple[str, float | None]] = field(default_factory=dict)
+
+    def connections(self) -> list[Connection]:
+        return [c for conns in self.groups.values() for c in conns]
+
+
+# Hooks the hub calls into the rest of the application (the streams domain and the
+# database), kept as plain callables so that this module imports no domain.
+LoadSettings = Callable[[int], Awaitable[dict[str, Any]]]
+FlushStats = Callable[[int, int, int], Awaitable[None]]  # stream id, peak viewers, new chats
+
+
+async def _no_settings(_stream_id: int) -> dict[str, Any]:
+    return {}
+
+
+async def _no_stats(_stream_id: int, _peak: int, _chats: int) -> None:
+    return None
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        presence: Presence,
+        load_settings: LoadSettings = _no_settings,
+        flush_stats: FlushStats = _no_stats,
+        queue_max: int = QUEUE_MAX_FRAMES,
+    ) -> None:
+        self.broker = broker
+        self.presence = presence
+        self._load_settings = load_settings
+        self._flush_stats = flush_stats
+        self.queue_max = queue_max
+        self.rooms: dict[str, Room] = {}
+        self._opening: dict[str, asyncio.Future[Room]] = {}
+        self._orders: dict[int, list[dict[str, Any]]] = {}
+        self._order_counts: Counter[int] = Counter()
+        self._ticker: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="rooms-ticker")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for task in list(self._timers):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self._flush_orders()
+        for room in list(self.rooms.values()):
+            for conn in room.connections():
+                conn.shut(CLOSE_GOING_AWAY, "server restarting: reconnect with last_seq")
+            await self._close_room(room)
+        await self.presence.close()
+        await self.broker.close()
+
+    def call_later(self, delay_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``job`` after ``delay_s`` in this process (cancelled at shutdown)."""
+
+        async def _run() -> None:
+            await asyncio.sleep(max(0.0, delay_s))
+            try:
+                await job()
+            except Exception:
+                log.exception("room timer failed")
+
+        task = asyncio.create_task(_run())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    # --- joining and leaving -----------------------------------------------------------
+
+    async def _open_room(self, name: str, stream_id: int) -> Room:
+        room = self.rooms.get(name)
+        if room is not None:
+            return room
+        pending = self._opening.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Room] = asyncio.get_running_loop().create_future()
+        self._opening[name] = future
+        try:
+            room = Room(name=name, stream_id=stream_id)
+            room.subscription = await self.broker.subscribe(name)
+            # Subscribed first, then read the head: nothing published in between is missed.
+            room.last_seq = await self.broker.last_seq(name)
+            room.settings = await self._load_settings(stream_id)
+            room.consumer = asyncio.create_task(self._consume(room), name=f"room-{name}")
+            self.rooms[name] = room
+            future.set_result(room)
+            return room
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: joiners waiting on it re-raise it themselves
+            raise
+        finally:
+            del self._opening[name]
+
+    async def join(self, conn: Connection, *, room_name: str, stream_id: int) -> int:
+        """Add ``conn`` to the room; returns the room's ``seq`` at the moment it joined.
+
+        Room events after that ``seq`` go to the connection's queue; events up to it are the
+        caller's to replay (from history) before starting the writer.
+        """
+        room = await self._open_room(room_name, stream_id)
+        conn.room = room
+        conn.queue_max = self.queue_max
+        room.groups.setdefault(conn.group, set()).add(conn)
+        room.size += 1
+        conn.skip_through = max(conn.skip_through, room.last_seq)
+        return room.last_seq
+
+    async def leave(self, conn: Connection) -> None:
+        room = conn.room
+        if room is None:
+            return
+        conn.room = None
+        members = room.groups.get(conn.group)
+        if members is not None and conn in members:
+            members.discard(conn)
+            room.size -= 1
+            if not members:
+                del room.groups[conn.group]
+        if room.size == 0 and self.rooms.get(room.name) is room:
+            await self._close_room(room)
+
+    async def _close_room(self, room: Room) -> None:
+        self.rooms.pop(room.name, None)
+        if room.consumer is not None:
+            room.consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await room.consumer
+        if room.subscription is not None:
+            with contextlib.suppress(Exception):
+                await room.subscription.close()
+        with contextlib.suppress(Exception):
+            await self.presence.report(room.name, 0)
+            await self._flush_room_stats(room)
+
+    # --- events from the broker ----------------------------------------------------------
+
+    async def _consume(self, room: Room) -> None:
+        assert room.subscription is not None
+        try:
+            async for envelope in room.subscription:
+                try:
+                    await self._receive(room, envelope)
+                    # Let the writers drain between events, so that a burst larger than a
+                    # queue does not read as every client being slow.
+                    await asyncio.sleep(0)
+                except Exception:
+                    log.exception(
+                        "room %s: event %s could not be delivered", room.name, envelope.seq
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("room %s: subscription failed", room.name)
+            for conn in room.connections():
+                conn.shut(CLOSE_GOING_AWAY, "room unavailable: reconnect with last_seq")
+
+    async def _receive(self, room: Room, envelope: Envelope) -> None:
+        if envelope.seq is None:
+            await self._ephemeral(room, envelope.payload)
+            return
+        if envelope.seq <= room.last_seq:
+            return  # already delivered (filled from history earlier)
+        if envelope.seq > room.last_seq + 1:
+            # A message was lost between broker and hub: take the missing ones from history.
+            missing = await self.broker.history(room.name, room.last_seq)
+            if missing is None:
+                log.warning(
+                    "room %s: events %d-%d lost", room.name, room.last_seq + 1, envelope.seq - 1
+                )
+            else:
+                for earlier in missing:
+                    if earlier.seq is not None and earlier.seq < envelope.seq:
+                        self._dispatch(room, Event.decode(earlier.payload, earlier.seq))
+        self._dispatch(room, Event.decode(envelope.payload, envelope.seq))
+
+    def _dispatch(self, room: Room, event: Event) -> None:
+        assert event.seq is not None
+        room.last_seq = event.seq
+        if event.type == "moderation":
+            self._apply_moderation(room, event.data)
+        elif event.type == "stream_status":
+            room.settings["status"] = event.data["status"]
+        self.fan_out(room, event)
+
+    def fan_out(self, room: Room, event: Event) -> None:
+        """Serialise once per group (once for all if uniform) and queue the same string."""
+        seq = event.seq or 0
+        shared: str | None = event.frame("", "") if event.uniform else None
+        for (locale, currency), conns in list(room.groups.items()):
+            data = shared if shared is not None else event.frame(locale, currency)
+            for conn in list(conns):
+                if seq and seq <= conn.skip_through:
+                    continue
+                conn.push(data)
+
+    def _send_all(self, room: Room, data: str) -> None:
+        for conns in list(room.groups.values()):
+            for conn in list(conns):
+                conn.push(data)
+
+    async def _ephemeral(self, room: Room, payload: bytes) -> None:
+        event = Event.decode(payload, None)
+        if event.type == "_reload":
+            room.settings = await self._load_settings(room.stream_id)
+            return
+        self.fan_out(room, event)
+
+    def _apply_moderation(self, room: Room, data: dict[str, Any]) -> None:
+        user_id = int(data["user_id"])
+        action = str(data["action"])
+        if action in ("unmute", "unban"):
+            room.moderation.pop(user_id, None)
+            return
+        until = data.get("until")
+        expires = datetime.fromisoformat(until).timestamp() if until else None
+        room.moderation[user_id] = (action, expires)
+        if action == "ban":
+            for conn in room.connections():
+                if conn.user_id == user_id:
+                    conn.shut(CLOSE_BANNED, "banned from this stream")
+
+    def restriction(self, room: Room, user_id: int | None) -> str | None:
+        """ "mute" or "ban" when the user is currently restricted in the room."""
+        if user_id is None:
+            return None
+        entry = room.moderation.get(user_id)
+        if entry is None:
+            return None
+        action, until = entry
+        if until is not None and until <= time.time():
+            room.moderation.pop(user_id, None)
+            return None
+        return action
+
+    # --- reactions, viewer counts, order ticker ------------------------------------------
+
+    def react(self, room: Room, kind: str) -> None:
+        room.reactions[kind] += 1
+
+    def count_chat(self, room: Room) -> None:
+        room.new_chat_messages += 1
+
+    def announce_order(self, stream_id: int, entry: dict[str, Any]) -> None:
+        """Queue an order for the room's ticker (flushed as one event per second)."""
+        self._order_counts[stream_id] += 1
+        listed = self._orders.setdefault(stream_id, [])
+        if len(listed) < ORDER_TICKER_MAX:
+            listed.append(entry)
+
+    async def _flush_orders(self) -> None:
+        orders, counts = self._orders, self._order_counts
+        self._orders, self._order_counts = {}, Counter()
+        for stream_id, count in counts.items():
+            payload = encode_event(
+                "order_placed", {"orders": orders.get(stream_id, []), "count": count}
+            )
+            await self.broker.publish(f"stream:{stream_id}", payload)
+
+    async def _flush_reactions(self, room: Room) -> None:
+        if not room.reactions:
+            return
+        counts, room.reactions = dict(room.reactions), Counter()
+        await self.broker.publish_ephemeral(
+            room.name, encode_event("reactions", {"counts": counts})
+        )
+
+    async def _update_viewer_count(self, room: Room, now: float) -> None:
+        if room.size != room.reported_count or now - room.reported_at >= PRESENCE_REFRESH_S:
+            await self.presence.report(room.name, room.size)
+            room.reported_count, room.reported_at = room.size, now
+        count = await self.presence.count(room.name)
+        room.peak_viewers = max(room.peak_viewers, count)
+        if count != room.viewer_count:
+            room.viewer_count = count
+            self._send_all(room, frame("viewer_count", {"count": count}))
+
+    async def _flush_room_stats(self, room: Room) -> None:
+        if room.peak_viewers or room.new_chat_messages:
+            chats, room.new_chat_messages = room.new_chat_messages, 0
+            await self._flush_stats(room.stream_id, room.peak_viewers, chats)
+
+    async def _tick_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_count = next_orders = next_stats = loop.time()
+        while True:
+            await asyncio.sleep(REACTION_FLUSH_S)
+            now = loop.time()
+            for room in list(self.rooms.values()):
+                await self._guard(self._flush_reactions(room))
+            if now >= next_orders:
+                next_orders = now + ORDER_TICKER_S
+                await self._guard(self._flush_orders())
+            if now >= next_count:
+                next_count = now + VIEWER_COUNT_S
+                for room in list(self.rooms.values()):
+                    await self._guard(self._update_viewer_count(room, now))
+            if now >= next_stats:
+                next_stats = now + STATS_FLUSH_S
+                for room in list(self.rooms.values()):
+                    await self._guard(self._flush_room_stats(room))
+
+    @staticmethod
+    async def _guard(job: Awaitable[None]) -> None:
+        try:
+            await job
+        except Exception:
+            log.exception("rooms ticker job failed")

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint
+from sqlmodel import Field, SQLModel
+
+from livecommerce.sqltypes import UTCDateTime, utcnow
+
+
+class StreamStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class Stream(SQLModel, table=True):
+    """One live session of a merchant, driven by a host; its room is ``stream:<id>``."""
+
+    __tablename__ = "streams"
+
+    id: int | None = Field(default=None, primary_key=True)
+    merchant_id: int = Field(foreign_key="merchants.id", index=True)
+    host_id: int = Field(foreign_key="users.id", index=True)
+    title: dict[str, str] = Field(sa_type=JSON)
+    # The languages the host speaks on air; viewers may still pick any supported locale.
+    languages: list[str] = Field(sa_type=JSON)
+    status: str = Field(default=StreamStatus.SCHEDULED, max_length=16, index=True)
+    scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    pinned_product_id: int | None = Field(default=None, foreign_key="products.id")
+    # Chat messages containing one of these (case-folded substrings) are refused.
+    blocked_words: list[str] = Field(default_factory=list, sa_type=JSON)
+    peak_viewers: int = Field(default=0)
+    chat_messages: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class FlashSale(SQLModel, table=True):
+    """A limited quantity of one product at a special price for a limited time."""
+
+    __tablename__ = "flash_sales"
+    __table_args__ = (
+        CheckConstraint("remaining >= 0", name="ck_flash_sales_remaining_nonneg"),
+        CheckConstraint("remaining <= quantity", name="ck_flash_sales_remaining_le_quantity"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    stream_id: int = Field(foreign_key="streams.id", index=True, ondelete="CASCADE")
+    product_id: int = Field(foreign_key="products.id")
+    price_minor: int = Field(sa_type=BigInteger)
+    price_currency: str = Field(max_length=3)
+    quantity: int
+    # Decremented atomically by orders (UPDATE ... WHERE remaining >= n), never in Python.
+    remaining: int
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    # Set when the host stops the sale early or the stream ends before ends_at.
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ModerationAction(StrEnum):
+    MUTE = "mute"
+    BAN = "ban"
+
+
+class StreamModeration(SQLModel, table=True):
+    """A user muted (may watch, not chat) or banned (may not watch) in one stream."""
+
+    __tablename__ = "stream_moderation"
+
+    stream_id: int = Field(foreign_key="streams.id", primary_key=True, ondelete="CASCADE")
+    user_id: int = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    action: str = Field(max_length=8)
+    until: datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: for the stream
+    by_user_id: int = Field(foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import TypeAdapter
+
+from livecommerce.db import session_scope
+from livecommerce.deps import ContextDep, CurrentUser, IdPath, SessionDep
+from livecommerce.rates.service import load_rate_book
+from livecommerce.rooms.broker import Broker
+from livecommerce.rooms.hub import Hub
+from livecommerce.rooms.render import render
+from livecommerce.schemas import Page
+from livecommerce.streams import service
+from livecommerce.streams.models import Stream, StreamStatus
+from livecommerce.streams.schemas import (
+    AnnouncementIn,
+    BlockedWordsIn,
+    FlashSaleIn,
+    FlashSaleOut,
+    ModerationIn,
+    PinIn,
+    ProductCard,
+    StreamCreate,
+    StreamOut,
+    StreamStats,
+)
+
+router = APIRouter(tags=["streams"])
+_card = TypeAdapter(ProductCard)
+_sale = TypeAdapter(FlashSaleOut)
+
+
+def _broker(request: Request) -> Broker:
+    broker: Broker = request.app.state.broker
+    return broker
+
+
+async def _out(
+    request: Request, session: SessionDep, ctx: ContextDep, stream: Stream, *, stats: bool
+) -> StreamOut:
+    assert stream.id is not None
+    state = render(
+        await service.room_state(
+            session=session, stream=stream, book=await load_rate_book(session)
+        ),
+        ctx.locale,
+        ctx.currency,
+    )
+    info: dict[str, Any] = state["stream"]
+    out = StreamOut(
+        id=stream.id,
+        merchant_id=stream.merchant_id,
+        host_id=stream.host_id,
+        host_name=info["host_name"],
+        title=info["title"],
+        languages=list(stream.languages),
+        status=stream.status,
+        scheduled_at=stream.scheduled_at,
+        started_at=stream.started_at,
+        ended_at=stream.ended_at,
+        pinned_product=_card.validate_python(state["pinned_product"])
+        if state["pinned_product"]
+        else None,
+        flash_sale=_sale.validate_python(state["flash_sale"]) if state["flash_sale"] else None,
+    )
+    if stats:
+        hub: Hub = request.app.state.hub
+        room = service.room_of(stream.id)
+        out.stats = StreamStats(
+            viewer_count=await hub.presence.count(room),
+            peak_viewers=stream.peak_viewers,
+            chat_messages=stream.chat_messages,
+            last_seq=await hub.broker.last_seq(room),
+        )
+    return out
+
+
+@router.post("/streams", status_code=status.HTTP_201_CREATED, response_model=StreamOut)
+async def create_stream(
+    body: StreamCreate, user: CurrentUser, session: SessionDep, ctx: ContextDep, request: Request
+) -> StreamOut:
+    stream = await service.create_stream(session=session, user=user, data=body)
+    return await _out(request, session, ctx, stream, stats=False)
+
+
+@router.get("/streams", response_model=Page[StreamOut])
+async def list_streams(
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    status_filter: Annotated[StreamStatus | None, Query(alias="status")] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Page[StreamOut]:
+    rows, total = await service.list_streams(session=session, status=status_filter, page=page)
+    items = [await _out(request, session, ctx, s, stats=False) for s in rows]
+    return Page[StreamOut](
+        items=items,
+        page=page,
+        page_size=service.PAGE_SIZE,
+        total=total,
+        pages=max(1, -(-total // service.PAGE_SIZE)),
+    )
+
+
+@router.get("/streams/{stream_id}", response_model=StreamOut)
+async def get_stream(
+    stream_id: IdPath, request: Request, session: SessionDep, ctx: ContextDep
+) -> StreamOut:
+    stream = await service.get_stream(session=session, stream_id=stream_id)
+    return await _out(request, session, ctx, stream, stats=True)
+
+
+@router.post("/streams/{stream_id}/start", response_model=StreamOut)
+async def start_stream(
+    stream_id: IdPath, user: CurrentUser, request: Request, session: SessionDep, ctx: ContextDep
+) -> StreamOut:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    await service.start_stream(session=session, broker=_broker(request), stream=stream)
+    return await _out(request, session, ctx, stream, stats=False)
+
+
+@router.post("/streams/{stream_id}/end", response_model=StreamOut)
+async def end_stream(
+    stream_id: IdPath, user: CurrentUser, request: Request, session: SessionDep, ctx: ContextDep
+) -> StreamOut:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    await service.end_stream(session=session, broker=_broker(request), stream=stream)
+    return await _out(request, session, ctx, stream, stats=False)
+
+
+@router.post("/streams/{stream_id}/pins", response_model=StreamOut)
+async def pin_product(
+    stream_id: IdPath,
+    body: PinIn,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+) -> StreamOut:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    await service.pin_product(
+        session=session,
+        broker=_broker(request),
+        stream=stream,
+        product_id=body.product_id,
+        book=await load_rate_book(session),
+    )
+    return await _out(request, session, ctx, stream, stats=False)
+
+
+@router.post("/streams/{stream_id}/announcements", status_code=status.HTTP_202_ACCEPTED)
+async def announce(
+    stream_id: IdPath,
+    body: AnnouncementIn,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+) -> dict[str, str]:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    await service.announce(session=session, broker=_broker(request), stream=stream, text=body.text)
+    return {"status": "sent"}
+
+
+@router.post(
+    "/streams/{stream_id}/flash-sales",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FlashSaleOut,
+)
+async def start_flash_sale(
+    stream_id: IdPath,
+    body: FlashSaleIn,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+) -> FlashSaleOut:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    book = await load_rate_book(session)
+    sale, product = await service.start_flash_sale(
+        session=session, broker=_broker(request), stream=stream, data=body, book=book
+    )
+    assert sale.id is not None
+    hub: Hub = request.app.state.hub
+    sessions = request.app.state.sessions
+    hub.call_later(
+        body.duration_s + 0.05, partial(_close_sale, sessions, _broker(request), sale.id)
+    )
+    return _sale.validate_python(
+        render(service.flash_sale_card(sale, product, book), ctx.locale, ctx.currency)
+    )
+
+
+async def _close_sale(sessions: Any, broker: Broker, sale_id: int) -> None:
+    async with session_scope(sessions) as session:
+        await service.close_flash_sale_if_due(
+            session=session, broker=broker, sale_id=sale_id, book=await load_rate_book(session)
+        )
+
+
+@router.put("/streams/{stream_id}/blocked-words", response_model=BlockedWordsIn)
+async def set_blocked_words(
+    stream_id: IdPath,
+    body: BlockedWordsIn,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+) -> BlockedWordsIn:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    await service.set_blocked_words(
+        session=session, broker=_broker(request), stream=stream, words=body.words
+    )
+    return BlockedWordsIn(words=list(stream.blocked_words))
+
+
+@router.post("/streams/{stream_id}/moderation", status_code=status.HTTP_204_NO_CONTENT)
+async def moderate(
+    stream_id: IdPath, body: ModerationIn, user: CurrentUser, request: Request, session: SessionDep
+) -> Response:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    await service.moderate(
+        session=session,
+        broker=_broker(request),
+        stream=stream,
+        by=user,
+        user_id=body.user_id,
+        action=body.action,
+        duration_s=body.duration_s,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/streams/{stream_id}/chat/{seq}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_chat_message(
+    stream_id: IdPath, seq: IdPath, user: CurrentUser, request: Request, session: SessionDep
+) -> Response:
+    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    await service.delete_chat_message(
+        session=session, broker=_broker(request), stream=stream, seq=seq
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,520 @@
+"""Stream lifecycle, pins, announcements, flash sales and moderation.
+
+Every change a room must see is published as a room event *after* the transaction commits
+(``after_commit``), so a viewer never sees a pin or a sale that was rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import case, func, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from livecommerce.accounts import service as accounts
+from livecommerce.accounts.models import MerchantHost, Role, User
+from livecommerce.catalog.models import Product
+from livecommerce.db import after_commit, session_scope
+from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from livecommerce.i18n.messages import N_
+from livecommerce.i18n.money import Money
+from livecommerce.rates.service import RateBook
+from livecommerce.rooms import render
+from livecommerce.rooms.broker import Broker
+from livecommerce.sqltypes import utcnow
+from livecommerce.streams.models import (
+    FlashSale,
+    Stream,
+    StreamModeration,
+    StreamStatus,
+)
+from livecommerce.streams.schemas import FlashSaleIn, StreamCreate
+
+PAGE_SIZE = 20
+log = logging.getLogger(__name__)
+
+
+class StreamNotFound(NotFound):
+    code = "stream_not_found"
+    message = N_("This stream does not exist.")
+
+
+class StreamNotLive(Conflict):
+    code = "stream_not_live"
+    message = N_("The stream is not live.")
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_stream_transition"
+    message = N_("A stream that is %(status)s cannot be %(target)s.")
+
+
+class HostNotLinked(Forbidden):
+    code = "host_not_linked"
+    message = N_("This host does not stream for this merchant.")
+
+
+class MerchantRequired(ValidationFailed):
+    code = "merchant_required"
+    message = N_("Name the merchant this stream is for (merchant_id).")
+
+
+class FlashSaleActive(Conflict):
+    code = "flash_sale_active"
+    message = N_("Another flash sale is still running in this stream.")
+
+
+class ProductNotInCatalog(NotFound):
+    code = "product_not_found"
+    message = N_("Product %(id)s does not exist.")
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    message = N_("User %(id)s does not exist.")
+
+
+class CannotModerateDriver(Conflict):
+    code = "cannot_moderate_host"
+    message = N_("The stream's host, its merchant and admins cannot be muted or banned.")
+
+
+CONTROL_RELOAD = "_reload"  # internal signal between hubs, never sent to a client
+
+
+def room_of(stream_id: int) -> str:
+    return f"stream:{stream_id}"
+
+
+def _publish(session: AsyncSession, broker: Broker, stream_id: int, kind: str, data: Any) -> None:
+    payload = render.encode_event(kind, data)
+    after_commit(session, partial(_send, broker, room_of(stream_id), payload))
+
+
+async def _send(broker: Broker, room: str, payload: bytes) -> None:
+    # The change is committed: a broker outage must not turn it into an error response.
+    # Viewers who missed the event get the current state in their next welcome frame.
+    try:
+        await broker.publish(room, payload)
+    except Exception:
+        log.exception("room %s: event could not be published", room)
+
+
+# --- Reading ----------------------------------------------------------------------------
+
+
+async def get_stream(*, session: AsyncSession, stream_id: int) -> Stream:
+    stream = await session.get(Stream, stream_id)
+    if stream is None:
+        raise StreamNotFound()
+    return stream
+
+
+async def list_streams(
+    *, session: AsyncSession, status: str | None, page: int
+) -> tuple[list[Stream], int]:
+    query = select(Stream)
+    count = select(func.count()).select_from(Stream)
+    if status:
+        query = query.where(col(Stream.status) == status)
+        count = count.where(col(Stream.status) == status)
+    total = int(await session.scalar(count) or 0)
+    rows = await session.scalars(
+        query.order_by(col(Stream.started_at).desc(), col(Stream.id).desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    )
+    return list(rows), total
+
+
+def product_card(product: Product, book: RateBook) -> dict[str, Any]:
+    """A product as room events carry it: title in every language, price in every currency."""
+    return {
+        "id": product.id,
+        "sku": product.sku,
+        "title": render.text(product.title or {"en": product.sku}),
+        "price": render.money(Money.from_minor(product.price_minor, product.price_currency), book),
+        "image_url": product.image_urls[0] if product.image_urls else None,
+    }
+
+
+def flash_sale_status(sale: FlashSale, now: datetime | None = None) -> str:
+    now = now or utcnow()
+    if sale.cancelled_at is not None or now >= sale.ends_at:
+        return "ended"
+    if sale.remaining <= 0:
+        return "sold_out"
+    if now < sale.starts_at:
+        return "scheduled"
+    return "active"
+
+
+def flash_sale_card(sale: FlashSale, product: Product, book: RateBook) -> dict[str, Any]:
+    return {
+        "id": sale.id,
+        "status": flash_sale_status(sale),
+        "product": product_card(product, book),
+        "price": render.money(Money.from_minor(sale.price_minor, sale.price_currency), book),
+        "quantity": sale.quantity,
+        "remaining": sale.remaining,
+        "starts_at": sale.starts_at.isoformat(),
+        "ends_at": sale.ends_at.isoformat(),
+    }
+
+
+async def current_flash_sale(*, session: AsyncSession, stream_id: int) -> FlashSale | None:
+    now = utcnow()
+    return (
+        await session.scalars(
+            select(FlashSale)
+            .where(
+                col(FlashSale.stream_id) == stream_id,
+                col(FlashSale.cancelled_at).is_(None),
+                col(FlashSale.ends_at) > now,
+            )
+            .order_by(col(FlashSale.id).desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def room_state(*, session: AsyncSession, stream: Stream, book: RateBook) -> dict[str, Any]:
+    """What a viewer needs on arrival (language-neutral; rendered per viewer)."""
+    assert stream.id is not None
+    host = await session.get(User, stream.host_id)
+    pinned = None
+    if stream.pinned_product_id is not None:
+        product = await session.get(Product, stream.pinned_product_id)
+        if product is not None and product.deleted_at is None:
+            pinned = product_card(product, book)
+    sale_card = None
+    sale = await current_flash_sale(session=session, stream_id=stream.id)
+    if sale is not None:
+        product = await session.get(Product, sale.product_id)
+        if product is not None:
+            sale_card = flash_sale_card(sale, product, book)
+    return {
+        "stream": {
+            "id": stream.id,
+            "merchant_id": stream.merchant_id,
+            "host_id": stream.host_id,
+            "host_name": host.display_name if host else "",
+            "title": render.text(stream.title),
+            "languages": list(stream.languages),
+            "status": stream.status,
+            "scheduled_at": stream.scheduled_at.isoformat() if stream.scheduled_at else None,
+            "started_at": stream.started_at.isoformat() if stream.started_at else None,
+            "ended_at": stream.ended_at.isoformat() if stream.ended_at else None,
+        },
+        "pinned_product": pinned,
+        "flash_sale": sale_card,
+    }
+
+
+# --- Who may drive a stream -------------------------------------------------------------
+
+
+async def can_drive(*, session: AsyncSession, user: User, stream: Stream) -> bool:
+    if user.role == Role.ADMIN or user.id == stream.host_id:
+        return True
+    merchant = await accounts.merchant_of(session=session, user=user)
+    return merchant is not None and merchant.id == stream.merchant_id
+
+
+async def require_driver(*, session: AsyncSession, user: User, stream_id: int) -> Stream:
+    stream = await get_stream(session=session, stream_id=stream_id)
+    if not await can_drive(session=session, user=user, stream=stream):
+        raise Forbidden()
+    return stream
+
+
+async def _is_linked(session: AsyncSession, merchant_id: int, host_id: int) -> bool:
+    link = await session.get(MerchantHost, (merchant_id, host_id))
+    return link is not None
+
+
+async def create_stream(*, session: AsyncSession, user: User, data: StreamCreate) -> Stream:
+    assert user.id is not None
+    if user.role == Role.MERCHANT:
+        merchant = await accounts.require_merchant_of(session=session, user=user)
+        assert merchant.id is not None
+        merchant_id = merchant.id
+        host_id = data.host_id or user.id
+        if host_id != user.id and not await _is_linked(session, merchant_id, host_id):
+            raise HostNotLinked()
+    elif user.role == Role.HOST:
+        host_id = user.id
+        if data.host_id not in (None, user.id):
+            raise Forbidden()
+        if data.merchant_id is None:
+            merchants = await accounts.merchants_hosted_by(session=session, user=user)
+            if len(merchants) != 1 or merchants[0].id is None:
+                raise MerchantRequired()
+            merchant_id = merchants[0].id
+        else:
+            merchant_id = data.merchant_id
+            if not await _is_linked(session, merchant_id, host_id):
+                raise HostNotLinked()
+    elif user.role == Role.ADMIN:
+        if data.merchant_id is None or data.host_id is None:
+            raise MerchantRequired()
+        merchant_id, host_id = data.merchant_id, data.host_id
+    else:
+        raise Forbidden()
+    stream = Stream(
+        merchant_id=merchant_id,
+        host_id=host_id,
+        title=data.title,
+        languages=data.languages,
+        scheduled_at=data.scheduled_at,
+    )
+    session.add(stream)
+    await session.flush()
+    return stream
+
+
+async def start_stream(*, session: AsyncSession, broker: Broker, stream: Stream) -> Stream:
+    if stream.status != StreamStatus.SCHEDULED:
+        raise InvalidTransition(status=stream.status, target="started")
+    stream.status = StreamStatus.LIVE
+    stream.started_at = utcnow()
+    await session.flush()
+    assert stream.id is not None
+    _publish(
+        session,
+        broker,
+        stream.id,
+        "stream_status",
+        {"status": "live", "text": render.message(N_("The stream is live."))},
+    )
+    return stream
+
+
+async def end_stream(*, session: AsyncSession, broker: Broker, stream: Stream) -> Stream:
+    if stream.status == StreamStatus.ENDED:
+        raise InvalidTransition(status=stream.status, target="ended")
+    now = utcnow()
+    stream.status = StreamStatus.ENDED
+    stream.ended_at = now
+    assert stream.id is not None
+    await session.execute(
+        update(FlashSale)
+        .where(
+            col(FlashSale.stream_id) == stream.id,
+            col(FlashSale.cancelled_at).is_(None),
+            col(FlashSale.ends_at) > now,
+        )
+        .values(cancelled_at=now)
+    )
+    await session.flush()
+    _publish(
+        session,
+        broker,
+        stream.id,
+        "stream_status",
+        {"status": "ended", "text": render.message(N_("The stream has ended. Thank you!"))},
+    )
+    return stream
+
+
+def _require_live(stream: Stream) -> None:
+    if stream.status != StreamStatus.LIVE:
+        raise StreamNotLive()
+
+
+async def _product_of(session: AsyncSession, stream: Stream, product_id: int) -> Product:
+    product = await session.get(Product, product_id)
+    if (
+        product is None
+        or product.deleted_at is not None
+        or product.merchant_id != (stream.merchant_id)
+    ):
+        raise ProductNotInCatalog(id=product_id)
+    return product
+
+
+async def pin_product(
+    *,
+    session: AsyncSession,
+    broker: Broker,
+    stream: Stream,
+    product_id: int | None,
+    book: RateBook,
+) -> Product | None:
+    _require_live(stream)
+    assert stream.id is not None
+    product = await _product_of(session, stream, product_id) if product_id else None
+    stream.pinned_product_id = product.id if product else None
+    await session.flush()
+    _publish(
+        session,
+        broker,
+        stream.id,
+        "product_pinned",
+        {"product": product_card(product, book) if product else None},
+    )
+    return product
+
+
+async def announce(
+    *, session: AsyncSession, broker: Broker, stream: Stream, text: dict[str, str]
+) -> None:
+    _require_live(stream)
+    assert stream.id is not None
+    _publish(session, broker, stream.id, "announcement", {"text": render.text(text)})
+
+
+async def start_flash_sale(
+    *, session: AsyncSession, broker: Broker, stream: Stream, data: FlashSaleIn, book: RateBook
+) -> tuple[FlashSale, Product]:
+    _require_live(stream)
+    assert stream.id is not None
+    product = await _product_of(session, stream, data.product_id)
+    if await current_flash_sale(session=session, stream_id=stream.id) is not None:
+        raise FlashSaleActive()
+    price = data.price.to_money()
+    now = utcnow()
+    sale = FlashSale(
+        stream_id=stream.id,
+        product_id=data.product_id,
+        price_minor=price.to_minor(),
+        price_currency=price.currency,
+        quantity=data.quantity,
+        remaining=data.quantity,
+        starts_at=now,
+        ends_at=now + timedelta(seconds=data.duration_s),
+    )
+    session.add(sale)
+    await session.flush()
+    _publish(session, broker, stream.id, "flash_sale", flash_sale_card(sale, product, book))
+    return sale, product
+
+
+async def close_flash_sale_if_due(
+    *, session: AsyncSession, broker: Broker, sale_id: int, book: RateBook
+) -> bool:
+    """Announce the end of a sale whose time is up (run by a timer at ``ends_at``).
+
+    The sale's state lives in the database (clients also count down to ``ends_at``), so a
+    timer lost with its process loses only the announcement, never the end itself.
+    """
+    sale = await session.get(FlashSale, sale_id)
+    if sale is None or sale.cancelled_at is not None or utcnow() < sale.ends_at:
+        return False
+    product = await session.get(Product, sale.product_id)
+    if product is None:
+        return False
+    _publish(session, broker, sale.stream_id, "flash_sale", flash_sale_card(sale, product, book))
+    return True
+
+
+# --- Moderation -------------------------------------------------------------------------
+
+
+async def set_blocked_words(
+    *, session: AsyncSession, broker: Broker, stream: Stream, words: list[str]
+) -> Stream:
+    cleaned = sorted({w.strip().casefold() for w in words if w.strip()})
+    stream.blocked_words = cleaned
+    await session.flush()
+    assert stream.id is not None
+    # Each process's hub reloads the room's chat rules on this signal; viewers never see the
+    # list (it would tell them how to get around it).
+    payload = render.encode_event(CONTROL_RELOAD, None)
+    after_commit(session, partial(broker.publish_ephemeral, room_of(stream.id), payload))
+    return stream
+
+
+async def moderate(
+    *,
+    session: AsyncSession,
+    broker: Broker,
+    stream: Stream,
+    by: User,
+    user_id: int,
+    action: str,
+    duration_s: int | None,
+) -> StreamModeration | None:
+    assert stream.id is not None and by.id is not None
+    target = await session.get(User, user_id)
+    if target is None:
+        raise UserNotFound(id=user_id)
+    if await can_drive(session=session, user=target, stream=stream):
+        raise CannotModerateDriver()
+    existing = await session.get(StreamModeration, (stream.id, user_id))
+    until = utcnow() + timedelta(seconds=duration_s) if duration_s else None
+    record: StreamModeration | None
+    if action in ("unmute", "unban"):
+        if existing is not None and existing.action == action.removeprefix("un"):
+            await session.delete(existing)
+        record = None
+    else:
+        if existing is None:
+            existing = StreamModeration(
+                stream_id=stream.id, user_id=user_id, action=action, by_user_id=by.id
+            )
+            session.add(existing)
+        existing.action = action
+        existing.until = until
+        existing.by_user_id = by.id
+        existing.created_at = utcnow()
+        record = existing
+    await session.flush()
+    _publish(
+        session,
+        broker,
+        stream.id,
+        "moderation",
+        {"user_id": user_id, "action": action, "until": until.isoformat() if until else None},
+    )
+    return record
+
+
+async def moderation_of(
+    *, session: AsyncSession, stream_id: int, user_id: int
+) -> StreamModeration | None:
+    record = await session.get(StreamModeration, (stream_id, user_id))
+    if record is None or (record.until is not None and record.until <= utcnow()):
+        return None
+    return record
+
+
+async def delete_chat_message(
+    *, session: AsyncSession, broker: Broker, stream: Stream, seq: int
+) -> None:
+    assert stream.id is not None
+    _publish(session, broker, stream.id, "chat_deleted", {"seq": seq})
+
+
+# --- Hooks for the rooms hub --------------------------------------------------------------
+
+
+async def load_room_settings(
+    sessions: async_sessionmaker[AsyncSession], stream_id: int
+) -> dict[str, Any]:
+    """The chat rules a hub enforces for a room: status and blocked words."""
+    async with session_scope(sessions, read_only=True) as session:
+        stream = await session.get(Stream, stream_id)
+        if stream is None:
+            return {"status": StreamStatus.ENDED, "blocked_words": []}
+        return {"status": stream.status, "blocked_words": list(stream.blocked_words)}
+
+
+async def record_room_stats(
+    sessions: async_sessionmaker[AsyncSession], stream_id: int, peak: int, new_chats: int
+) -> None:
+    async with session_scope(sessions) as session:
+        await session.execute(
+            update(Stream)
+            .where(col(Stream.id) == stream_id)
+            .values(
+                peak_viewers=case(
+                    (col(Stream.peak_viewers) < peak, peak), else_=col(Stream.peak_viewers)
+                ),
+                chat_messages=col(Stream.chat_messages) + new_chats,
+            )
+        )

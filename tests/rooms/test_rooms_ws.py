@@ -1,0 +1,357 @@
+"""Live rooms end to end: a real server process, real WebSocket clients over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.fixtures.factories import account, create_product
+from tests.fixtures.server import migrate, running_server, server_env
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("rooms-server")
+    env = server_env(data)
+    migrate(env)
+    with running_server(env, data / "server.log") as base:
+        yield base
+
+
+@pytest.fixture
+async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        yield client
+
+
+@dataclass
+class Live:
+    stream_id: int
+    host: dict[str, str]  # auth headers of the merchant driving the stream
+    product: dict[str, Any]
+
+
+async def live_stream(http: httpx.AsyncClient, **stream: Any) -> Live:
+    _, merchant = await account(http, role="merchant", currency="KZT")
+    product = await create_product(http, merchant)
+    body = {"title": {"ru": "Эфир", "kk": "Эфир", "uz": "Efir"}, **stream}
+    created = await http.post("/api/v1/streams", json=body, headers=merchant)
+    assert created.status_code == 201, created.text
+    stream_id = created.json()["id"]
+    started = await http.post(f"/api/v1/streams/{stream_id}/start", headers=merchant)
+    assert started.status_code == 200, started.text
+    return Live(stream_id, merchant, product)
+
+
+def ws_url(http: httpx.AsyncClient, stream_id: int, token: str, **params: Any) -> str:
+    base = str(http.base_url).replace("http://", "ws://").rstrip("/")
+    query = "&".join(f"{k}={v}" for k, v in {"token": token, **params}.items())
+    return f"{base}/ws/streams/{stream_id}?{query}"
+
+
+async def viewer_token(http: httpx.AsyncClient) -> tuple[dict[str, Any], str]:
+    user, headers = await account(http, role="viewer")
+    return user, headers["Authorization"].removeprefix("Bearer ")
+
+
+async def guest_token(http: httpx.AsyncClient) -> str:
+    response = await http.post("/api/v1/auth/guest")
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["access_token"])
+
+
+async def next_frame(ws: ClientConnection, *types: str, wait_s: float = 5) -> dict[str, Any]:
+    """The next frame of one of ``types`` (others, such as viewer counts, are skipped)."""
+    async with asyncio.timeout(wait_s):
+        while True:
+            frame: dict[str, Any] = json.loads(await ws.recv())
+            if not types or frame["type"] in types:
+                return frame
+
+
+async def test_three_viewers_get_one_pin_in_their_language_and_currency(
+    http: httpx.AsyncClient,
+) -> None:
+    """kk/KZT, ru/RUB and uz/UZS viewers see the same pin with their own title and price."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    wanted = {"kk": "KZT", "ru": "RUB", "uz": "UZS"}
+    sockets = {
+        locale: await connect(ws_url(http, live.stream_id, token, locale=locale))
+        for locale in wanted
+    }
+    try:
+        for locale, ws in sockets.items():
+            welcome = await next_frame(ws, "welcome")
+            assert welcome["seq"] is None
+            assert welcome["data"]["locale"] == locale
+            assert welcome["data"]["currency"] == wanted[locale]
+            assert welcome["data"]["stream"]["status"] == "live"
+        pinned = await http.post(
+            f"/api/v1/streams/{live.stream_id}/pins",
+            json={"product_id": live.product["id"]},
+            headers=live.host,
+        )
+        assert pinned.status_code == 200, pinned.text
+        frames = {locale: await next_frame(ws, "product_pinned") for locale, ws in sockets.items()}
+    finally:
+        for ws in sockets.values():
+            await ws.close()
+    titles = {locale: f["data"]["product"]["title"] for locale, f in frames.items()}
+    assert titles == {
+        "kk": "Ылғалдандыратын крем",
+        "ru": "Увлажняющий крем",
+        "uz": "Namlovchi krem",
+    }
+    for locale, f in frames.items():
+        price = f["data"]["product"]["price"]
+        assert price["currency"] == wanted[locale]
+        assert price["formatted"]
+    assert frames["kk"]["data"]["product"]["price"]["formatted"].endswith("₸")
+    assert frames["ru"]["data"]["product"]["price"]["formatted"].endswith("₽")
+    assert "soʻm" in frames["uz"]["data"]["product"]["price"]["formatted"]
+    assert len({f["seq"] for f in frames.values()}) == 1  # one room event, three renderings
+
+
+async def test_resume_replays_missed_events_in_order(http: httpx.AsyncClient) -> None:
+    """After a disconnect, last_seq brings back exactly the missed events, then live ones."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    async with connect(ws_url(http, live.stream_id, token, locale="ru")) as ws:
+        welcome = await next_frame(ws, "welcome")
+    seen = welcome["data"]["last_seq"]
+    for n in range(3):
+        sent = await http.post(
+            f"/api/v1/streams/{live.stream_id}/announcements",
+            json={"text": {"ru": f"Скидка {n}", "kk": f"Жеңілдік {n}"}},
+            headers=live.host,
+        )
+        assert sent.status_code == 202, sent.text
+    async with connect(ws_url(http, live.stream_id, token, locale="kk", last_seq=seen)) as ws:
+        welcome = await next_frame(ws, "welcome")
+        assert welcome["data"]["resumed"] is True
+        assert welcome["data"]["last_seq"] == seen + 3
+        replay = [await next_frame(ws, "announcement") for _ in range(3)]
+        assert [f["seq"] for f in replay] == [seen + 1, seen + 2, seen + 3]
+        assert [f["data"]["text"] for f in replay] == ["Жеңілдік 0", "Жеңілдік 1", "Жеңілдік 2"]
+        await http.post(
+            f"/api/v1/streams/{live.stream_id}/announcements",
+            json={"text": {"ru": "Дальше"}},
+            headers=live.host,
+        )
+        after = await next_frame(ws, "announcement")
+        assert after["seq"] == seen + 4
+        assert after["data"]["text"] == "Дальше"  # kk falls back to ru
+
+
+async def test_resume_from_beyond_history_says_not_resumed(http: httpx.AsyncClient) -> None:
+    """A last_seq the room never reached answers resumed=false instead of guessing."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    async with connect(ws_url(http, live.stream_id, token, last_seq=10_000)) as ws:
+        welcome = await next_frame(ws, "welcome")
+    assert welcome["data"]["resumed"] is False
+
+
+async def test_chat_reaches_other_viewers_and_guests_cannot_chat(http: httpx.AsyncClient) -> None:
+    """A signed-in viewer's chat reaches everyone; a guest gets an error frame instead."""
+    live = await live_stream(http)
+    user, token = await viewer_token(http)
+    guest = await guest_token(http)
+    async with (
+        connect(ws_url(http, live.stream_id, token, locale="ru")) as talker,
+        connect(ws_url(http, live.stream_id, guest, locale="uz")) as listener,
+    ):
+        await next_frame(talker, "welcome")
+        await next_frame(listener, "welcome")
+        await talker.send(json.dumps({"type": "chat", "data": {"text": "Сколько стоит?"}}))
+        got = await next_frame(listener, "chat")
+        assert got["data"] == {
+            "user": {"id": user["id"], "name": user["display_name"]},
+            "text": "Сколько стоит?",
+        }
+        assert isinstance(got["seq"], int)
+        await listener.send(json.dumps({"type": "chat", "data": {"text": "hi"}}))
+        error = await next_frame(listener, "error")
+        assert error["data"]["code"] == "guest_cannot_chat"
+        assert error["data"]["message"] == "Chat qilish uchun tizimga kiring."
+
+
+async def test_chat_limits_and_blocked_words(http: httpx.AsyncClient) -> None:
+    """Too long, blocked and too fast messages are refused with their own error codes."""
+    live = await live_stream(http)
+    words = await http.put(
+        f"/api/v1/streams/{live.stream_id}/blocked-words",
+        json={"words": ["Spam"]},
+        headers=live.host,
+    )
+    assert words.status_code == 200 and words.json() == {"words": ["spam"]}
+    _, token = await viewer_token(http)
+    async with connect(ws_url(http, live.stream_id, token, locale="en")) as ws:
+        await next_frame(ws, "welcome")
+        await asyncio.sleep(0.3)  # the reload signal reaches the hub
+        await ws.send(json.dumps({"type": "chat", "data": {"text": "x" * 501}}))
+        assert (await next_frame(ws, "error"))["data"]["code"] == "chat_too_long"
+        await ws.send(json.dumps({"type": "chat", "data": {"text": "buy SPAM now"}}))
+        assert (await next_frame(ws, "error"))["data"]["code"] == "chat_blocked"
+        codes = []
+        for n in range(8):
+            await ws.send(json.dumps({"type": "chat", "data": {"text": f"msg {n}"}}))
+        for _ in range(8):
+            frame = await next_frame(ws, "chat", "error")
+            codes.append(frame["data"]["code"] if frame["type"] == "error" else "ok")
+        # Errors come straight back while accepted messages travel through the room, so
+        # only the tally is fixed: the burst of five passes, the rest is refused.
+        assert codes.count("ok") == 5
+        assert codes.count("chat_rate_limited") == 3
+
+
+async def test_malformed_frames_get_errors_and_the_socket_stays_usable(
+    http: httpx.AsyncClient,
+) -> None:
+    """Bad JSON, unknown types, oversized and binary frames each get an error frame."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    async with connect(ws_url(http, live.stream_id, token, locale="en")) as ws:
+        await next_frame(ws, "welcome")
+        for bad, code in [
+            ("{not json", "invalid_json"),
+            (json.dumps({"type": "dance"}), "unknown_type"),
+            (json.dumps([1, 2]), "unknown_type"),
+            ("x" * 5000, "frame_too_large"),
+            (b"\x00\x01", "binary_not_supported"),
+            (json.dumps({"type": "react", "data": {"kind": "bomb"}}), "invalid_reaction"),
+        ]:
+            await ws.send(bad)
+            error = await next_frame(ws, "error")
+            assert error["data"]["code"] == code
+            assert error["seq"] is None
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await next_frame(ws, "pong"))["seq"] is None
+    async with connect(ws_url(http, live.stream_id, token)) as ws:
+        await next_frame(ws, "welcome")
+        await ws.send("x" * 70_000)  # beyond the server's frame limit: a clean close
+        with pytest.raises(ConnectionClosed) as closed:
+            await next_frame(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_bad_token_and_unknown_stream_are_refused(http: httpx.AsyncClient) -> None:
+    """An invalid token closes with 4401, an unknown stream with 4404, after an error frame."""
+    live = await live_stream(http)
+    for url, code, error in [
+        (ws_url(http, live.stream_id, "not-a-jwt"), 4401, "invalid_token"),
+        (ws_url(http, 999_999, await guest_token(http)), 4404, "stream_not_found"),
+    ]:
+        async with connect(url) as ws:
+            frame = await next_frame(ws, "error")
+            assert frame["data"]["code"] == error
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_moderation_mute_and_ban(http: httpx.AsyncClient) -> None:
+    """A muted viewer cannot chat; a banned one is disconnected and cannot come back."""
+    live = await live_stream(http)
+    user, token = await viewer_token(http)
+    url = ws_url(http, live.stream_id, token, locale="ru")
+    async with connect(url) as ws:
+        await next_frame(ws, "welcome")
+        muted = await http.post(
+            f"/api/v1/streams/{live.stream_id}/moderation",
+            json={"user_id": user["id"], "action": "mute", "duration_s": 600},
+            headers=live.host,
+        )
+        assert muted.status_code == 204, muted.text
+        assert (await next_frame(ws, "moderation"))["data"]["action"] == "mute"
+        await ws.send(json.dumps({"type": "chat", "data": {"text": "hello"}}))
+        assert (await next_frame(ws, "error"))["data"]["code"] == "muted"
+        banned = await http.post(
+            f"/api/v1/streams/{live.stream_id}/moderation",
+            json={"user_id": user["id"], "action": "ban"},
+            headers=live.host,
+        )
+        assert banned.status_code == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            await next_frame(ws, "never")
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    async with connect(url) as ws:
+        assert (await next_frame(ws, "error"))["data"]["code"] == "banned"
+    cant = await http.post(
+        f"/api/v1/streams/{live.stream_id}/moderation",
+        json={"user_id": user["id"], "action": "ban"},
+        headers={"Authorization": "Bearer " + token},
+    )
+    assert cant.status_code == 403
+
+
+async def test_reactions_are_aggregated(http: httpx.AsyncClient) -> None:
+    """Twenty taps arrive as a few aggregated reactions frames, not twenty."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    async with connect(ws_url(http, live.stream_id, token)) as ws:
+        await next_frame(ws, "welcome")
+        for _ in range(15):
+            await ws.send(json.dumps({"type": "react", "data": {"kind": "heart"}}))
+        for _ in range(5):
+            await ws.send(json.dumps({"type": "react", "data": {"kind": "fire"}}))
+        totals: dict[str, int] = {}
+        frames = 0
+        while sum(totals.values()) < 20:
+            frame = await next_frame(ws, "reactions")
+            frames += 1
+            assert frame["seq"] is None
+            for kind, n in frame["data"]["counts"].items():
+                totals[kind] = totals.get(kind, 0) + n
+    assert totals == {"heart": 15, "fire": 5}
+    assert frames <= 3
+
+
+async def test_flash_sale_and_stream_end_reach_the_room(http: httpx.AsyncClient) -> None:
+    """A flash sale's start reaches viewers priced in their currency; the end closes it."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    async with connect(ws_url(http, live.stream_id, token, locale="kk")) as ws:
+        await next_frame(ws, "welcome")
+        sale = await http.post(
+            f"/api/v1/streams/{live.stream_id}/flash-sales",
+            json={
+                "product_id": live.product["id"],
+                "price": {"amount": "99.00", "currency": "CNY"},
+                "quantity": 30,
+                "duration_s": 300,
+            },
+            headers=live.host,
+        )
+        assert sale.status_code == 201, sale.text
+        frame = await next_frame(ws, "flash_sale")
+        assert frame["data"]["status"] == "active"
+        assert frame["data"]["remaining"] == 30
+        assert frame["data"]["price"]["currency"] == "KZT"
+        again = await http.post(
+            f"/api/v1/streams/{live.stream_id}/flash-sales",
+            json={
+                "product_id": live.product["id"],
+                "price": {"amount": "90.00", "currency": "CNY"},
+                "quantity": 5,
+                "duration_s": 60,
+            },
+            headers=live.host,
+        )
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "flash_sale_active"
+        ended = await http.post(f"/api/v1/streams/{live.stream_id}/end", headers=live.host)
+        assert ended.status_code == 200
+        status = await next_frame(ws, "stream_status")
+        assert status["data"]["status"] == "ended"
+    detail = (await http.get(f"/api/v1/streams/{live.stream_id}")).json()
+    assert detail["status"] == "ended" and detail["flash_sale"] is None
