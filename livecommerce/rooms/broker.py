@@ -114,8 +114,10 @@ class _MemorySubscription:
             return
         self.closed = True
         self._broker._unsubscribe(self._room, self)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
+        # Undelivered messages go: the end marker must fit even when the queue is full.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
 
 class MemoryBroker:
