@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ import httpx
 import pytest
 
 from livecommerce.demo.seed import DEMO_ACCOUNTS
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.fixtures.server import free_port
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -44,7 +38,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
     assert _cli("migrate", env=env).returncode == 0
     seeded = _cli("seed", "--demo", env=env)
     assert seeded.returncode == 0, seeded.stderr
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "livecommerce.cli", "serve", "--port", str(port)],
         env=env,
@@ -72,7 +66,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
 
 def test_serve_refuses_an_unmigrated_database(env: dict[str, str]) -> None:
     """`livecommerce serve` on an empty database exits with a clear instruction."""
-    result = _cli("serve", "--port", str(_free_port()), env=env, timeout=60)
+    result = _cli("serve", "--port", str(free_port()), env=env, timeout=60)
     assert result.returncode == 1
     assert "Run `livecommerce migrate` first" in result.stderr
 

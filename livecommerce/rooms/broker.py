@@ -87,18 +87,19 @@ class _MemoryRoom:
     touched: float = field(default_factory=time.monotonic)
 
 
-class _MemorySubscription:
-    def __init__(self, broker: MemoryBroker, room: str) -> None:
-        self._broker = broker
-        self._room = room
+class QueueSubscription:
+    """A subscription fed by its broker through a bounded queue (both brokers use it)."""
+
+    def __init__(self, room: str) -> None:
+        self.room = room
         self._queue: asyncio.Queue[Envelope | None] = asyncio.Queue(SUBSCRIBER_QUEUE_MAX)
         self.closed = False
 
     def deliver(self, envelope: Envelope) -> None:
         if self.closed:
             return
-        # When full, the message is dropped: the hub fills gaps from history, exactly as
-        # with Redis pub/sub, and an ephemeral message lost here was only a snapshot.
+        # When full, the message is dropped: the hub sees the seq gap and fills it from
+        # history, and an ephemeral message lost here was only a snapshot.
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(envelope)
 
@@ -106,6 +107,8 @@ class _MemorySubscription:
         while True:
             envelope = await self._queue.get()
             if envelope is None:
+                # Leave the end marker for any other iterator over this subscription.
+                self._queue.put_nowait(None)
                 return
             yield envelope
 
@@ -113,11 +116,23 @@ class _MemorySubscription:
         if self.closed:
             return
         self.closed = True
-        self._broker._unsubscribe(self._room, self)
         # Undelivered messages go: the end marker must fit even when the queue is full.
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(None)
+        await self._release()
+
+    async def _release(self) -> None:
+        """Tell the broker this subscription is gone."""
+
+
+class _MemorySubscription(QueueSubscription):
+    def __init__(self, broker: MemoryBroker, room: str) -> None:
+        super().__init__(room)
+        self._broker = broker
+
+    async def _release(self) -> None:
+        self._broker._unsubscribe(self.room, self)
 
 
 class MemoryBroker:

@@ -162,8 +162,8 @@ class Hub:
         self.queue_max = queue_max
         self.rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Future[Room]] = {}
-        self._orders: dict[int, list[dict[str, Any]]] = {}
-        self._order_counts: Counter[int] = Counter()
+        self._orders: dict[str, list[dict[str, Any]]] = {}
+        self._order_counts: Counter[str] = Counter()
         self._ticker: asyncio.Task[None] | None = None
         self._timers: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -382,21 +382,21 @@ class Hub:
     def count_chat(self, room: Room) -> None:
         room.new_chat_messages += 1
 
-    def announce_order(self, stream_id: int, entry: dict[str, Any]) -> None:
+    def announce_order(self, room_name: str, entry: dict[str, Any]) -> None:
         """Queue an order for the room's ticker (flushed as one event per second)."""
-        self._order_counts[stream_id] += 1
-        listed = self._orders.setdefault(stream_id, [])
+        self._order_counts[room_name] += 1
+        listed = self._orders.setdefault(room_name, [])
         if len(listed) < ORDER_TICKER_MAX:
             listed.append(entry)
 
     async def _flush_orders(self) -> None:
         orders, counts = self._orders, self._order_counts
         self._orders, self._order_counts = {}, Counter()
-        for stream_id, count in counts.items():
+        for room_name, count in counts.items():
             payload = encode_event(
-                "order_placed", {"orders": orders.get(stream_id, []), "count": count}
+                "order_placed", {"orders": orders.get(room_name, []), "count": count}
             )
-            await self.broker.publish(f"stream:{stream_id}", payload)
+            await self.broker.publish(room_name, payload)
 
     async def _flush_reactions(self, room: Room) -> None:
         if not room.reactions:

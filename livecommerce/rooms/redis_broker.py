@@ -27,7 +27,6 @@ import os
 import secrets
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -41,8 +40,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from livecommerce.rooms.broker import (
     HISTORY_MAX_EVENTS,
     HISTORY_TTL_S,
-    SUBSCRIBER_QUEUE_MAX,
     Envelope,
+    QueueSubscription,
     Subscription,
 )
 from livecommerce.rooms.presence import PRESENCE_TTL_S
@@ -162,39 +161,13 @@ def _tag(room: str) -> str:
     return "{" + room + "}"
 
 
-class _RedisSubscription:
+class _RedisSubscription(QueueSubscription):
     def __init__(self, broker: RedisBroker, room: str, channel: bytes) -> None:
+        super().__init__(room)
         self._broker = broker
-        self.room = room
         self.channel = channel
-        self._queue: asyncio.Queue[Envelope | None] = asyncio.Queue(SUBSCRIBER_QUEUE_MAX)
-        self.closed = False
 
-    def deliver(self, envelope: Envelope) -> None:
-        if self.closed:
-            return
-        # Dropped when full, as in MemoryBroker: the consumer sees the seq gap and fills it
-        # from history; a lost ephemeral message was only a snapshot.
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(envelope)
-
-    async def __aiter__(self) -> AsyncIterator[Envelope]:
-        while True:
-            envelope = await self._queue.get()
-            if envelope is None:
-                # Leave the end marker for any other iterator over this subscription.
-                self._queue.put_nowait(None)
-                return
-            yield envelope
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        # Unread messages go, so that the end marker always fits in the queue.
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+    async def _release(self) -> None:
         await self._broker._release(self)
 
 

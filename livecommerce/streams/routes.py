@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import TypeAdapter
 
-from livecommerce.db import session_scope
+from livecommerce.db import after_commit, session_scope
 from livecommerce.deps import ContextDep, CurrentUser, IdPath, SessionDep
-from livecommerce.rates.service import load_rate_book
+from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms.broker import Broker
 from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.render import render
@@ -39,13 +40,18 @@ def _broker(request: Request) -> Broker:
 
 
 async def _out(
-    request: Request, session: SessionDep, ctx: ContextDep, stream: Stream, *, stats: bool
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    stream: Stream,
+    *,
+    stats: bool,
+    book: RateBook | None = None,
 ) -> StreamOut:
     assert stream.id is not None
+    book = book or await load_rate_book(session)
     state = render(
-        await service.room_state(
-            session=session, stream=stream, book=await load_rate_book(session)
-        ),
+        await service.room_state(session=session, stream=stream, book=book),
         ctx.locale,
         ctx.currency,
     )
@@ -95,7 +101,8 @@ async def list_streams(
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Page[StreamOut]:
     rows, total = await service.list_streams(session=session, status=status_filter, page=page)
-    items = [await _out(request, session, ctx, s, stats=False) for s in rows]
+    book = await load_rate_book(session)  # once for the page, not once per stream
+    items = [await _out(request, session, ctx, s, stats=False, book=book) for s in rows]
     return Page[StreamOut](
         items=items,
         page=page,
@@ -141,14 +148,15 @@ async def pin_product(
     ctx: ContextDep,
 ) -> StreamOut:
     stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    book = await load_rate_book(session)
     await service.pin_product(
         session=session,
         broker=_broker(request),
         stream=stream,
         product_id=body.product_id,
-        book=await load_rate_book(session),
+        book=book,
     )
-    return await _out(request, session, ctx, stream, stats=False)
+    return await _out(request, session, ctx, stream, stats=False, book=book)
 
 
 @router.post("/streams/{stream_id}/announcements", status_code=status.HTTP_202_ACCEPTED)
@@ -183,14 +191,18 @@ async def start_flash_sale(
         session=session, broker=_broker(request), stream=stream, data=body, book=book
     )
     assert sale.id is not None
-    hub: Hub = request.app.state.hub
-    sessions = request.app.state.sessions
-    hub.call_later(
-        body.duration_s + 0.05, partial(_close_sale, sessions, _broker(request), sale.id)
+    # The end timer starts once the sale is committed: a rolled-back sale has no timer.
+    end_timer = partial(_close_sale, request.app.state.sessions, _broker(request), sale.id)
+    after_commit(
+        session, partial(_start_timer, request.app.state.hub, body.duration_s + 0.05, end_timer)
     )
     return _sale.validate_python(
         render(service.flash_sale_card(sale, product, book), ctx.locale, ctx.currency)
     )
+
+
+async def _start_timer(hub: Hub, delay_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    hub.call_later(delay_s, job)
 
 
 async def _close_sale(sessions: Any, broker: Broker, sale_id: int) -> None:

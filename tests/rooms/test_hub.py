@@ -99,7 +99,7 @@ async def test_order_ticker_coalesces_a_burst_into_one_event() -> None:
         conn = Connection(socket=FakeSocket(), locale="ru", currency="RUB", user_id=None, name="")
         await hub.join(conn, room_name="stream:4", stream_id=4)
         for n in range(50):
-            hub.announce_order(4, {"buyer": f"Buyer {n}", "city": "Almaty"})
+            hub.announce_order("stream:4", {"buyer": f"Buyer {n}", "city": "Almaty"})
         await asyncio.sleep(1.4)
         ticker = [f for f in conn.queue if '"order_placed"' in f]
         assert len(ticker) == 1
