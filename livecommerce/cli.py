@@ -45,6 +45,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from livecommerce.app import create_app
     from livecommerce.migrate import ensure_migrated
+    from livecommerce.rooms.server import WS_PROTOCOL
 
     async def _check() -> None:
         engine = create_engine(settings.resolved_database_url)
@@ -71,6 +72,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             ws_max_size=64 * 1024,
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
+            # Room frames are encoded once and written as-is to every socket of a group
+            # (livecommerce/rooms/server.py); per-connection compression would undo that.
+            ws=WS_PROTOCOL,
+            ws_per_message_deflate=False,
         )
     except SystemExit as exc:
         return int(exc.code or 0)

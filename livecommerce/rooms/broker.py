@@ -44,6 +44,11 @@ class Subscription(Protocol):
 
     def __aiter__(self) -> AsyncIterator[Envelope]: ...
 
+    def take_ready(self, limit: int) -> list[Envelope]:
+        """Up to ``limit`` messages that have already arrived, without waiting (so that a
+        burst can be delivered as one)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -111,6 +116,17 @@ class QueueSubscription:
                 self._queue.put_nowait(None)
                 return
             yield envelope
+
+    def take_ready(self, limit: int) -> list[Envelope]:
+        ready: list[Envelope] = []
+        queue = self._queue
+        while len(ready) < limit and not queue.empty():
+            envelope = queue.get_nowait()
+            if envelope is None:
+                queue.put_nowait(None)  # the end marker stays for the iterator
+                break
+            ready.append(envelope)
+        return ready
 
     async def close(self) -> None:
         if self.closed:

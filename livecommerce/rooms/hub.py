@@ -5,12 +5,16 @@ the process to the room's broker channel, the last one leaving unsubscribes it, 
 with no viewers costs nothing.
 
 Every room event is rendered once per (locale, currency) group present in the room, and the
-one resulting string goes to every connection of that group; an event without localized
-parts is serialised once for the whole room.
+one resulting frame goes to every connection of that group; an event without localized
+parts is serialised once for the whole room. Events that arrive together (a burst) are
+delivered together: one write per connection carries all of them.
 
-Each connection has a bounded queue drained by its own writer task. A client that cannot
-keep up is closed with ``CLOSE_SLOW`` (it may reconnect with ``last_seq`` and resume), so one
-slow phone never holds back the room or grows the server's memory.
+Where the server offers a direct frame writer (``livecommerce serve`` does), the prebuilt
+frame bytes are written straight to each socket and the socket's own send buffer is the
+bounded queue; otherwise each connection has a bounded queue drained by a writer task over
+``websocket.send``. Either way a client that cannot keep up is closed with ``CLOSE_SLOW``
+(it may reconnect with ``last_seq`` and resume), so one slow phone never holds back the
+room or grows the server's memory.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Protocol
 from livecommerce.rooms.broker import Broker, Envelope, Subscription
 from livecommerce.rooms.presence import PRESENCE_TTL_S, Presence
 from livecommerce.rooms.render import Event, Group, encode_event, frame
+from livecommerce.rooms.wire import Batch, FrameWriter
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +44,15 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_GOING_AWAY = 1001  # the server is shutting down
 
 QUEUE_MAX_FRAMES = 512  # per connection; about 100 KiB of typical frames
+SEND_BUFFER_MAX = 256 * 1024  # bytes the kernel has not taken yet, on the direct path
+BATCH_MAX_EVENTS = 256  # events of a burst delivered in one write
 REACTION_FLUSH_S = 0.25  # reactions reach the room at most four times a second
 VIEWER_COUNT_S = 1.0  # viewer counts at most once a second, and only when they changed
 ORDER_TICKER_S = 1.0  # orders placed within a second share one ticker event
 ORDER_TICKER_MAX = 5  # orders listed by name in one ticker event (the rest are counted)
 PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
 STATS_FLUSH_S = 5.0
+SLOW_REASON = "slow consumer: reconnect with last_seq"
 
 
 class SocketLike(Protocol):
@@ -55,20 +63,29 @@ class SocketLike(Protocol):
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
+    """One viewer's socket in a room.
+
+    Frames sent before :meth:`start` (events that arrive while the welcome and the replay
+    are being prepared) are held and follow them, so a viewer sees everything in order.
+    """
+
     socket: SocketLike
     locale: str
     currency: str
     user_id: int | None
     name: str
+    writer: FrameWriter | None = None  # direct path, when the server offers it
     queue_max: int = QUEUE_MAX_FRAMES
-    queue: deque[str] = field(default_factory=deque)
+    queue: deque[str] = field(default_factory=deque)  # websocket.send path, and held frames
+    held: list[Batch] | None = field(default_factory=list)  # None once started
     skip_through: int = 0  # room events up to this seq were already sent (welcome/replay)
     closed: bool = False
     close_code: int | None = None
     close_reason: str | None = None
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    wakeup: asyncio.Event | None = None
+    task: asyncio.Task[None] | None = None
     room: Room | None = None
 
     @property
@@ -76,26 +93,73 @@ class Connection:
         return (self.locale, self.currency)
 
     def push(self, data: str) -> None:
+        self.send(Batch([data]))
+
+    def send(self, batch: Batch) -> None:
+        if self.closed or not batch:
+            return
+        if self.held is not None:
+            if sum(len(b) for b in self.held) + len(batch) > self.queue_max:
+                self.shut(CLOSE_SLOW, SLOW_REASON)
+                return
+            self.held.append(batch)
+        elif self.writer is not None:
+            if not self.writer.write(batch.wire):
+                self.closed = True  # the socket is going away on its own
+            elif self.writer.buffered() > SEND_BUFFER_MAX:
+                self.shut(CLOSE_SLOW, SLOW_REASON)
+        else:
+            if len(self.queue) + len(batch) > self.queue_max:
+                self.shut(CLOSE_SLOW, SLOW_REASON)
+                return
+            self.queue.extend(batch.texts)
+            assert self.wakeup is not None
+            self.wakeup.set()
+
+    def start(self, first: Batch) -> None:
+        """Send ``first`` (welcome, replay), then what was held, then live frames."""
         if self.closed:
             return
-        if len(self.queue) >= self.queue_max:
-            self.shut(CLOSE_SLOW, "slow consumer: reconnect with last_seq")
-            return
-        self.queue.append(data)
-        self.wakeup.set()
+        held, self.held = self.held or [], None
+        if self.writer is None:
+            self.wakeup = asyncio.Event()
+            self.task = asyncio.create_task(self._run_writer())
+        for batch in (first, *held):
+            self.send(batch)
 
     def shut(self, code: int, reason: str) -> None:
-        """Close after what is already sent; frames still queued are dropped."""
+        """Close after what is already written; frames not yet written are dropped."""
         if self.closed:
             return
         self.closed = True
         self.close_code = code
         self.close_reason = reason
         self.queue.clear()
-        self.wakeup.set()
+        self.held = None
+        if self.wakeup is not None:
+            self.wakeup.set()
+        elif self.task is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to close
+                self.task = asyncio.create_task(self._close_socket())
 
-    async def run_writer(self) -> None:
-        """Drain the queue to the socket until the connection is shut."""
+    async def stop(self) -> None:
+        """The viewer left: end the writer (if any) without closing twice."""
+        if not self.closed:
+            self.closed = True
+            if self.wakeup is not None:
+                self.wakeup.set()
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
+
+    async def _close_socket(self) -> None:
+        if self.close_code is not None:
+            with contextlib.suppress(Exception):
+                await self.socket.close(self.close_code, self.close_reason)
+
+    async def _run_writer(self) -> None:
+        """The websocket.send path: drain the queue until the connection is shut."""
+        assert self.wakeup is not None
         try:
             while not self.closed:
                 await self.wakeup.wait()
@@ -103,9 +167,7 @@ class Connection:
                 while self.queue and not self.closed:
                     await self.socket.send_text(self.queue.popleft())
         finally:
-            if self.close_code is not None:
-                with contextlib.suppress(Exception):
-                    await self.socket.close(self.close_code, self.close_reason)
+            await self._close_socket()
 
 
 @dataclass(eq=False)
@@ -278,17 +340,25 @@ class Hub:
 
     async def _consume(self, room: Room) -> None:
         assert room.subscription is not None
+        subscription = room.subscription
         try:
-            async for envelope in room.subscription:
+            async for envelope in subscription:
+                # Whatever else has arrived meanwhile goes out with it, in one write.
+                envelopes = [envelope, *subscription.take_ready(BATCH_MAX_EVENTS - 1)]
                 try:
-                    await self._receive(room, envelope)
-                    # Let the writers drain between events, so that a burst larger than a
-                    # queue does not read as every client being slow.
-                    await asyncio.sleep(0)
+                    events: list[Event] = []
+                    for item in envelopes:
+                        await self._receive(room, item, events)
+                    self.fan_out(room, events)
                 except Exception:
                     log.exception(
-                        "room %s: event %s could not be delivered", room.name, envelope.seq
+                        "room %s: events %s-%s could not be delivered",
+                        room.name,
+                        envelopes[0].seq,
+                        envelopes[-1].seq,
                     )
+                # Let the rest of the process run between bursts.
+                await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -296,9 +366,13 @@ class Hub:
             for conn in room.connections():
                 conn.shut(CLOSE_GOING_AWAY, "room unavailable: reconnect with last_seq")
 
-    async def _receive(self, room: Room, envelope: Envelope) -> None:
+    async def _receive(self, room: Room, envelope: Envelope, events: list[Event]) -> None:
         if envelope.seq is None:
-            await self._ephemeral(room, envelope.payload)
+            event = Event.decode(envelope.payload, None)
+            if event.type == "_reload":
+                room.settings = await self._load_settings(room.stream_id)
+            else:
+                events.append(event)
             return
         if envelope.seq <= room.last_seq:
             return  # already delivered (filled from history earlier)
@@ -312,40 +386,54 @@ class Hub:
             else:
                 for earlier in missing:
                     if earlier.seq is not None and earlier.seq < envelope.seq:
-                        self._dispatch(room, Event.decode(earlier.payload, earlier.seq))
-        self._dispatch(room, Event.decode(envelope.payload, envelope.seq))
+                        events.append(self._apply(room, Event.decode(earlier.payload, earlier.seq)))
+        events.append(self._apply(room, Event.decode(envelope.payload, envelope.seq)))
 
-    def _dispatch(self, room: Room, event: Event) -> None:
+    def _apply(self, room: Room, event: Event) -> Event:
+        """What a room event changes in the room itself, before it is delivered."""
         assert event.seq is not None
         room.last_seq = event.seq
         if event.type == "moderation":
             self._apply_moderation(room, event.data)
         elif event.type == "stream_status":
             room.settings["status"] = event.data["status"]
-        self.fan_out(room, event)
+        return event
 
-    def fan_out(self, room: Room, event: Event) -> None:
-        """Serialise once per group (once for all if uniform) and queue the same string."""
-        seq = event.seq or 0
-        shared: str | None = event.frame("", "") if event.uniform else None
+    def fan_out(self, room: Room, events: list[Event]) -> None:
+        """Render each event once per group (once for all if uniform); one batch per group.
+
+        Every connection of a group is handed the same batch object, so its frames are
+        serialised, and on the direct path framed, exactly once.
+        """
+        if not events or not room.groups:
+            return
+        shared = [event.frame("", "") if event.uniform else None for event in events]
+        seqs = [event.seq for event in events]
+        first_seq = next((seq for seq in seqs if seq is not None), None)
         for (locale, currency), conns in list(room.groups.items()):
-            data = shared if shared is not None else event.frame(locale, currency)
+            texts = [
+                text if text is not None else event.frame(locale, currency)
+                for text, event in zip(shared, events, strict=True)
+            ]
+            batch = Batch(texts)
             for conn in list(conns):
-                if seq and seq <= conn.skip_through:
+                if first_seq is not None and conn.skip_through >= first_seq:
+                    # Joined during this burst: part of it was in the welcome's replay.
+                    fresh = [
+                        text
+                        for text, seq in zip(texts, seqs, strict=True)
+                        if seq is None or seq > conn.skip_through
+                    ]
+                    if fresh:
+                        conn.send(Batch(fresh))
                     continue
-                conn.push(data)
+                conn.send(batch)
 
     def _send_all(self, room: Room, data: str) -> None:
+        batch = Batch([data])
         for conns in list(room.groups.values()):
             for conn in list(conns):
-                conn.push(data)
-
-    async def _ephemeral(self, room: Room, payload: bytes) -> None:
-        event = Event.decode(payload, None)
-        if event.type == "_reload":
-            room.settings = await self._load_settings(room.stream_id)
-            return
-        self.fan_out(room, event)
+                conn.send(batch)
 
     def _apply_moderation(self, room: Room, data: dict[str, Any]) -> None:
         user_id = int(data["user_id"])

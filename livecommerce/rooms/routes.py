@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -31,6 +30,7 @@ from livecommerce.rooms.hub import (
     Hub,
 )
 from livecommerce.rooms.render import Event, encode_event, frame, render
+from livecommerce.rooms.wire import FRAMES_EXTENSION, Batch
 from livecommerce.streams import service as streams
 from livecommerce.streams.models import StreamStatus
 
@@ -161,6 +161,7 @@ async def stream_room(websocket: WebSocket, stream_id: int) -> None:
         currency=currency,
         user_id=user.id if user else None,
         name=user.display_name if user else "",
+        writer=websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION),
     )
     conn.skip_through = max(last_seq or 0, 0)
     joined_at = await hub.join(conn, room_name=room_name, stream_id=stream_id)
@@ -169,7 +170,7 @@ async def stream_room(websocket: WebSocket, stream_id: int) -> None:
     if restriction is not None and user is not None and user.id is not None:
         until = restriction[1].timestamp() if restriction[1] else None
         room.moderation[user.id] = (restriction[0], until)
-    writer: asyncio.Task[None] | None = None
+    started = False
     try:
         resumed: bool | None = None
         replay: list[Event] = []
@@ -199,22 +200,16 @@ async def stream_room(websocket: WebSocket, stream_id: int) -> None:
                 "can_chat": user is not None and hub.restriction(room, conn.user_id) is None,
             },
         )
-        await websocket.send_text(frame("welcome", welcome))
-        for event in replay:
-            await websocket.send_text(event.frame(locale, currency))
-        writer = asyncio.create_task(conn.run_writer())
+        first = [frame("welcome", welcome), *(e.frame(locale, currency) for e in replay)]
+        started = True
+        conn.start(Batch(first))
         await _read_loop(websocket, hub, conn, user, stream_id)
     except WebSocketDisconnect:
         pass
     finally:
         await hub.leave(conn)
-        if writer is not None:
-            if conn.close_code is None:
-                conn.closed = True
-                conn.wakeup.set()
-            with contextlib.suppress(Exception):
-                await writer
-        elif websocket.application_state != WebSocketState.DISCONNECTED:
+        await conn.stop()
+        if not started and websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
 

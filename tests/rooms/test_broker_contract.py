@@ -147,6 +147,27 @@ async def test_every_subscriber_of_a_room_receives_everything(broker: Broker, ro
     await second.close()
 
 
+async def test_take_ready_drains_a_burst_without_waiting(broker: Broker, room: str) -> None:
+    """After one message is read, the rest of a burst is taken at once, in order, capped."""
+    sub = await broker.subscribe(room)
+    assert sub.take_ready(10) == []
+    for n in range(6):
+        await broker.publish(room, f"b{n}".encode())
+    first = await receive(sub, 1)
+    rest: list[Envelope] = []
+    async with asyncio.timeout(TIMEOUT_S):  # Redis hands messages over from its reader task
+        while len(rest) < 5:
+            chunk = sub.take_ready(3)
+            assert len(chunk) <= 3
+            rest += chunk
+            await asyncio.sleep(0.01)
+    assert [e.seq for e in first + rest] == [1, 2, 3, 4, 5, 6]
+    assert sub.take_ready(10) == []
+    await sub.close()
+    assert sub.take_ready(10) == []
+    await assert_ended(sub)
+
+
 async def test_rooms_are_isolated(broker: Broker) -> None:
     """Events of one room neither reach another room's subscribers nor use its sequence."""
     room_a, room_b = new_room(), new_room()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from livecommerce.rooms.broker import MemoryBroker
-from livecommerce.rooms.hub import CLOSE_SLOW, Connection, Hub
+from livecommerce.rooms.hub import CLOSE_SLOW, SEND_BUFFER_MAX, Connection, Hub
 from livecommerce.rooms.presence import MemoryPresence
 from livecommerce.rooms.render import encode_event, text
+from livecommerce.rooms.wire import Batch
 
 
 class FakeSocket:
@@ -27,30 +29,156 @@ class FakeSocket:
         self.closed_with = code
 
 
+class FakeWriter:
+    """A direct frame writer; ``stall`` keeps everything written in the send buffer."""
+
+    def __init__(self, *, stall: bool = False) -> None:
+        self.writes: list[bytes] = []
+        self.stall = stall
+        self.open = True
+
+    def write(self, data: bytes) -> bool:
+        if not self.open:
+            return False
+        self.writes.append(data)
+        return True
+
+    def buffered(self) -> int:
+        return sum(map(len, self.writes)) if self.stall else 0
+
+    def frames(self) -> list[str]:
+        """The text frames of every write, parsed back per RFC 6455."""
+        data, out, at = b"".join(self.writes), [], 0
+        while at < len(data):
+            assert data[at] == 0x81, "a final, unmasked text frame"
+            size, at = data[at + 1], at + 2
+            assert size < 128, "server frames are never masked"
+            if size == 126:
+                size, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+            elif size == 127:
+                size, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+            out.append(data[at : at + size].decode())
+            at += size
+        return out
+
+
+def viewer(locale: str, currency: str, **kwargs: object) -> Connection:
+    socket = kwargs.pop("socket", None) or FakeSocket()
+    return Connection(
+        socket=socket,  # type: ignore[arg-type]
+        locale=locale,
+        currency=currency,
+        user_id=None,
+        name="",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
 async def _hub() -> Hub:
     hub = Hub(broker=MemoryBroker(), presence=MemoryPresence(), queue_max=8)
     await hub.start()
     return hub
 
 
+async def _live(hub: Hub, room: str, *conns: Connection) -> None:
+    for conn in conns:
+        await hub.join(conn, room_name=room, stream_id=int(room.split(":")[1]))
+        conn.start(Batch([]))
+
+
+def greeting() -> bytes:
+    return encode_event("announcement", {"text": text({"kk": "Сәлем", "ru": "Привет"})})
+
+
 async def test_each_group_shares_one_frame_object() -> None:
     """Connections of one (locale, currency) get the very same string, rendered once."""
     hub = await _hub()
     try:
-        conns = [
-            Connection(socket=FakeSocket(), locale=locale, currency="KZT", user_id=None, name="")
-            for locale in ("kk", "kk", "ru")
-        ]
-        for conn in conns:
-            await hub.join(conn, room_name="stream:1", stream_id=1)
-        await hub.broker.publish(
-            "stream:1",
-            encode_event("announcement", {"text": text({"kk": "Сәлем", "ru": "Привет"})}),
-        )
+        conns = [viewer(locale, "KZT") for locale in ("kk", "kk", "ru")]
+        await _live(hub, "stream:1", *conns)
+        await hub.broker.publish("stream:1", greeting())
         await asyncio.sleep(0.05)
-        kk1, kk2, ru = (c.queue[-1] for c in conns)
+        kk1, kk2, ru = (c.socket.frames[-1] for c in conns)  # type: ignore[attr-defined]
         assert kk1 is kk2
         assert "Сәлем" in kk1 and "Привет" in ru
+        for conn in conns:
+            await conn.stop()
+    finally:
+        await hub.close()
+
+
+async def test_direct_path_writes_the_same_bytes_to_every_socket_of_a_group() -> None:
+    """On the direct path the frame is built once per group and written as-is."""
+    hub = await _hub()
+    try:
+        writers = [FakeWriter() for _ in range(3)]
+        conns = [
+            viewer(locale, "KZT", writer=w)
+            for locale, w in zip(("kk", "kk", "ru"), writers, strict=True)
+        ]
+        await _live(hub, "stream:5", *conns)
+        await hub.broker.publish("stream:5", greeting())
+        await asyncio.sleep(0.05)
+        kk1, kk2, ru = (w.writes[-1] for w in writers)
+        assert kk1 is kk2 and kk1 != ru
+        assert "Сәлем" in writers[0].frames()[-1] and "Привет" in writers[2].frames()[-1]
+    finally:
+        await hub.close()
+
+
+async def test_a_burst_reaches_each_socket_in_one_write_and_in_order() -> None:
+    """Events that arrive together are delivered together, as separate frames."""
+    hub = await _hub()
+    try:
+        writer = FakeWriter()
+        conn = viewer("ru", "RUB", writer=writer)
+        await _live(hub, "stream:6", conn)
+        for n in range(20):
+            await hub.broker.publish("stream:6", encode_event("chat", {"text": f"m{n}"}))
+        await asyncio.sleep(0.05)
+        assert len(writer.writes) == 1
+        frames = [json.loads(f) for f in writer.frames()]
+        assert [f["seq"] for f in frames] == list(range(1, 21))
+        assert [f["data"]["text"] for f in frames] == [f"m{n}" for n in range(20)]
+    finally:
+        await hub.close()
+
+
+async def test_frames_before_start_follow_the_welcome_in_order() -> None:
+    """Events that arrive while the welcome is prepared are held, then sent after it."""
+    hub = await _hub()
+    try:
+        writer = FakeWriter()
+        conn = viewer("ru", "RUB", writer=writer)
+        await hub.join(conn, room_name="stream:7", stream_id=7)
+        for n in range(3):
+            await hub.broker.publish("stream:7", encode_event("chat", {"text": f"m{n}"}))
+        await asyncio.sleep(0.05)
+        assert writer.writes == []
+        conn.start(Batch(['{"type":"welcome"}']))
+        frames = writer.frames()
+        assert frames[0] == '{"type":"welcome"}'
+        assert [json.loads(f)["seq"] for f in frames[1:]] == [1, 2, 3]
+    finally:
+        await hub.close()
+
+
+async def test_a_viewer_who_joined_mid_burst_skips_what_its_replay_covered() -> None:
+    """skip_through: events already replayed are not sent a second time."""
+    hub = await _hub()
+    try:
+        early, late = FakeWriter(), FakeWriter()
+        first = viewer("ru", "RUB", writer=early)
+        await _live(hub, "stream:8", first)
+        second = viewer("ru", "RUB", writer=late)
+        second.skip_through = 2  # as if seq 1-2 came with its welcome
+        await hub.join(second, room_name="stream:8", stream_id=8)
+        second.start(Batch([]))
+        for n in range(4):
+            await hub.broker.publish("stream:8", encode_event("chat", {"text": f"m{n}"}))
+        await asyncio.sleep(0.05)
+        assert [json.loads(f)["seq"] for f in early.frames()] == [1, 2, 3, 4]
+        assert [json.loads(f)["seq"] for f in late.frames()] == [3, 4]
     finally:
         await hub.close()
 
@@ -60,21 +188,44 @@ async def test_slow_consumer_is_closed_and_others_keep_receiving() -> None:
     hub = await _hub()
     try:
         slow_socket, fast_socket = FakeSocket(stall=True), FakeSocket()
-        slow = Connection(socket=slow_socket, locale="ru", currency="RUB", user_id=None, name="")
-        fast = Connection(socket=fast_socket, locale="ru", currency="RUB", user_id=None, name="")
-        writers = []
-        for conn in (slow, fast):
-            await hub.join(conn, room_name="stream:2", stream_id=2)
-            writers.append(asyncio.create_task(conn.run_writer()))
+        slow = viewer("ru", "RUB", socket=slow_socket)
+        fast = viewer("ru", "RUB", socket=fast_socket)
+        await _live(hub, "stream:2", slow, fast)
         for n in range(20):
             await hub.broker.publish("stream:2", encode_event("chat", {"text": f"m{n}"}))
+            await asyncio.sleep(0)
         await asyncio.sleep(0.1)
         assert slow.closed and slow.close_code == CLOSE_SLOW
         assert len(fast_socket.frames) == 20
         assert [f'"text":"m{n}"' in fast_socket.frames[n] for n in range(20)] == [True] * 20
-        writers[0].cancel()
-        fast.shut(1000, "done")
-        await asyncio.gather(*writers, return_exceptions=True)
+        assert slow.task is not None
+        slow.task.cancel()
+        await fast.stop()
+    finally:
+        await hub.close()
+
+
+async def test_slow_consumer_on_the_direct_path_is_closed_with_4008() -> None:
+    """When the kernel stops taking a socket's bytes, the buffer limit closes it."""
+    hub = await _hub()
+    try:
+        stalled, healthy = FakeWriter(stall=True), FakeWriter()
+        slow_socket = FakeSocket()
+        slow = viewer("ru", "RUB", writer=stalled, socket=slow_socket)
+        fast = viewer("ru", "RUB", writer=healthy)
+        await _live(hub, "stream:9", slow, fast)
+        big = "x" * 4000
+        for n in range(SEND_BUFFER_MAX // 4000 + 5):
+            await hub.broker.publish("stream:9", encode_event("chat", {"text": f"{n}{big}"}))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+        assert slow.closed and slow.close_code == CLOSE_SLOW
+        assert slow_socket.closed_with == CLOSE_SLOW
+        assert len(healthy.frames()) == SEND_BUFFER_MAX // 4000 + 5
+        written = len(stalled.writes)
+        await hub.broker.publish("stream:9", encode_event("chat", {"text": "after"}))
+        await asyncio.sleep(0.05)
+        assert len(stalled.writes) == written  # nothing more is written to a closed viewer
     finally:
         await hub.close()
 
@@ -83,7 +234,7 @@ async def test_room_without_viewers_is_released() -> None:
     """The last viewer leaving unsubscribes the process: no room state stays behind."""
     hub = await _hub()
     try:
-        conn = Connection(socket=FakeSocket(), locale="uz", currency="UZS", user_id=None, name="")
+        conn = viewer("uz", "UZS")
         await hub.join(conn, room_name="stream:3", stream_id=3)
         assert "stream:3" in hub.rooms
         await hub.leave(conn)
@@ -96,12 +247,12 @@ async def test_order_ticker_coalesces_a_burst_into_one_event() -> None:
     """Fifty orders within a second become one order_placed event listing five of them."""
     hub = await _hub()
     try:
-        conn = Connection(socket=FakeSocket(), locale="ru", currency="RUB", user_id=None, name="")
-        await hub.join(conn, room_name="stream:4", stream_id=4)
+        conn = viewer("ru", "RUB")
+        await _live(hub, "stream:4", conn)
         for n in range(50):
             hub.announce_order("stream:4", {"buyer": f"Buyer {n}", "city": "Almaty"})
         await asyncio.sleep(1.4)
-        ticker = [f for f in conn.queue if '"order_placed"' in f]
+        ticker = [f for f in conn.socket.frames if '"order_placed"' in f]  # type: ignore[attr-defined]
         assert len(ticker) == 1
         assert '"count":50' in ticker[0]
         assert await hub.broker.last_seq("stream:4") == 1

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -355,3 +359,103 @@ async def test_flash_sale_and_stream_end_reach_the_room(http: httpx.AsyncClient)
         assert status["data"]["status"] == "ended"
     detail = (await http.get(f"/api/v1/streams/{live.stream_id}")).json()
     assert detail["status"] == "ended" and detail["flash_sale"] is None
+
+
+class StalledViewer:
+    """A viewer on a plain socket that completes the handshake and then stops reading,
+    with a small receive buffer, like a phone whose app froze on a bad network."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.buffer = b""
+
+    def connect(self) -> None:
+        parts = urlsplit(self.url)
+        self.sock.settimeout(10)
+        self.sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(4096)
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def read_all(self) -> list[tuple[int, bytes]]:
+        """Every frame up to and including the close frame, as (opcode, payload)."""
+        frames: list[tuple[int, bytes]] = []
+        while True:
+            while True:
+                parsed = self._parse()
+                if parsed is None:
+                    break
+                frames.append(parsed)
+                if parsed[0] == 0x8:
+                    return frames
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return frames
+            if not chunk:
+                return frames
+            self.buffer += chunk
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        data = self.buffer
+        if len(data) < 2:
+            return None
+        size, at = data[1] & 0x7F, 2
+        if size == 126:
+            if len(data) < 4:
+                return None
+            size, at = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            if len(data) < 10:
+                return None
+            size, at = int.from_bytes(data[2:10], "big"), 10
+        if len(data) < at + size:
+            return None
+        self.buffer = data[at + size :]
+        return data[0] & 0x0F, data[at : at + size]
+
+
+@pytest.mark.slow
+async def test_a_viewer_that_stops_reading_is_closed_with_4008_and_the_room_goes_on(
+    http: httpx.AsyncClient,
+) -> None:
+    """A stalled socket is dropped with close code 4008 once its buffer limit is passed; a
+    healthy viewer of the same room receives every announcement."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    stalled = StalledViewer(ws_url(http, live.stream_id, token, locale="ru"))
+    await asyncio.to_thread(stalled.connect)
+    text = "Скидка на всё! " * 33  # 495 characters, about 1 KB a frame
+    sent = 0
+    async with connect(ws_url(http, live.stream_id, token, locale="kk"), max_queue=None) as ws:
+        await next_frame(ws, "welcome")
+        for _ in range(800):
+            posted = await http.post(
+                f"/api/v1/streams/{live.stream_id}/announcements",
+                json={"text": {"ru": text, "kk": text, "uz": text}},
+                headers=live.host,
+            )
+            assert posted.status_code == 202, posted.text
+            sent += 1
+        received = 0
+        while received < sent:
+            await next_frame(ws, "announcement", wait_s=30)
+            received += 1
+    frames = await asyncio.to_thread(stalled.read_all)
+    stalled.sock.close()
+    opcode, payload = frames[-1]
+    assert opcode == 0x8, "the stalled viewer's socket ends with a close frame"
+    assert int.from_bytes(payload[:2], "big") == 4008
+    announcements = [f for f in frames if f[0] == 0x1 and b'"announcement"' in f[1]]
+    assert 0 < len(announcements) < sent

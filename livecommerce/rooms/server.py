@@ -1,0 +1,78 @@
+"""The WebSocket protocol ``livecommerce serve`` runs uvicorn with.
+
+It is uvicorn's own sans-I/O WebSocket protocol plus one ASGI scope extension,
+``livecommerce.frames``: a :class:`~livecommerce.rooms.wire.FrameWriter` that writes
+prebuilt frames straight to the connection's transport. Room fan-out is the one place where
+the same bytes go to thousands of sockets; through the generic ``websocket.send`` path each of
+them would be framed again and pass through several layers of calls, which costs several times
+the write itself (docs/benchmarks.md has the figures).
+
+Everything else (handshake, pings, closing, reading) is uvicorn's, and an app served by any
+other ASGI server simply does not see the extension and uses ``websocket.send``.
+
+Per-message deflate is off for room sockets (``ws_per_message_deflate=False`` in the serve
+command): compressing is per connection, so it would undo the shared encoding, and it keeps a
+zlib context per socket; room frames are a few hundred bytes and gain little from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from typing import Any
+
+from livecommerce.rooms.wire import FRAMES_EXTENSION
+
+# The kernel's send buffer per WebSocket (Linux doubles it). Left alone it grows to several
+# MiB for a client that stopped reading; this keeps a stalled phone's cost to a few hundred
+# KiB (with the hub's own SEND_BUFFER_MAX) and lets the hub notice it in seconds. A room
+# sends a few KiB per second, far below what this allows even over a slow mobile link.
+SOCKET_SEND_BUFFER = 64 * 1024
+
+try:  # uvicorn >= 0.35
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol as _Base,
+    )
+except ImportError:  # pragma: no cover - an older uvicorn: rooms use websocket.send
+    _Base = None  # type: ignore[assignment,misc]
+
+
+class TransportFrameWriter:
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> bool:
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or not protocol.handshake_complete:
+            return False
+        transport = protocol.transport
+        if transport.is_closing():
+            return False
+        transport.write(data)
+        return True
+
+    def buffered(self) -> int:
+        return int(self._protocol.transport.get_write_buffer_size())
+
+
+if _Base is not None:
+
+    class RoomWebSocketProtocol(_Base):
+        """uvicorn's WebSocket protocol, offering a direct frame writer to the app."""
+
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            scope = getattr(self, "scope", None)
+            if scope is not None and self.handshake_initiated and not self.close_sent:
+                # The app's task is created but has not run yet: it sees the extension.
+                scope["extensions"][FRAMES_EXTENSION] = TransportFrameWriter(self)
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError, AttributeError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+
+    WS_PROTOCOL: Any = RoomWebSocketProtocol
+else:  # pragma: no cover
+    WS_PROTOCOL = "auto"
