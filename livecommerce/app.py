@@ -35,7 +35,7 @@ from livecommerce.rates.routes import router as rates_router
 from livecommerce.rooms.broker import Broker, MemoryBroker
 from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.presence import MemoryPresence, Presence
-from livecommerce.rooms.routes import router as rooms_router
+from livecommerce.rooms.routes import routes as room_routes
 from livecommerce.streams import service as streams_service
 from livecommerce.streams.routes import router as streams_router
 
@@ -224,7 +224,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     api.include_router(rates_router)
     api.include_router(streams_router)
     app.include_router(api)
-    app.include_router(rooms_router)
+    app.router.routes.extend(room_routes)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

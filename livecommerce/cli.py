@@ -45,7 +45,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from livecommerce.app import create_app
     from livecommerce.migrate import ensure_migrated
-    from livecommerce.rooms.server import WS_PROTOCOL
+    from livecommerce.rooms.server import WEBSOCKET_OPTIONS
 
     async def _check() -> None:
         engine = create_engine(settings.resolved_database_url)
@@ -67,15 +67,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             port=port,
             log_level=settings.log_level,
             workers=1,
-            # Room sockets: a client frame is a chat line or a tap, never near 64 KiB (larger
-            # frames are closed with 1009); pings every 20 s close dead sockets within 40 s.
-            ws_max_size=64 * 1024,
-            ws_ping_interval=20.0,
-            ws_ping_timeout=20.0,
-            # Room frames are encoded once and written as-is to every socket of a group
-            # (livecommerce/rooms/server.py); per-connection compression would undo that.
-            ws=WS_PROTOCOL,
-            ws_per_message_deflate=False,
+            **WEBSOCKET_OPTIONS,
         )
     except SystemExit as exc:
         return int(exc.code or 0)

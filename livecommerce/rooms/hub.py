@@ -78,7 +78,7 @@ class Connection:
     name: str
     writer: FrameWriter | None = None  # direct path, when the server offers it
     queue_max: int = QUEUE_MAX_FRAMES
-    queue: deque[str] = field(default_factory=deque)  # websocket.send path, and held frames
+    queue: deque[str] | None = None  # the websocket.send path only
     held: list[Batch] | None = field(default_factory=list)  # None once started
     skip_through: int = 0  # room events up to this seq were already sent (welcome/replay)
     closed: bool = False
@@ -109,6 +109,7 @@ class Connection:
             elif self.writer.buffered() > SEND_BUFFER_MAX:
                 self.shut(CLOSE_SLOW, SLOW_REASON)
         else:
+            assert self.queue is not None
             if len(self.queue) + len(batch) > self.queue_max:
                 self.shut(CLOSE_SLOW, SLOW_REASON)
                 return
@@ -122,6 +123,7 @@ class Connection:
             return
         held, self.held = self.held or [], None
         if self.writer is None:
+            self.queue = deque()
             self.wakeup = asyncio.Event()
             self.task = asyncio.create_task(self._run_writer())
         for batch in (first, *held):
@@ -134,7 +136,8 @@ class Connection:
         self.closed = True
         self.close_code = code
         self.close_reason = reason
-        self.queue.clear()
+        if self.queue is not None:
+            self.queue.clear()
         self.held = None
         if self.wakeup is not None:
             self.wakeup.set()
@@ -159,7 +162,7 @@ class Connection:
 
     async def _run_writer(self) -> None:
         """The websocket.send path: drain the queue until the connection is shut."""
-        assert self.wakeup is not None
+        assert self.wakeup is not None and self.queue is not None
         try:
             while not self.closed:
                 await self.wakeup.wait()

@@ -7,9 +7,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import WebSocket
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from livecommerce.accounts.models import User
@@ -35,7 +37,6 @@ from livecommerce.streams import service as streams
 from livecommerce.streams.models import StreamStatus
 
 log = logging.getLogger(__name__)
-router = APIRouter()
 
 MAX_CLIENT_FRAME = 4096  # characters; a chat message is at most CHAT_MAX of them
 CHAT_MAX = 500
@@ -95,115 +96,37 @@ async def _refuse(websocket: WebSocket, locale: str, code: str, close: int) -> N
     await websocket.close(close)
 
 
-@router.websocket("/ws/streams/{stream_id}")
-async def stream_room(websocket: WebSocket, stream_id: int) -> None:
-    settings: Settings = websocket.app.state.settings
+@dataclass(slots=True)
+class Admission:
+    conn: Connection
+    last_seq: int | None
+    restriction: tuple[str, datetime | None] | None
+
+
+async def stream_room(websocket: WebSocket) -> None:
+    """The room socket. Registered as a plain Starlette route (see ``routes``): it lives as
+    long as the viewer watches, and the lighter the stack of frames it sits on, the less each
+    idle viewer costs."""
     hub: Hub = websocket.app.state.hub
-    params = websocket.query_params
+    stream_id: int = websocket.path_params["stream_id"]
     await websocket.accept()
-    fallback_locale = settings.default_locale
-
-    # --- who, in which language and currency -------------------------------------------
-    user: User | None = None
-    token = params.get("token")
-    if not token:
-        await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
+    admission = await _admit(websocket, stream_id)
+    if admission is None:
         return
-    try:
-        claims = decode_token(token, secret=settings.resolved_secret_key())
-    except AppError:
-        await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
-        return
-    async with session_scope(websocket.app.state.sessions, read_only=True) as session:
-        if not claims.is_guest:
-            user = await session.get(User, claims.user_id)
-            if user is None or not user.is_active:
-                await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
-                return
-        try:
-            locale = negotiate_locale(websocket, user, settings.default_locale)
-        except AppError:
-            await _refuse(websocket, fallback_locale, "unsupported_locale", CLOSE_BAD_REQUEST)
-            return
-        currency = (params.get("currency") or "").strip().upper() or (
-            user.currency if user else DEFAULT_CURRENCY[locale]
-        )
-        if not is_supported_currency(currency):
-            await _refuse(websocket, locale, "unsupported_currency", CLOSE_BAD_REQUEST)
-            return
-        raw_last_seq = params.get("last_seq")
-        last_seq: int | None = None
-        if raw_last_seq is not None:
-            try:
-                last_seq = int(raw_last_seq)
-            except ValueError:
-                last_seq = -1  # unusable: answered with resumed=false
-        stream = await session.get(streams.Stream, stream_id) if 0 < stream_id < 2**31 else None
-        if stream is None:
-            await _refuse(websocket, locale, "stream_not_found", CLOSE_NOT_FOUND)
-            return
-        restriction = None
-        if user is not None and user.id is not None:
-            record = await streams.moderation_of(
-                session=session, stream_id=stream_id, user_id=user.id
-            )
-            if record is not None:
-                restriction = (record.action, record.until)
-    if restriction is not None and restriction[0] == "ban":
-        await _refuse(websocket, locale, "banned", CLOSE_BANNED)
-        return
-
-    # --- join, then the snapshot, then the replay, then live events ---------------------
-    room_name = streams.room_of(stream_id)
-    conn = Connection(
-        socket=websocket,
-        locale=locale,
-        currency=currency,
-        user_id=user.id if user else None,
-        name=user.display_name if user else "",
-        writer=websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION),
-    )
-    conn.skip_through = max(last_seq or 0, 0)
-    joined_at = await hub.join(conn, room_name=room_name, stream_id=stream_id)
+    conn = admission.conn
+    joined_at = await hub.join(conn, room_name=streams.room_of(stream_id), stream_id=stream_id)
     room = conn.room
     assert room is not None
-    if restriction is not None and user is not None and user.id is not None:
-        until = restriction[1].timestamp() if restriction[1] else None
-        room.moderation[user.id] = (restriction[0], until)
+    if admission.restriction is not None and conn.user_id is not None:
+        action, until = admission.restriction
+        room.moderation[conn.user_id] = (action, until.timestamp() if until else None)
     started = False
     try:
-        resumed: bool | None = None
-        replay: list[Event] = []
-        if last_seq is not None:
-            history = await hub.broker.history(room_name, last_seq) if last_seq >= 0 else None
-            resumed = history is not None
-            for envelope in history or []:
-                if envelope.seq is not None and envelope.seq <= joined_at:
-                    replay.append(Event.decode(envelope.payload, envelope.seq))
-        async with session_scope(websocket.app.state.sessions, read_only=True) as session:
-            current = await session.get(streams.Stream, stream_id)
-            assert current is not None
-            state = await streams.room_state(
-                session=session, stream=current, book=await load_rate_book(session)
-            )
-        welcome = render(state, locale, currency)
-        welcome.update(
-            locale=locale,
-            currency=currency,
-            viewer_count=max(room.viewer_count, room.size),
-            last_seq=joined_at,
-            resumed=resumed,
-            you={
-                "user_id": conn.user_id,
-                "name": conn.name,
-                "guest": user is None,
-                "can_chat": user is not None and hub.restriction(room, conn.user_id) is None,
-            },
-        )
-        first = [frame("welcome", welcome), *(e.frame(locale, currency) for e in replay)]
+        first = await _first_frames(websocket, hub, conn, stream_id, admission.last_seq, joined_at)
         started = True
-        conn.start(Batch(first))
-        await _read_loop(websocket, hub, conn, user, stream_id)
+        conn.start(first)
+        del admission, first
+        await _read_loop(websocket, hub, conn, stream_id)
     except WebSocketDisconnect:
         pass
     finally:
@@ -214,9 +137,117 @@ async def stream_room(websocket: WebSocket, stream_id: int) -> None:
                 await websocket.close()
 
 
-async def _read_loop(
-    websocket: WebSocket, hub: Hub, conn: Connection, user: User | None, stream_id: int
-) -> None:
+async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
+    """Who, in which language and currency; None once the socket has been refused."""
+    settings: Settings = websocket.app.state.settings
+    params = websocket.query_params
+    fallback_locale = settings.default_locale
+    user: User | None = None
+    token = params.get("token")
+    if not token:
+        await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
+        return None
+    try:
+        claims = decode_token(token, secret=settings.resolved_secret_key())
+    except AppError:
+        await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
+        return None
+    async with session_scope(websocket.app.state.sessions, read_only=True) as session:
+        if not claims.is_guest:
+            user = await session.get(User, claims.user_id)
+            if user is None or not user.is_active:
+                await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
+                return None
+        try:
+            locale = negotiate_locale(websocket, user, settings.default_locale)
+        except AppError:
+            await _refuse(websocket, fallback_locale, "unsupported_locale", CLOSE_BAD_REQUEST)
+            return None
+        currency = (params.get("currency") or "").strip().upper() or (
+            user.currency if user else DEFAULT_CURRENCY[locale]
+        )
+        if not is_supported_currency(currency):
+            await _refuse(websocket, locale, "unsupported_currency", CLOSE_BAD_REQUEST)
+            return None
+        raw_last_seq = params.get("last_seq")
+        last_seq: int | None = None
+        if raw_last_seq is not None:
+            try:
+                last_seq = int(raw_last_seq)
+            except ValueError:
+                last_seq = -1  # unusable: answered with resumed=false
+        stream = await session.get(streams.Stream, stream_id) if 0 < stream_id < 2**31 else None
+        if stream is None:
+            await _refuse(websocket, locale, "stream_not_found", CLOSE_NOT_FOUND)
+            return None
+        restriction = None
+        if user is not None and user.id is not None:
+            record = await streams.moderation_of(
+                session=session, stream_id=stream_id, user_id=user.id
+            )
+            if record is not None:
+                restriction = (record.action, record.until)
+    if restriction is not None and restriction[0] == "ban":
+        await _refuse(websocket, locale, "banned", CLOSE_BANNED)
+        return None
+    conn = Connection(
+        socket=websocket,
+        locale=locale,
+        currency=currency,
+        user_id=user.id if user else None,
+        name=user.display_name if user else "",
+        writer=websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION),
+    )
+    conn.skip_through = max(last_seq or 0, 0)
+    return Admission(conn, last_seq, restriction)
+
+
+async def _first_frames(
+    websocket: WebSocket,
+    hub: Hub,
+    conn: Connection,
+    stream_id: int,
+    last_seq: int | None,
+    joined_at: int,
+) -> Batch:
+    """The welcome snapshot, then the replay of what the viewer missed (up to ``joined_at``;
+    later events reach the connection live)."""
+    room = conn.room
+    assert room is not None
+    resumed: bool | None = None
+    replay: list[Event] = []
+    if last_seq is not None:
+        history = await hub.broker.history(room.name, last_seq) if last_seq >= 0 else None
+        resumed = history is not None
+        for envelope in history or []:
+            if envelope.seq is not None and envelope.seq <= joined_at:
+                replay.append(Event.decode(envelope.payload, envelope.seq))
+    async with session_scope(websocket.app.state.sessions, read_only=True) as session:
+        current = await session.get(streams.Stream, stream_id)
+        assert current is not None
+        state = await streams.room_state(
+            session=session, stream=current, book=await load_rate_book(session)
+        )
+    locale, currency = conn.locale, conn.currency
+    guest = conn.user_id is None
+    welcome = render(state, locale, currency)
+    welcome.update(
+        locale=locale,
+        currency=currency,
+        viewer_count=max(room.viewer_count, room.size),
+        last_seq=joined_at,
+        resumed=resumed,
+        you={
+            "user_id": conn.user_id,
+            "name": conn.name,
+            "guest": guest,
+            "can_chat": not guest and hub.restriction(room, conn.user_id) is None,
+        },
+    )
+    return Batch([frame("welcome", welcome), *(e.frame(locale, currency) for e in replay)])
+
+
+async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id: int) -> None:
     bucket = ChatBucket()
     reaction_window, reactions_in_window = time.monotonic(), 0
     room_name = streams.room_of(stream_id)
@@ -245,14 +276,14 @@ async def _read_loop(
         if kind == "ping":
             conn.push(frame("pong", {}))
         elif kind == "chat":
-            error = _check_chat(hub, conn, user, data, bucket)
+            error = _check_chat(hub, conn, data, bucket)
             if error is not None:
                 conn.push(error_frame(conn.locale, error[0], **error[1]))
                 continue
-            assert user is not None and conn.room is not None
+            assert conn.room is not None
             payload = encode_event(
                 "chat",
-                {"user": {"id": user.id, "name": user.display_name}, "text": data["text"].strip()},
+                {"user": {"id": conn.user_id, "name": conn.name}, "text": data["text"].strip()},
             )
             await hub.broker.publish(room_name, payload)
             hub.count_chat(conn.room)
@@ -271,16 +302,16 @@ async def _read_loop(
 
 
 def _check_chat(
-    hub: Hub, conn: Connection, user: User | None, data: dict[str, Any], bucket: ChatBucket
+    hub: Hub, conn: Connection, data: dict[str, Any], bucket: ChatBucket
 ) -> tuple[str, dict[str, Any]] | None:
-    if user is None:
+    if conn.user_id is None:
         return "guest_cannot_chat", {}
     room = conn.room
     if room is None:
         return "stream_not_live", {}
     if room.settings.get("status") != StreamStatus.LIVE:
         return "stream_not_live", {}
-    if hub.restriction(room, user.id) is not None:
+    if hub.restriction(room, conn.user_id) is not None:
         return "muted", {}
     text = data.get("text")
     if not isinstance(text, str) or not text.strip():
@@ -295,3 +326,8 @@ def _check_chat(
     if not bucket.take():
         return "chat_rate_limited", {}
     return None
+
+
+# A plain Starlette route, not FastAPI's: no dependency solving and no exit stacks kept alive
+# for the whole life of every viewer's socket.
+routes = [WebSocketRoute("/ws/streams/{stream_id:int}", stream_room)]

@@ -73,6 +73,27 @@ if _Base is not None:
                     with contextlib.suppress(OSError, AttributeError):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
 
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                # The parsed handshake is not needed again; an idle viewer need not keep it.
+                self.request = None  # type: ignore[assignment]
+                self.response = None  # type: ignore[assignment]
+
     WS_PROTOCOL: Any = RoomWebSocketProtocol
 else:  # pragma: no cover
     WS_PROTOCOL = "auto"
+
+
+# How ``livecommerce serve`` (and the fan-out benchmark) runs uvicorn's WebSockets.
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    "ws": WS_PROTOCOL,
+    # A client frame is a chat line or a tap, never near 64 KiB (larger ones close with 1009).
+    "ws_max_size": 64 * 1024,
+    # Pings every 20 s close dead sockets within 40 s.
+    "ws_ping_interval": 20.0,
+    "ws_ping_timeout": 20.0,
+    # Room frames are encoded once and written as they are to every socket of a group;
+    # per-connection compression would undo that (see the module docstring).
+    "ws_per_message_deflate": False,
+}
