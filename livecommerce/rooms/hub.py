@@ -347,18 +347,17 @@ class Hub:
         try:
             async for envelope in subscription:
                 # Whatever else has arrived meanwhile goes out with it, in one write.
-                envelopes = [envelope, *subscription.take_ready(BATCH_MAX_EVENTS - 1)]
-                try:
-                    events: list[Event] = []
-                    for item in envelopes:
+                events: list[Event] = []
+                for item in (envelope, *subscription.take_ready(BATCH_MAX_EVENTS - 1)):
+                    try:
                         await self._receive(room, item, events)
+                    except Exception:  # one bad message must not cost the rest of the burst
+                        log.exception("room %s: event %s could not be read", room.name, item.seq)
+                try:
                     self.fan_out(room, events)
                 except Exception:
                     log.exception(
-                        "room %s: events %s-%s could not be delivered",
-                        room.name,
-                        envelopes[0].seq,
-                        envelopes[-1].seq,
+                        "room %s: %d events could not be delivered", room.name, len(events)
                     )
                 # Let the rest of the process run between bursts.
                 await asyncio.sleep(0)
@@ -413,13 +412,14 @@ class Hub:
         shared = [event.frame("", "") if event.uniform else None for event in events]
         seqs = [event.seq for event in events]
         first_seq = next((seq for seq in seqs if seq is not None), None)
-        for (locale, currency), conns in list(room.groups.items()):
+        # No copies of the groups: nothing below awaits, and sending never changes membership.
+        for (locale, currency), conns in room.groups.items():
             texts = [
                 text if text is not None else event.frame(locale, currency)
                 for text, event in zip(shared, events, strict=True)
             ]
             batch = Batch(texts)
-            for conn in list(conns):
+            for conn in conns:
                 if first_seq is not None and conn.skip_through >= first_seq:
                     # Joined during this burst: part of it was in the welcome's replay.
                     fresh = [
@@ -434,8 +434,8 @@ class Hub:
 
     def _send_all(self, room: Room, data: str) -> None:
         batch = Batch([data])
-        for conns in list(room.groups.values()):
-            for conn in list(conns):
+        for conns in room.groups.values():
+            for conn in conns:
                 conn.send(batch)
 
     def _apply_moderation(self, room: Room, data: dict[str, Any]) -> None:

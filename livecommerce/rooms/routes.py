@@ -125,7 +125,7 @@ async def stream_room(websocket: WebSocket) -> None:
         first = await _first_frames(websocket, hub, conn, stream_id, admission.last_seq, joined_at)
         started = True
         conn.start(first)
-        del admission, first
+        del admission, first  # this frame lives as long as the viewer: keep it small
         await _read_loop(websocket, hub, conn, stream_id)
     except WebSocketDisconnect:
         pass
