@@ -1,0 +1,99 @@
+"""Routes, ETAs and warehouse allocation from the corridor data."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from livecommerce.errors import AppError
+from livecommerce.logistics.allocation import Shortage, allocate
+from livecommerce.logistics.network import DestinationNotServed, Network, load_network
+
+
+@pytest.fixture(scope="module")
+def network() -> Network:
+    return load_network()
+
+
+def legs(
+    network: Network, warehouse: str, country: str, city: str
+) -> list[tuple[str, str, str, int]]:
+    route = network.route(warehouse, network.destination(country, city))
+    assert route is not None
+    return [
+        (leg.mode, leg.origin.name("en"), leg.destination.name("en"), leg.days)
+        for leg in route.legs
+    ]
+
+
+def test_duisburg_to_tashkent_goes_by_rail_via_khorgos(network: Network) -> None:
+    """Duisburg -> Khorgos by rail (15 days), Khorgos -> Almaty -> Tashkent by road."""
+    assert legs(network, "DEDUI", "UZ", "Tashkent") == [
+        ("rail", "Duisburg", "Khorgos", 15),
+        ("road", "Khorgos", "Almaty", 1),
+        ("road", "Almaty", "Tashkent", 2),
+        ("courier", "Tashkent", "Tashkent", 1),
+    ]
+
+
+def test_cities_are_found_in_any_language(network: Network) -> None:
+    """Ташкент, Toshkent and TASHKENT are one place; names come back in the asked language."""
+    for spelling in ("Ташкент", "toshkent", " TASHKENT "):
+        assert network.destination("UZ", spelling).city.key == "tashkent"
+    assert network.destination("KZ", "Алма-Ата").city.name("uz") == "Olmaota"
+
+
+def test_fastest_route_wins(network: Network) -> None:
+    """Duisburg -> Moscow takes the 9-day rail line, not the 22 days through Khorgos."""
+    route = network.route("DEDUI", network.destination("RU", "Москва"))
+    assert route is not None and route.days == 1 + 9 + 1
+    assert route.shipping_cost(1000) == Decimal("9.30")
+
+
+def test_unlisted_city_leaves_the_network_at_the_country_hub(network: Network) -> None:
+    """A city off the network gets a road leg from the country's hub."""
+    assert legs(network, "KZALA", "KZ", "Karaganda") == [("road", "Almaty", "Karaganda", 2)]
+
+
+def test_eta_is_a_date_in_the_destination_time_zone(network: Network) -> None:
+    """An order at 20:30 UTC is already the next day in Almaty (UTC+5)."""
+    destination = network.destination("KZ", "Almaty")
+    route = network.route("KZALA", destination)
+    assert route is not None and route.days == 2
+    assert route.eta(datetime(2026, 11, 23, 20, 30, tzinfo=UTC), destination) == date(2026, 11, 26)
+
+
+def test_customs_only_across_a_union_border(network: Network) -> None:
+    """Almaty -> Moscow stays inside the EAEU; Duisburg -> Almaty and Almaty -> Tashkent cross."""
+
+    def rule(warehouse: str, country: str, city: str) -> str | None:
+        found = network.crosses_customs(warehouse, network.destination(country, city))
+        return found.union if found else None
+
+    assert rule("KZALA", "RU", "Moscow") is None
+    assert rule("KZALA", "KG", "Bishkek") is None
+    assert rule("DEDUI", "KZ", "Almaty") == "EAEU"
+    assert rule("KZALA", "UZ", "Tashkent") == "UZ"
+
+
+def test_unserved_country_is_a_clear_error(network: Network) -> None:
+    """A destination outside the corridor is a 422 naming the country."""
+    with pytest.raises(DestinationNotServed) as caught:
+        network.destination("BR", "Rio")
+    assert isinstance(caught.value, AppError) and caught.value.status == 422
+    assert caught.value.params == {"country": "BR"}
+
+
+def test_allocation_prefers_one_warehouse_then_splits() -> None:
+    """Whole line from the fastest warehouse that can; else split fastest first; else short."""
+    ranking = ["KZALA", "DEDUI"]
+    stock = {1: {"KZALA": 5, "DEDUI": 50}, 2: {"KZALA": 3, "DEDUI": 2}, 3: {"DEDUI": 4}}
+    assert allocate([(1, 5)], stock, ranking) == {1: [("KZALA", 5)]}
+    assert allocate([(1, 6)], stock, ranking) == {1: [("DEDUI", 6)]}
+    assert allocate([(2, 5)], stock, ranking) == {2: [("KZALA", 3), ("DEDUI", 2)]}
+    assert allocate([(1, 1), (3, 4)], stock, ranking) == {1: [("KZALA", 1)], 3: [("DEDUI", 4)]}
+    with pytest.raises(Shortage) as short:
+        allocate([(2, 6)], stock, ranking)
+    assert (short.value.requested, short.value.available) == (6, 5)
