@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,7 +23,7 @@ from livecommerce import __version__
 from livecommerce.accounts.routes import router as accounts_router
 from livecommerce.catalog.routes import router as catalog_router
 from livecommerce.config import Settings, get_settings
-from livecommerce.db import create_engine, ping, session_factory
+from livecommerce.db import create_engine, ping, session_factory, session_scope
 from livecommerce.errors import (
     AppError,
     PayloadTooLarge,
@@ -30,7 +33,12 @@ from livecommerce.errors import (
 )
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
+from livecommerce.logistics.network import load_network
 from livecommerce.migrate import ensure_migrated
+from livecommerce.orders import service as orders_service
+from livecommerce.orders.routes import router as orders_router
+from livecommerce.orders.routes import sandbox_router
+from livecommerce.orders.sandbox import SandboxProvider, storage_url
 from livecommerce.rates.routes import router as rates_router
 from livecommerce.rooms.broker import Broker, MemoryBroker
 from livecommerce.rooms.hub import Hub
@@ -168,9 +176,23 @@ def make_realtime(settings: Settings) -> tuple[Broker, Presence]:
     return RedisBroker(settings.redis_url), RedisPresence(settings.redis_url)
 
 
+async def _sweep_reservations(sessions: async_sessionmaker[AsyncSession], every_s: float) -> None:
+    """Return the stock of unpaid card orders whose hold ran out, every ``every_s``."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            async with session_scope(sessions) as session:
+                expired = await orders_service.expire_reservations(session=session)
+            if expired:
+                log.info("reservations expired: orders %s", expired)
+        except Exception:
+            log.exception("reservation sweep failed")
+
+
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     load_catalogs(settings.locales_dir)
+    load_network(settings.logistics_file)  # a broken corridor file stops start-up, not a quote
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -192,17 +214,37 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         )
         app.state.broker = broker
         app.state.hub = hub
+        sandbox = SandboxProvider(
+            database_url=storage_url(settings.resolved_database_url, settings.data_dir),
+            secret=settings.resolved_webhook_secret(),
+            webhook_url=settings.payment_webhook_url,
+        )
+        app.state.payment_providers = {sandbox.name: sandbox}
+        sweeper: asyncio.Task[None] | None = None
         try:
+            await sandbox.start()
             await hub.start()
+            sweeper = asyncio.create_task(
+                _sweep_reservations(sessions, settings.reservation_sweep_seconds),
+                name="reservation-expiry",
+            )
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await hub.close()
+            await sandbox.close()
             await engine.dispose()
 
     app = FastAPI(
         title="livecommerce",
         version=__version__,
-        description="Cross-border livestream shopping: accounts, multilingual catalog, stock.",
+        description=(
+            "Cross-border livestream shopping: accounts, multilingual catalog, stock, live "
+            "rooms, landed-cost quotes, orders and payments."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -223,7 +265,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     api.include_router(catalog_router)
     api.include_router(rates_router)
     api.include_router(streams_router)
+    api.include_router(orders_router)
     app.include_router(api)
+    app.include_router(sandbox_router)
     app.router.routes.extend(room_routes)
 
     @app.get("/healthz", tags=["health"])

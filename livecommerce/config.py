@@ -7,6 +7,8 @@ is a SQLite file there and the secret key is generated once and kept beside it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
 from functools import lru_cache
@@ -40,6 +42,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     import_batch_size: int = Field(default=1000, ge=1, le=5000)
     locales_dir: Path | None = None
+    # Corridor network, tariffs and customs rules (a JSON file); the packaged one by default.
+    logistics_file: Path | None = None
+    # Unpaid card orders hold their stock this long, then return it to sale.
+    reservation_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    reservation_sweep_seconds: float = Field(default=30.0, gt=0)
+    payment_provider: Literal["sandbox"] = "sandbox"
+    # Shared with the provider to sign webhooks; derived from the secret key when unset.
+    payment_webhook_secret: str | None = Field(default=None, repr=False, min_length=16)
+    # Where the sandbox provider delivers webhooks; by default the address it was called on.
+    payment_webhook_url: str | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -66,6 +78,12 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key
         return _stored_secret_key(self.data_dir.resolve())
+
+    def resolved_webhook_secret(self) -> str:
+        if self.payment_webhook_secret:
+            return self.payment_webhook_secret
+        key = self.resolved_secret_key().encode()
+        return hmac.new(key, b"livecommerce payment webhooks", hashlib.sha256).hexdigest()
 
 
 @lru_cache

@@ -140,6 +140,8 @@ FIELD_MESSAGES: dict[str, str] = {
     "unsupported_language": N_("Language %(lang)s is not supported: use kk, ru, uz, en or zh."),
     "text_too_long": N_("Text must be at most %(max)s characters long."),
     "translation_required": N_("Give the text in at least one language."),
+    "invalid_phone": N_("Enter a phone number with its country code, such as +7 701 123 45 67."),
+    "duplicate_product": N_("List each product once and set its quantity instead."),
     "invalid_translations": N_('Give an object of texts keyed by language, such as {"ru": "..."}.'),
 }
 GENERIC_FIELD_MESSAGE = N_("This value is invalid.")

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from livecommerce.app import create_app
 from livecommerce.config import Settings
+from livecommerce.rooms.broker import MemoryBroker
 from tests.fixtures.database import TestDatabase, open_database, require_postgres
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -53,4 +54,8 @@ async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.As
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+    # Nothing a test announced may reach the next test's rooms (stream ids restart at 1).
+    await app.state.hub.flush_pending()
+    if isinstance(app.state.broker, MemoryBroker):
+        await app.state.broker.close()
     await database.reset()

@@ -105,3 +105,63 @@ async def stock_by_product(
     for pid, code, qty in rows:
         result[pid][code] = qty
     return result
+
+
+class StockTaken(Exception):
+    """A conditional decrement found less stock than the snapshot promised."""
+
+    def __init__(self, product_id: int, warehouse_code: str) -> None:
+        super().__init__(f"product {product_id} at {warehouse_code}")
+        self.product_id = product_id
+        self.warehouse_code = warehouse_code
+
+
+def _lock_order(parts: Iterable[tuple[int, str, int]]) -> list[tuple[int, str, int]]:
+    # Rows are always touched in primary-key order, so two orders that share products can
+    # never wait on each other in a cycle (no deadlock).
+    merged: dict[tuple[int, str], int] = defaultdict(int)
+    for pid, code, qty in parts:
+        merged[(pid, code)] += qty
+    return [(pid, code, qty) for (pid, code), qty in sorted(merged.items())]
+
+
+async def take(*, session: AsyncSession, parts: Iterable[tuple[int, str, int]]) -> None:
+    """Reserve ``(product_id, warehouse_code, quantity)`` parts, all or nothing.
+
+    Each part is ``UPDATE stock SET quantity = quantity - n WHERE ... AND quantity >= n``: the
+    database decides, so two buyers can never both get the last unit. Raises ``StockTaken``
+    at the first part that no longer has enough; the caller rolls back (a savepoint).
+    """
+    now = utcnow()
+    for pid, code, qty in _lock_order(parts):
+        result = await session.execute(
+            update(Stock)
+            .where(
+                col(Stock.product_id) == pid,
+                col(Stock.warehouse_code) == code,
+                col(Stock.quantity) >= qty,
+            )
+            .values(quantity=col(Stock.quantity) - qty, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise StockTaken(pid, code)
+
+
+async def give_back(*, session: AsyncSession, parts: Iterable[tuple[int, str, int]]) -> None:
+    """Return reserved units (a cancelled or expired order), in the same lock order."""
+    now = utcnow()
+    rows = [
+        {"product_id": pid, "warehouse_code": code, "quantity": qty, "updated_at": now}
+        for pid, code, qty in _lock_order(parts)
+    ]
+    for row in rows:
+        stmt = dialect_insert(session, Stock.__table__)  # type: ignore[attr-defined]
+        stmt = stmt.values(**row).on_conflict_do_update(
+            index_elements=["product_id", "warehouse_code"],
+            set_={
+                "quantity": Stock.__table__.c.quantity + stmt.excluded.quantity,  # type: ignore[attr-defined]
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        await session.execute(stmt)

@@ -50,6 +50,7 @@ REACTION_FLUSH_S = 0.25  # reactions reach the room at most four times a second
 VIEWER_COUNT_S = 1.0  # viewer counts at most once a second, and only when they changed
 ORDER_TICKER_S = 1.0  # orders placed within a second share one ticker event
 ORDER_TICKER_MAX = 5  # orders listed by name in one ticker event (the rest are counted)
+FLASH_SALE_S = 0.25  # a sale's remaining quantity reaches the room at most 4 times a second
 PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
 STATS_FLUSH_S = 5.0
 SLOW_REASON = "slow consumer: reconnect with last_seq"
@@ -230,6 +231,8 @@ class Hub:
         self._orders: dict[str, list[dict[str, Any]]] = {}
         self._order_counts: Counter[str] = Counter()
         self._ticker: asyncio.Task[None] | None = None
+        # Latest card per (room, sale): many orders in a quarter second make one event.
+        self._sales: dict[tuple[str, int], dict[str, Any]] = {}
         self._timers: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -248,7 +251,7 @@ class Hub:
         for task in list(self._timers):
             task.cancel()
         with contextlib.suppress(Exception):
-            await self._flush_orders()
+            await self.flush_pending()
         for room in list(self.rooms.values()):
             for conn in room.connections():
                 conn.shut(CLOSE_GOING_AWAY, "server restarting: reconnect with last_seq")
@@ -480,6 +483,23 @@ class Hub:
         if len(listed) < ORDER_TICKER_MAX:
             listed.append(entry)
 
+    async def flush_pending(self) -> None:
+        """Publish the coalesced ticker and flash-sale updates now rather than on the tick."""
+        await self._flush_orders()
+        await self._flush_sales()
+
+    def announce_flash_sale(self, room_name: str, sale_id: int, card: dict[str, Any]) -> None:
+        """Queue a sale's new remaining quantity (coalesced; the lowest figure wins)."""
+        key = (room_name, sale_id)
+        held = self._sales.get(key)
+        if held is None or card["remaining"] <= held["remaining"]:
+            self._sales[key] = card
+
+    async def _flush_sales(self) -> None:
+        sales, self._sales = self._sales, {}
+        for (room_name, _), card in sales.items():
+            await self.broker.publish(room_name, encode_event("flash_sale", card))
+
     async def _flush_orders(self) -> None:
         orders, counts = self._orders, self._order_counts
         self._orders, self._order_counts = {}, Counter()
@@ -520,6 +540,8 @@ class Hub:
             now = loop.time()
             for room in list(self.rooms.values()):
                 await self._guard(self._flush_reactions(room))
+            if self._sales:
+                await self._guard(self._flush_sales())
             if now >= next_orders:
                 next_orders = now + ORDER_TICKER_S
                 await self._guard(self._flush_orders())

@@ -55,6 +55,8 @@ class FlashSale(SQLModel, table=True):
     quantity: int
     # Decremented atomically by orders (UPDATE ... WHERE remaining >= n), never in Python.
     remaining: int
+    # Units one buyer may hold in this sale (None: only the sale's quantity limits it).
+    per_customer_limit: int | None = Field(default=None)
     starts_at: datetime = Field(sa_type=UTCDateTime)
     ends_at: datetime = Field(sa_type=UTCDateTime)
     # Set when the host stops the sale early or the stream ends before ends_at.

@@ -61,6 +61,7 @@ class FlashSaleIn(StrictModel):
     price: Price
     quantity: int = Field(ge=1, le=MAX_FLASH_SALE_QUANTITY)
     duration_s: int = Field(ge=10, le=MAX_FLASH_SALE_S)
+    per_customer_limit: int | None = Field(default=None, ge=1, le=MAX_FLASH_SALE_QUANTITY)
 
 
 class BlockedWordsIn(StrictModel):
@@ -90,6 +91,7 @@ class FlashSaleOut(BaseModel):
     price: MoneyOut
     quantity: int
     remaining: int
+    per_customer_limit: int | None = None
     starts_at: datetime
     ends_at: datetime
 

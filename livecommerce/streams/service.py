@@ -161,6 +161,7 @@ def flash_sale_card(sale: FlashSale, product: Product, book: RateBook) -> dict[s
         "price": render.money(Money.from_minor(sale.price_minor, sale.price_currency), book),
         "quantity": sale.quantity,
         "remaining": sale.remaining,
+        "per_customer_limit": sale.per_customer_limit,
         "starts_at": sale.starts_at.isoformat(),
         "ends_at": sale.ends_at.isoformat(),
     }
@@ -385,6 +386,7 @@ async def start_flash_sale(
         price_currency=price.currency,
         quantity=data.quantity,
         remaining=data.quantity,
+        per_customer_limit=data.per_customer_limit,
         starts_at=now,
         ends_at=now + timedelta(seconds=data.duration_s),
     )

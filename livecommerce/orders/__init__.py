@@ -1,0 +1,1 @@
+"""Quotes, orders with atomic stock reservation, idempotency and payments."""

@@ -1,0 +1,99 @@
+"""``Idempotency-Key`` for writes that move money (orders, payments).
+
+The first request with a key runs and its response is stored *in the same transaction* as
+its effect: a crash between commit and response leaves the stored response behind, and the
+retry gets it. A request that fails (a 409, a 422) rolls back and stores nothing, so the
+client may retry the same key once the cause is gone. The same key with another body is a
+422. Two requests with one key at the same moment: the second waits for the first's
+transaction (the key is its primary key) and then answers with the first's response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from livecommerce.db import dialect_insert
+from livecommerce.errors import Conflict, ValidationFailed
+from livecommerce.i18n.messages import N_
+from livecommerce.orders.models import IdempotencyRecord
+
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code = "idempotency_key_reused"
+    message = N_("This Idempotency-Key was already used for a different request.")
+
+
+class InvalidIdempotencyKey(ValidationFailed):
+    code = "invalid_idempotency_key"
+    message = N_("The Idempotency-Key must be 1 to 255 printable characters.")
+
+
+class IdempotencyInProgress(Conflict):
+    code = "idempotency_in_progress"
+    message = N_("A request with this Idempotency-Key is still being processed. Retry shortly.")
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    body: dict[str, Any]
+
+
+def request_hash(scope: str, body: Any) -> str:
+    canonical = json.dumps(
+        {"scope": scope, "body": body}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidIdempotencyKey()
+    return key
+
+
+async def begin(
+    session: AsyncSession, *, user_id: int, key: str, scope: str, body: Any
+) -> Replay | None:
+    """Claim ``key`` for this request, or return the response of the request that had it."""
+    check_key(key)
+    digest = request_hash(scope, body)
+    table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+    claimed = await session.execute(
+        dialect_insert(session, table)
+        .values(user_id=user_id, key=key, scope=scope, request_hash=digest)
+        .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        .returning(table.c.key)
+    )
+    if claimed.first() is not None:
+        return None
+    record = (
+        await session.scalars(
+            select(IdempotencyRecord)
+            .where(col(IdempotencyRecord.user_id) == user_id, col(IdempotencyRecord.key) == key)
+            .execution_options(populate_existing=True)
+        )
+    ).one()
+    if record.request_hash != digest:
+        raise IdempotencyKeyReused()
+    if record.status_code is None or record.response is None:
+        raise IdempotencyInProgress()
+    return Replay(record.status_code, record.response)
+
+
+async def finish(
+    session: AsyncSession, *, user_id: int, key: str, status_code: int, body: dict[str, Any]
+) -> None:
+    record = await session.get(IdempotencyRecord, (user_id, key))
+    assert record is not None, "finish() without begin()"
+    record.status_code = status_code
+    record.response = body
+    await session.flush()

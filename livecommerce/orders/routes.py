@@ -1,0 +1,404 @@
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from livecommerce.config import Settings
+from livecommerce.deps import ContextDep, CurrentUser, IdPath, SessionDep, SettingsDep
+from livecommerce.errors import ValidationFailed
+from livecommerce.i18n.locales import pick_translation
+from livecommerce.i18n.messages import N_, translate
+from livecommerce.i18n.money import Money
+from livecommerce.logistics.network import Network, load_network
+from livecommerce.orders import idempotency, payments, service
+from livecommerce.orders.models import Order, OrderEvent, OrderStatus, Payment
+from livecommerce.orders.payments import PaymentProvider, ProviderIntent, UnknownProvider
+from livecommerce.orders.sandbox import SandboxProvider
+from livecommerce.orders.schemas import (
+    OrderIn,
+    OrderOut,
+    PaymentOut,
+    QuoteIn,
+    QuoteOut,
+)
+from livecommerce.orders.states import STATUS_LABELS
+from livecommerce.schemas import MoneyOut, Page, StrictModel
+from livecommerce.sqltypes import utcnow
+
+router = APIRouter(tags=["orders"])
+sandbox_router = APIRouter(prefix="/sandbox/payments", tags=["sandbox payment provider"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retry-safe writes: the same key and body return the first response",
+    ),
+]
+
+
+def network_of(settings: Settings) -> Network:
+    return load_network(settings.logistics_file)
+
+
+def provider_of(request: Request, name: str | None = None) -> PaymentProvider:
+    providers: dict[str, PaymentProvider] = request.app.state.payment_providers
+    provider = providers.get(name or request.app.state.settings.payment_provider)
+    if provider is None:
+        raise UnknownProvider()
+    return provider
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _money(amount: str, currency: str, locale: str) -> dict[str, Any]:
+    return MoneyOut.of(Money(Decimal(amount), currency), locale).model_dump()
+
+
+def render_quote(data: dict[str, Any], locale: str) -> dict[str, Any]:
+    """A stored (language-neutral) quote as the API shows it in ``locale``."""
+    cur = data["currency"]
+    return {
+        "currency": cur,
+        "destination": {
+            "country": data["destination"]["country"],
+            "city": pick_translation(data["destination"]["city"], locale) or "",
+        },
+        "items": [
+            {
+                "product_id": item["product_id"],
+                "title": pick_translation(item["title"], locale) or "",
+                "quantity": item["quantity"],
+                "unit_price": _money(item["unit_price"], cur, locale),
+                "line_total": _money(item["line_total"], cur, locale),
+                "flash_sale_id": item["flash_sale_id"],
+            }
+            for item in data["items"]
+        ],
+        "subtotal": _money(data["subtotal"], cur, locale),
+        "shipping": _money(data["shipping"], cur, locale),
+        "duties": _money(data["duties"], cur, locale),
+        "total": _money(data["total"], cur, locale),
+        "shipments": [
+            {
+                "warehouse": s["warehouse"],
+                "items": s["items"],
+                "legs": [
+                    {
+                        "mode": leg["mode"],
+                        "from": pick_translation(leg["from"], locale) or "",
+                        "to": pick_translation(leg["to"], locale) or "",
+                        "days": leg["days"],
+                    }
+                    for leg in s["legs"]
+                ],
+                "days": s["days"],
+                "eta": s["eta"],
+                "shipping": _money(s["shipping"], cur, locale),
+                "duties": _money(s["duties"], cur, locale),
+                "customs": s["customs"],
+            }
+            for s in data["shipments"]
+        ],
+        "rates": data["rates"],
+    }
+
+
+def _instructions(order: Order, locale: str) -> dict[str, Any]:
+    total = Money.from_minor(order.total_minor, order.currency)
+    shown = MoneyOut.of(total, locale)
+    if order.payment_method == "cod":
+        text = translate(
+            locale, N_("Pay %(amount)s in cash to the courier on delivery."), amount=shown.formatted
+        )
+        return {"method": "cod", "amount": shown, "text": text}
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        text = translate(locale, STATUS_LABELS[OrderStatus(order.status)])
+        return {"method": "card", "amount": shown, "text": text}
+    minutes = 0
+    if order.reserved_until is not None:
+        minutes = max(0, math.ceil((order.reserved_until - utcnow()).total_seconds() / 60))
+    text = translate(
+        locale,
+        N_("Pay %(amount)s by card within %(minutes)s min to keep your items."),
+        amount=shown.formatted,
+        minutes=str(minutes),
+    )
+    return {
+        "method": "card",
+        "amount": shown,
+        "text": text,
+        "pay_url": f"/api/v1/orders/{order.id}/payments",
+        "expires_at": order.reserved_until,
+    }
+
+
+def render_order(order: Order, events: list[OrderEvent], locale: str) -> dict[str, Any]:
+    body = render_quote(order.quote, locale)
+    body.update(
+        id=order.id,
+        status=order.status,
+        status_text=translate(locale, STATUS_LABELS[OrderStatus(order.status)]),
+        payment_method=order.payment_method,
+        stream_id=order.stream_id,
+        flash_sale_id=order.flash_sale_id,
+        ship_to=order.ship_to,
+        payment=_instructions(order, locale),
+        created_at=order.created_at,
+        events=[
+            {
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "actor": e.actor,
+                "reason": e.reason,
+                "at": e.at,
+            }
+            for e in events
+        ],
+    )
+    return OrderOut.model_validate(body).model_dump(mode="json", by_alias=True)
+
+
+def render_payment(
+    payment: Payment, intent: ProviderIntent | None, provider: PaymentProvider, locale: str
+) -> dict[str, Any]:
+    return PaymentOut(
+        id=payment.id or 0,
+        order_id=payment.order_id,
+        provider=payment.provider,
+        intent_id=payment.intent_id,
+        status=payment.status,
+        amount=MoneyOut.of(Money.from_minor(payment.amount_minor, payment.currency), locale),
+        client_secret=intent.client_secret if intent else None,
+        confirm_url=provider.confirm_url(payment.intent_id),
+    ).model_dump(mode="json")
+
+
+# --- quotes and orders ---------------------------------------------------------------------
+
+
+@router.post("/quotes", response_model=QuoteOut)
+async def create_quote(
+    body: QuoteIn, session: SessionDep, ctx: ContextDep, settings: SettingsDep
+) -> dict[str, Any]:
+    buyer = ctx.principal.user if ctx.principal else None
+    landed = await service.quote(
+        session=session,
+        network=network_of(settings),
+        data=body,
+        currency=ctx.currency,
+        buyer=buyer,
+    )
+    rendered = render_quote(landed.as_data(), ctx.locale)
+    return QuoteOut.model_validate(rendered).model_dump(mode="json", by_alias=True)
+
+
+@router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses={409: {"description": "out_of_stock, flash_sale_sold_out, limit_exceeded"}},
+)
+async def create_order(
+    body: OrderIn,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    assert user.id is not None
+    if idempotency_key is not None:
+        replay = await idempotency.begin(
+            session,
+            user_id=user.id,
+            key=idempotency_key,
+            scope="POST /orders",
+            body=body.model_dump(mode="json"),
+        )
+        if replay is not None:
+            return JSONResponse(
+                replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+            )
+    order = await service.place_order(
+        session=session,
+        network=network_of(settings),
+        buyer=user,
+        data=body,
+        currency=ctx.currency,
+        locale=ctx.locale,
+        reservation=timedelta(minutes=settings.reservation_minutes),
+        announcer=request.app.state.hub,
+    )
+    assert order.id is not None
+    events = await service.order_events(session=session, order_id=order.id)
+    rendered = render_order(order, events, ctx.locale)
+    if idempotency_key is not None:
+        # Stored in the order's own transaction: committed together or not at all.
+        await idempotency.finish(
+            session, user_id=user.id, key=idempotency_key, status_code=201, body=rendered
+        )
+    return JSONResponse(
+        rendered, status_code=201, headers={"Location": f"/api/v1/orders/{order.id}"}
+    )
+
+
+@router.get("/orders", response_model=Page[OrderOut])
+async def list_orders(
+    session: SessionDep,
+    ctx: ContextDep,
+    user: CurrentUser,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> dict[str, Any]:
+    if status_ is not None and status_ not in {s.value for s in OrderStatus}:
+        raise ValidationFailed(details={"status": status_})
+    orders, total = await service.list_orders(session=session, user=user, status=status_, page=page)
+    items = []
+    for order in orders:
+        assert order.id is not None
+        items.append(
+            render_order(
+                order, await service.order_events(session=session, order_id=order.id), ctx.locale
+            )
+        )
+    return {
+        "items": items,
+        "page": page,
+        "page_size": service.PAGE_SIZE,
+        "total": total,
+        "pages": math.ceil(total / service.PAGE_SIZE) if total else 0,
+    }
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+async def get_order(
+    order_id: IdPath, session: SessionDep, ctx: ContextDep, user: CurrentUser
+) -> dict[str, Any]:
+    order = await service.get_order(session=session, user=user, order_id=order_id)
+    return render_order(
+        order, await service.order_events(session=session, order_id=order_id), ctx.locale
+    )
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+async def cancel_order(
+    order_id: IdPath, request: Request, session: SessionDep, ctx: ContextDep, user: CurrentUser
+) -> dict[str, Any]:
+    order = await payments.cancel_order(
+        session=session, provider=provider_of(request), user=user, order_id=order_id
+    )
+    await session.flush()
+    return render_order(
+        order, await service.order_events(session=session, order_id=order_id), ctx.locale
+    )
+
+
+# --- payments ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/orders/{order_id}/payments", status_code=status.HTTP_201_CREATED, response_model=PaymentOut
+)
+async def start_payment(
+    order_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    assert user.id is not None
+    scope = f"POST /orders/{order_id}/payments"
+    if idempotency_key is not None:
+        replay = await idempotency.begin(
+            session, user_id=user.id, key=idempotency_key, scope=scope, body={}
+        )
+        if replay is not None:
+            return JSONResponse(
+                replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+            )
+    provider = provider_of(request)
+    payment, intent = await payments.start_payment(
+        session=session, provider=provider, user=user, order_id=order_id
+    )
+    rendered = render_payment(payment, intent, provider, ctx.locale)
+    if idempotency_key is not None:
+        await idempotency.finish(
+            session, user_id=user.id, key=idempotency_key, status_code=201, body=rendered
+        )
+    return JSONResponse(rendered, status_code=201)
+
+
+@router.get("/orders/{order_id}/payments", response_model=list[PaymentOut])
+async def list_payments(
+    order_id: IdPath, request: Request, session: SessionDep, ctx: ContextDep, user: CurrentUser
+) -> list[dict[str, Any]]:
+    await service.get_order(session=session, user=user, order_id=order_id)
+    provider = provider_of(request)
+    return [
+        render_payment(p, None, provider, ctx.locale)
+        for p in await payments.payments_of(session=session, order_id=order_id)
+    ]
+
+
+@router.post("/payments/webhooks/{provider_name}", include_in_schema=True)
+async def payment_webhook(
+    provider_name: Annotated[str, Field(max_length=32)], request: Request, session: SessionDep
+) -> dict[str, str]:
+    """Called by the payment provider, not by clients: signed, deduplicated, re-verified."""
+    provider = provider_of(request, provider_name)
+    body = await request.body()
+    outcome = await payments.handle_webhook(
+        session=session, provider=provider, body=body, headers=request.headers
+    )
+    return {"status": outcome}
+
+
+# --- the sandbox provider's own endpoints (what its card form would call) -------------------
+
+
+class ConfirmIn(StrictModel):
+    client_secret: str = Field(min_length=1, max_length=80)
+    card_number: str = Field(min_length=12, max_length=23, examples=["4242 4242 4242 4242"])
+
+
+def _sandbox(request: Request) -> SandboxProvider:
+    provider = request.app.state.payment_providers.get("sandbox")
+    if not isinstance(provider, SandboxProvider):
+        raise UnknownProvider()
+    return provider
+
+
+def _webhook_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/api/v1/payments/webhooks/sandbox"
+
+
+@sandbox_router.post("/{intent_id}/confirm")
+async def sandbox_confirm(intent_id: str, body: ConfirmIn, request: Request) -> dict[str, Any]:
+    intent = await _sandbox(request).confirm(
+        intent_id,
+        client_secret=body.client_secret,
+        card_number=body.card_number,
+        webhook_url=_webhook_url(request),
+    )
+    return {"id": intent.id, "status": intent.status, "failure_code": intent.failure_code}
+
+
+@sandbox_router.get("/{intent_id}/events")
+async def sandbox_events(intent_id: str, request: Request) -> list[dict[str, Any]]:
+    return await _sandbox(request).event_payloads(intent_id)
+
+
+@sandbox_router.post("/events/{event_id}/resend", status_code=status.HTTP_202_ACCEPTED)
+async def sandbox_resend(event_id: str, request: Request) -> dict[str, str]:
+    await _sandbox(request).resend(event_id, _webhook_url(request))
+    return {"status": "queued"}

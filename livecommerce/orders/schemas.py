@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from livecommerce.schemas import CurrencyCode, MoneyOut, StrictModel
+
+MAX_BASKET_LINES = 50
+MAX_LINE_QUANTITY = 1000
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()\-]{5,22}$")
+
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+def _country(value: str) -> str:
+    code = value.strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        raise PydanticCustomError("invalid_country", "two-letter ISO 3166 code")
+    return code
+
+
+class QuoteAddress(StrictModel):
+    """Where to deliver; a quote needs only the country and the city."""
+
+    country: str = Field(examples=["KZ"])
+    city: str = Field(min_length=1, max_length=120, examples=["Almaty"])
+    postal_code: str | None = Field(default=None, max_length=20)
+    address_line1: str | None = Field(default=None, max_length=200)
+    address_line2: str | None = Field(default=None, max_length=200)
+    recipient_name: str | None = Field(default=None, max_length=120)
+    phone: str | None = Field(default=None, max_length=24)
+
+    _check_country = field_validator("country")(classmethod(lambda cls, v: _country(v)))
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _PHONE.fullmatch(value):
+            raise PydanticCustomError("invalid_phone", "phone number")
+        return value
+
+
+class ShipTo(QuoteAddress):
+    """A full delivery address, as an order needs it (customs checks the recipient)."""
+
+    postal_code: str = Field(min_length=1, max_length=20)
+    address_line1: str = Field(min_length=1, max_length=200)
+    recipient_name: str = Field(min_length=1, max_length=120)
+    phone: str = Field(max_length=24, examples=["+7 701 123 45 67"])
+
+
+class BasketItem(StrictModel):
+    product_id: Id
+    quantity: int = Field(ge=1, le=MAX_LINE_QUANTITY)
+
+
+class QuoteIn(StrictModel):
+    items: list[BasketItem] = Field(min_length=1, max_length=MAX_BASKET_LINES)
+    ship_to: QuoteAddress
+    currency: CurrencyCode | None = None
+    stream_id: Id | None = None
+    flash_sale_id: Id | None = None
+
+    @field_validator("items")
+    @classmethod
+    def _distinct(cls, items: list[BasketItem]) -> list[BasketItem]:
+        ids = [item.product_id for item in items]
+        if len(set(ids)) != len(ids):
+            raise PydanticCustomError("duplicate_product", "each product once per basket")
+        return items
+
+
+class OrderIn(QuoteIn):
+    ship_to: ShipTo
+    payment_method: Literal["card", "cod"]
+
+
+class LegOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    mode: str = Field(examples=["rail"])
+    from_: str = Field(alias="from", examples=["Duisburg"])
+    to: str = Field(examples=["Khorgos"])
+    days: int
+
+
+class QuoteItemOut(BaseModel):
+    product_id: int
+    title: str
+    quantity: int
+    unit_price: MoneyOut
+    line_total: MoneyOut
+    flash_sale_id: int | None = None
+
+
+class ShipmentItemOut(BaseModel):
+    product_id: int
+    quantity: int
+
+
+class ShipmentQuoteOut(BaseModel):
+    warehouse: str
+    items: list[ShipmentItemOut]
+    legs: list[LegOut]
+    days: int
+    eta: date
+    shipping: MoneyOut
+    duties: MoneyOut
+    customs: dict[str, Any] | None = Field(
+        description="How duties were assessed: rule, customs value, allowance, excess, duty"
+    )
+
+
+class RateOut(BaseModel):
+    base: str
+    quote: str
+    rate: str
+    source: str
+    as_of: datetime
+
+
+class DestinationOut(BaseModel):
+    country: str
+    city: str
+
+
+class QuoteOut(BaseModel):
+    currency: str
+    destination: DestinationOut
+    items: list[QuoteItemOut]
+    subtotal: MoneyOut
+    shipping: MoneyOut
+    duties: MoneyOut
+    total: MoneyOut
+    shipments: list[ShipmentQuoteOut]
+    rates: list[RateOut]
+
+
+class PaymentInstructions(BaseModel):
+    method: Literal["card", "cod"]
+    amount: MoneyOut
+    text: str = Field(description="What the buyer does next, in the request's language")
+    pay_url: str | None = Field(default=None, description="card: POST here to start paying")
+    expires_at: datetime | None = Field(
+        default=None, description="card: the stock is held until then"
+    )
+
+
+class OrderEventOut(BaseModel):
+    from_status: str | None
+    to_status: str
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+class OrderOut(QuoteOut):
+    id: int
+    status: str
+    status_text: str
+    payment_method: str
+    stream_id: int | None
+    flash_sale_id: int | None
+    ship_to: dict[str, Any]
+    payment: PaymentInstructions
+    created_at: datetime
+    events: list[OrderEventOut]
+
+
+class PaymentOut(BaseModel):
+    id: int
+    order_id: int
+    provider: str
+    intent_id: str
+    status: str
+    amount: MoneyOut
+    client_secret: str | None = Field(
+        default=None, description="Handed to the provider's card form; never logged"
+    )
+    confirm_url: str | None = Field(default=None, description="sandbox: where the card form posts")

@@ -1,0 +1,679 @@
+"""Quotes and orders: the basket, the landed cost, the reservation, the order's life.
+
+Stock, flash-sale quantity and per-customer limits are all taken with conditional updates
+in the database (never read-modify-write in Python), always in the same lock order:
+the buyer's flash-sale claim, the flash sale, then stock rows by primary key. A request
+that loses a race gets a clean 409; nothing is ever oversold.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any, Protocol
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col
+
+from livecommerce.accounts.models import Role, User
+from livecommerce.accounts.service import merchant_of
+from livecommerce.catalog.models import Product
+from livecommerce.db import after_commit, dialect_insert, is_postgres
+from livecommerce.errors import Conflict, NotFound, ValidationFailed
+from livecommerce.i18n.messages import N_
+from livecommerce.i18n.money import Money
+from livecommerce.inventory import service as inventory
+from livecommerce.logistics.allocation import Shortage
+from livecommerce.logistics.network import Destination, Network
+from livecommerce.orders import states
+from livecommerce.orders.models import (
+    FlashSaleClaim,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+)
+from livecommerce.orders.quotes import BasketLine, Quote, build_quote
+from livecommerce.orders.schemas import OrderIn, QuoteIn
+from livecommerce.rates.service import RateBook, load_rate_book
+from livecommerce.rooms import render
+from livecommerce.sqltypes import utcnow
+from livecommerce.streams.models import FlashSale, Stream
+from livecommerce.streams.service import flash_sale_card, room_of
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 20
+# A snapshot of stock can be beaten by a concurrent order; re-read and re-allocate a few
+# times (another warehouse may still have it) before answering out_of_stock.
+RESERVE_ATTEMPTS = 3
+TICKER_NAME_MAX = 24
+
+
+class ProductUnavailable(NotFound):
+    code = "product_not_found"
+    message = N_("Product %(id)s does not exist.")
+
+
+class MixedMerchants(ValidationFailed):
+    code = "mixed_merchants"
+    message = N_("An order holds products of one merchant only. Place one order per shop.")
+
+
+class StreamNotFound(NotFound):
+    code = "stream_not_found"
+    message = N_("This stream does not exist.")
+
+
+class NotThisStream(ValidationFailed):
+    code = "product_not_in_stream"
+    message = N_("These products are not sold in this stream.")
+
+
+class FlashSaleNotFound(NotFound):
+    code = "flash_sale_not_found"
+    message = N_("This flash sale does not exist.")
+
+
+class FlashSaleNotInBasket(ValidationFailed):
+    code = "flash_sale_product_missing"
+    message = N_("The basket does not contain the flash sale's product.")
+
+
+class FlashSaleEnded(Conflict):
+    code = "flash_sale_ended"
+    message = N_("This flash sale has ended.")
+
+
+class FlashSaleSoldOut(Conflict):
+    code = "flash_sale_sold_out"
+    message = N_("The flash sale is sold out.")
+
+
+class LimitExceeded(Conflict):
+    code = "limit_exceeded"
+    message = N_("You can buy at most %(limit)s of this item in the flash sale.")
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+    message = N_("Not enough stock: only %(available)s left.")
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    message = N_("This order does not exist.")
+
+
+class OrderNotCancellable(Conflict):
+    code = "order_not_cancellable"
+    message = N_("This order has already shipped or ended and can no longer be cancelled.")
+
+
+class OrderAnnouncer(Protocol):
+    """What the order path needs from the rooms hub (published after commit only)."""
+
+    def announce_order(self, room_name: str, entry: dict[str, Any]) -> None: ...
+
+    def announce_flash_sale(self, room_name: str, sale_id: int, card: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Basket:
+    merchant_id: int
+    products: dict[int, Product]
+    lines: list[BasketLine]
+    sale: FlashSale | None
+    stream: Stream | None
+
+
+def recipient_key(phone: str | None, buyer_id: int | None) -> str:
+    """Customs counts allowances per recipient: by phone number when known."""
+    if phone:
+        return "tel:" + re.sub(r"\D", "", phone)
+    return f"user:{buyer_id}"
+
+
+# --- The basket ----------------------------------------------------------------------------
+
+
+async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> Basket:
+    ids = [item.product_id for item in data.items]
+    rows = await session.scalars(
+        select(Product).where(col(Product.id).in_(ids), col(Product.deleted_at).is_(None))
+    )
+    products = {p.id: p for p in rows if p.id is not None}
+    for pid in ids:
+        if pid not in products:
+            raise ProductUnavailable(id=pid)
+    merchants = {p.merchant_id for p in products.values()}
+    if len(merchants) != 1:
+        raise MixedMerchants()
+    merchant_id = merchants.pop()
+
+    stream = None
+    if data.stream_id is not None:
+        stream = await session.get(Stream, data.stream_id)
+        if stream is None:
+            raise StreamNotFound()
+        if stream.merchant_id != merchant_id:
+            raise NotThisStream()
+
+    sale = None
+    if data.flash_sale_id is not None:
+        sale = await session.get(FlashSale, data.flash_sale_id)
+        if sale is None or (stream is not None and sale.stream_id != stream.id):
+            raise FlashSaleNotFound()
+        if sale.product_id not in products:
+            raise FlashSaleNotInBasket()
+
+    lines = []
+    for item in data.items:
+        product = products[item.product_id]
+        on_sale = sale is not None and sale.product_id == item.product_id
+        if on_sale and sale is not None and _sale_open(sale, now):
+            price = Money.from_minor(sale.price_minor, sale.price_currency)
+            sale_id: int | None = sale.id
+        else:
+            price = Money.from_minor(product.price_minor, product.price_currency)
+            sale_id = None
+        lines.append(
+            BasketLine(
+                product_id=item.product_id,
+                quantity=item.quantity,
+                unit_price=price,
+                weight_grams=product.weight_grams,
+                title=product.title or {"en": product.sku},
+                flash_sale_id=sale_id,
+            )
+        )
+    return Basket(merchant_id, products, lines, sale, stream)
+
+
+def _sale_open(sale: FlashSale, now: datetime) -> bool:
+    return sale.cancelled_at is None and sale.starts_at <= now < sale.ends_at
+
+
+def _month_start(now: datetime, destination: Destination) -> datetime:
+    local = now.astimezone(destination.timezone)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+async def earlier_imports(
+    session: AsyncSession,
+    *,
+    network: Network,
+    destination: Destination,
+    key: str | None,
+    buyer_id: int | None,
+    now: datetime,
+) -> Decimal:
+    """Customs value already imported this calendar month by the recipient, under a
+    monthly allowance (0 for per-parcel rules or an anonymous quote)."""
+    rule = network.customs.get(destination.customs_union)
+    if rule is None or not rule.monthly or (key is None and buyer_id is None):
+        return Decimal(0)
+    who = []
+    if key is not None:
+        who.append(col(Order.recipient_key) == key)
+    if buyer_id is not None:
+        who.append(col(Order.buyer_id) == buyer_id)
+    rows = await session.scalars(
+        select(col(Order.declared_value)).where(
+            or_(*who),
+            col(Order.destination_country) == destination.country,
+            col(Order.declared_currency) == rule.currency,
+            col(Order.created_at) >= _month_start(now, destination),
+            col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+        )
+    )
+    return sum(rows, Decimal(0))
+
+
+async def _quote(
+    session: AsyncSession,
+    *,
+    network: Network,
+    basket: Basket,
+    destination: Destination,
+    book: RateBook,
+    currency: str,
+    earlier: Decimal,
+    now: datetime,
+) -> Quote:
+    stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
+    try:
+        return build_quote(
+            network=network,
+            destination=destination,
+            basket=basket.lines,
+            stock=stock,
+            book=book,
+            currency=currency,
+            earlier_imports=earlier,
+            now=now,
+        )
+    except Shortage as short:
+        raise OutOfStock(
+            available=short.available,
+            details={
+                "product_id": short.product_id,
+                "requested": short.requested,
+                "available": short.available,
+            },
+        ) from None
+
+
+async def quote(
+    *,
+    session: AsyncSession,
+    network: Network,
+    data: QuoteIn,
+    currency: str,
+    buyer: User | None,
+    now: datetime | None = None,
+) -> Quote:
+    now = now or utcnow()
+    destination = network.destination(data.ship_to.country, data.ship_to.city)
+    basket = await _load_basket(session, data, now)
+    book = await load_rate_book(session)
+    key = recipient_key(data.ship_to.phone, None) if data.ship_to.phone else None
+    earlier = await earlier_imports(
+        session,
+        network=network,
+        destination=destination,
+        key=key,
+        buyer_id=buyer.id if buyer else None,
+        now=now,
+    )
+    return await _quote(
+        session,
+        network=network,
+        basket=basket,
+        destination=destination,
+        book=book,
+        currency=data.currency or currency,
+        earlier=earlier,
+        now=now,
+    )
+
+
+# --- Placing an order --------------------------------------------------------------------
+
+
+async def _claim_flash_sale(
+    session: AsyncSession, sale: FlashSale, buyer_id: int, quantity: int, now: datetime
+) -> None:
+    """Count the units against the buyer's limit, then take them from the sale."""
+    assert sale.id is not None
+    limit = sale.per_customer_limit
+    if limit is not None and quantity > limit:
+        raise LimitExceeded(limit=limit, details={"limit": limit})
+    claims = FlashSaleClaim.__table__  # type: ignore[attr-defined]
+    stmt = dialect_insert(session, claims).values(
+        flash_sale_id=sale.id, buyer_id=buyer_id, quantity=quantity
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["flash_sale_id", "buyer_id"],
+        set_={"quantity": claims.c.quantity + stmt.excluded.quantity},
+        where=(claims.c.quantity + stmt.excluded.quantity <= limit) if limit else None,
+    ).returning(claims.c.quantity)
+    if (await session.execute(stmt)).first() is None:
+        raise LimitExceeded(limit=limit, details={"limit": limit})
+
+    result = await session.execute(
+        update(FlashSale)
+        .where(
+            col(FlashSale.id) == sale.id,
+            col(FlashSale.remaining) >= quantity,
+            col(FlashSale.cancelled_at).is_(None),
+            col(FlashSale.starts_at) <= now,
+            col(FlashSale.ends_at) > now,
+        )
+        .values(remaining=col(FlashSale.remaining) - quantity)
+        .returning(col(FlashSale.remaining))
+        .execution_options(synchronize_session=False)
+    )
+    remaining = result.scalar_one_or_none()
+    if remaining is None:
+        await session.refresh(sale)
+        if not _sale_open(sale, now):
+            raise FlashSaleEnded()
+        raise FlashSaleSoldOut(details={"remaining": sale.remaining})
+    set_committed_value(sale, "remaining", remaining)
+
+
+async def _reserve_stock(
+    session: AsyncSession,
+    *,
+    network: Network,
+    basket: Basket,
+    destination: Destination,
+    book: RateBook,
+    currency: str,
+    earlier: Decimal,
+    now: datetime,
+) -> Quote:
+    for _ in range(RESERVE_ATTEMPTS):
+        landed = await _quote(
+            session,
+            network=network,
+            basket=basket,
+            destination=destination,
+            book=book,
+            currency=currency,
+            earlier=earlier,
+            now=now,
+        )
+        parts = [
+            (pid, code, qty) for pid, split in landed.allocation.items() for code, qty in split
+        ]
+        try:
+            async with session.begin_nested():
+                await inventory.take(session=session, parts=parts)
+        except inventory.StockTaken:
+            continue  # someone was faster; re-read stock (another warehouse may have it)
+        return landed
+    # Still losing after a few rounds: the stock is going as we look. Say how much is left.
+    stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
+    line = basket.lines[0]
+    for candidate in basket.lines:
+        if sum(stock.get(candidate.product_id, {}).values()) < candidate.quantity:
+            line = candidate
+            break
+    available = sum(stock.get(line.product_id, {}).values())
+    raise OutOfStock(
+        available=available,
+        details={"product_id": line.product_id, "requested": line.quantity, "available": available},
+    )
+
+
+async def place_order(
+    *,
+    session: AsyncSession,
+    network: Network,
+    buyer: User,
+    data: OrderIn,
+    currency: str,
+    locale: str,
+    reservation: timedelta,
+    announcer: OrderAnnouncer | None,
+    now: datetime | None = None,
+) -> Order:
+    assert buyer.id is not None
+    now = now or utcnow()
+    destination = network.destination(data.ship_to.country, data.ship_to.city)
+    basket = await _load_basket(session, data, now)
+    if basket.sale is not None:
+        if not any(line.flash_sale_id for line in basket.lines):
+            raise FlashSaleEnded()
+        qty = next(line.quantity for line in basket.lines if line.flash_sale_id)
+        await _claim_flash_sale(session, basket.sale, buyer.id, qty, now)
+    book = await load_rate_book(session)
+    key = recipient_key(data.ship_to.phone, buyer.id)
+    earlier = await earlier_imports(
+        session, network=network, destination=destination, key=key, buyer_id=buyer.id, now=now
+    )
+    pay_in = data.currency or currency
+    landed = await _reserve_stock(
+        session,
+        network=network,
+        basket=basket,
+        destination=destination,
+        book=book,
+        currency=pay_in,
+        earlier=earlier,
+        now=now,
+    )
+    declared_value, declared_currency = landed.declared
+    is_card = data.payment_method == PaymentMethod.CARD
+    order = Order(
+        buyer_id=buyer.id,
+        merchant_id=basket.merchant_id,
+        stream_id=basket.stream.id if basket.stream else None,
+        flash_sale_id=basket.sale.id if basket.sale else None,
+        status=OrderStatus.PENDING_PAYMENT,
+        payment_method=data.payment_method,
+        currency=pay_in,
+        subtotal_minor=landed.subtotal.to_minor(),
+        shipping_minor=landed.shipping.to_minor(),
+        duties_minor=landed.duties.to_minor(),
+        total_minor=landed.total.to_minor(),
+        ship_to=data.ship_to.model_dump(mode="json"),
+        destination_country=destination.country,
+        recipient_key=key,
+        declared_value=declared_value,
+        declared_currency=declared_currency,
+        quote=landed.as_data(),
+        locale=locale,
+        reserved_until=now + reservation if is_card else None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(order)
+    await session.flush()
+    assert order.id is not None
+    units = {line.product_id: line for line in landed.lines}
+    for pid, split in sorted(landed.allocation.items()):
+        product = basket.products[pid]
+        for code, qty in split:
+            session.add(
+                OrderLine(
+                    order_id=order.id,
+                    product_id=pid,
+                    warehouse_code=code,
+                    quantity=qty,
+                    unit_price_minor=units[pid].unit_price.to_minor(),
+                    flash_sale_id=units[pid].flash_sale_id,
+                    sku=product.sku,
+                    title=dict(product.title),
+                    hs_code=product.hs_code,
+                    weight_grams=product.weight_grams,
+                )
+            )
+    states.record_creation(session, order, actor=f"user:{buyer.id}")
+    if not is_card:
+        # Cash on delivery needs no payment first: the order goes straight to the warehouse.
+        await states.transition(
+            session, order, OrderStatus.FULFILLING, actor="system", reason="cash_on_delivery"
+        )
+    await session.flush()
+    if announcer is not None and basket.stream is not None:
+        _announce(session, announcer, order, basket, landed, buyer, book)
+    return order
+
+
+def _announce(
+    session: AsyncSession,
+    announcer: OrderAnnouncer,
+    order: Order,
+    basket: Basket,
+    landed: Quote,
+    buyer: User,
+    book: RateBook,
+) -> None:
+    assert basket.stream is not None and basket.stream.id is not None
+    room = room_of(basket.stream.id)
+    first = landed.lines[0]
+    name = (buyer.display_name or "").split()[:1]
+    city = dict(landed.destination.city.names)
+    who = (
+        render.message(
+            N_("%(name)s from %(city)s"), name=name[0][:TICKER_NAME_MAX], city=render.text(city)
+        )
+        if name
+        else render.message(N_("A buyer from %(city)s"), city=render.text(city))
+    )
+    entry = {
+        "buyer": who,
+        "product": render.text(dict(first.title)),
+        "quantity": first.quantity,
+        "items": len(landed.lines),
+    }
+    after_commit(session, partial(_ticker, announcer, room, entry))
+    sale = basket.sale
+    if sale is not None and sale.id is not None:
+        product = basket.products[sale.product_id]
+        card = flash_sale_card(sale, product, book)
+        after_commit(session, partial(_sale_update, announcer, room, sale.id, card))
+
+
+async def _ticker(announcer: OrderAnnouncer, room: str, entry: dict[str, Any]) -> None:
+    announcer.announce_order(room, entry)
+
+
+async def _sale_update(
+    announcer: OrderAnnouncer, room: str, sale_id: int, card: dict[str, Any]
+) -> None:
+    announcer.announce_flash_sale(room, sale_id, card)
+
+
+# --- Reading -------------------------------------------------------------------------------
+
+
+async def can_read(*, session: AsyncSession, user: User, order: Order) -> bool:
+    if user.role == Role.ADMIN or order.buyer_id == user.id:
+        return True
+    merchant = await merchant_of(session=session, user=user)
+    return merchant is not None and merchant.id == order.merchant_id
+
+
+async def get_order(*, session: AsyncSession, user: User, order_id: int) -> Order:
+    order = await session.get(Order, order_id)
+    # Someone else's order is "not found", so ids cannot be probed.
+    if order is None or not await can_read(session=session, user=user, order=order):
+        raise OrderNotFound()
+    return order
+
+
+async def order_events(*, session: AsyncSession, order_id: int) -> list[OrderEvent]:
+    rows = await session.scalars(
+        select(OrderEvent).where(col(OrderEvent.order_id) == order_id).order_by(col(OrderEvent.id))
+    )
+    return list(rows)
+
+
+async def list_orders(
+    *, session: AsyncSession, user: User, status: str | None, page: int
+) -> tuple[list[Order], int]:
+    query = select(Order)
+    if user.role == Role.MERCHANT:
+        merchant = await merchant_of(session=session, user=user)
+        query = query.where(col(Order.merchant_id) == (merchant.id if merchant else -1))
+    elif user.role != Role.ADMIN:
+        query = query.where(col(Order.buyer_id) == user.id)
+    if status:
+        query = query.where(col(Order.status) == status)
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = await session.scalars(
+        query.order_by(col(Order.id).desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    )
+    return list(rows), total
+
+
+# --- Cancelling, expiry --------------------------------------------------------------------
+
+
+async def release(session: AsyncSession, order: Order) -> None:
+    """Give the order's units back: flash-sale claim, flash sale, then stock (lock order)."""
+    assert order.id is not None
+    lines = list(
+        await session.scalars(select(OrderLine).where(col(OrderLine.order_id) == order.id))
+    )
+    on_sale: dict[int, int] = {}
+    for line in lines:
+        if line.flash_sale_id is not None:
+            on_sale[line.flash_sale_id] = on_sale.get(line.flash_sale_id, 0) + line.quantity
+    for sale_id, qty in sorted(on_sale.items()):
+        await session.execute(
+            update(FlashSaleClaim)
+            .where(
+                col(FlashSaleClaim.flash_sale_id) == sale_id,
+                col(FlashSaleClaim.buyer_id) == order.buyer_id,
+            )
+            .values(quantity=col(FlashSaleClaim.quantity) - qty)
+            .execution_options(synchronize_session=False)
+        )
+        # Back into the sale, so another buyer can have them; "sold" stays quantity - remaining.
+        await session.execute(
+            update(FlashSale)
+            .where(
+                col(FlashSale.id) == sale_id,
+                col(FlashSale.remaining) + qty <= col(FlashSale.quantity),
+            )
+            .values(remaining=col(FlashSale.remaining) + qty)
+            .execution_options(synchronize_session=False)
+        )
+    await inventory.give_back(
+        session=session,
+        parts=[(line.product_id, line.warehouse_code, line.quantity) for line in lines],
+    )
+
+
+def can_cancel(order: Order) -> str | None:
+    """The status cancelling leads to, or None when it is too late."""
+    if states.allowed(order, OrderStatus.CANCELLED):
+        return OrderStatus.CANCELLED
+    if order.status in (OrderStatus.PAID, OrderStatus.FULFILLING) and states.allowed(
+        order, OrderStatus.REFUNDED
+    ):
+        return OrderStatus.REFUNDED
+    return None
+
+
+async def cancel_unpaid(session: AsyncSession, order: Order, *, actor: str, reason: str) -> None:
+    """Cancel an order no money was taken for, and give its stock back."""
+    await states.transition(session, order, OrderStatus.CANCELLED, actor=actor, reason=reason)
+    set_committed_value(order, "cancel_reason", reason)
+    await session.execute(
+        update(Order)
+        .where(col(Order.id) == order.id)
+        .values(cancel_reason=reason, reserved_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    await release(session, order)
+
+
+async def mark_refunded(session: AsyncSession, order: Order, *, actor: str, reason: str) -> None:
+    held = order.status in states.HOLDS_STOCK
+    await states.transition(session, order, OrderStatus.REFUNDED, actor=actor, reason=reason)
+    if held:
+        await release(session, order)
+
+
+async def expire_reservations(
+    *, session: AsyncSession, now: datetime | None = None, limit: int = 200
+) -> list[int]:
+    """Cancel unpaid card orders whose hold ran out; their stock returns to sale."""
+    now = now or utcnow()
+    query = (
+        select(Order)
+        .where(
+            and_(
+                col(Order.status) == OrderStatus.PENDING_PAYMENT,
+                col(Order.reserved_until).is_not(None),
+                col(Order.reserved_until) <= now,
+            )
+        )
+        .order_by(col(Order.id))
+        .limit(limit)
+    )
+    if is_postgres(session):
+        # Several processes may sweep at once; each takes different orders.
+        query = query.with_for_update(skip_locked=True)
+    expired: list[int] = []
+    for order in (await session.scalars(query)).all():
+        try:
+            async with session.begin_nested():
+                await cancel_unpaid(session, order, actor="system", reason="reservation_expired")
+        except states.OrderChanged:
+            continue  # paid at this very moment
+        assert order.id is not None
+        expired.append(order.id)
+    return expired

@@ -1,0 +1,200 @@
+"""Landed-cost quotes for the corridor's cities, against figures computed by hand.
+
+Seeded rates (migration 0001): 1 EUR = 602.50 KZT = 14,050 UZS = 94.80 RUB = 101.20 KGS =
+8.27 CNY = 1.16 USD. Tariffs and transit days are those of ``logistics/corridor.json``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from tests.orders.shop import merchant, stocked_product
+
+
+async def quote(
+    client: httpx.AsyncClient,
+    items: list[tuple[int, int]],
+    country: str,
+    city: str,
+    currency: str,
+    headers: dict[str, str] | None = None,
+    locale: str = "en",
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "items": [{"product_id": p, "quantity": q} for p, q in items],
+        "ship_to": {"country": country, "city": city},
+        "currency": currency,
+        **extra,
+    }
+    response = await client.post(
+        f"/api/v1/quotes?locale={locale}", json=body, headers=headers or {}
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def amounts(q: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        q["subtotal"]["amount"],
+        q["shipping"]["amount"],
+        q["duties"]["amount"],
+        q["total"]["amount"],
+    )
+
+
+def today_in(zone: str) -> date:
+    from datetime import datetime
+
+    return datetime.now(ZoneInfo(zone)).date()
+
+
+async def test_almaty_from_the_almaty_warehouse(client: httpx.AsyncClient) -> None:
+    """Almaty, KZT: 2 x CNY 120 cream from KZALA; local courier, no customs inside the EAEU."""
+    _, mh = await merchant(client)
+    cream = await stocked_product(client, mh, KZALA=10, DEDUI=10)
+    q = await quote(client, [(cream["id"], 2)], "KZ", "Алматы", "KZT", locale="kk")
+    # unit: 120 CNY / 8.27 * 602.50 = 8,742.44 -> 8,742 KZT (whole tenge); 2 units 17,484.
+    # shipping: courier EUR 2.00 + 0.30/kg * 0.36 kg = EUR 2.108 * 602.50 = 1,270.07 -> 1,270.
+    assert amounts(q) == ("17484.00", "1270.00", "0.00", "18754.00")
+    assert q["items"][0]["unit_price"]["formatted"].replace("\xa0", " ") == "8 742 ₸"
+    assert q["items"][0]["title"] == "Ылғалдандыратын крем"
+    [shipment] = q["shipments"]
+    assert shipment["warehouse"] == "KZALA" and shipment["customs"] is None
+    assert shipment["legs"] == [{"mode": "courier", "from": "Алматы", "to": "Алматы", "days": 1}]
+    assert shipment["eta"] == (today_in("Asia/Almaty") + timedelta(days=2)).isoformat()
+    assert {(r["base"], r["quote"]) for r in q["rates"]} == {("EUR", "CNY"), ("EUR", "KZT")}
+    assert all(r["source"] and r["as_of"] for r in q["rates"])
+
+
+async def test_tashkent_from_duisburg_counts_the_monthly_allowance(
+    client: httpx.AsyncClient,
+) -> None:
+    """Tashkent, UZS: EUR 150 / 2 kg from DEDUI. First parcel fits USD 200; the second pays."""
+    from tests.fixtures.factories import account
+    from tests.orders.shop import TASHKENT, order
+
+    _, mh = await merchant(client)
+    bag = await stocked_product(
+        client, mh, DEDUI=5, weight_grams=2000, price={"amount": "150.00", "currency": "EUR"}
+    )
+    _, buyer = await account(client)
+    q = await quote(client, [(bag["id"], 1)], "UZ", "Toshkent", "UZS", headers=buyer, locale="uz")
+    # item: 150 * 14,050 = 2,107,500 UZS.
+    # shipping EUR: rail 6.00 + 1.20*2 = 8.40; road 1.50 + 0.20*2 = 1.90; road 3.00 + 0.50*2
+    # = 4.00; courier 2.00 + 0.30*2 = 2.60 -> 16.90 EUR * 14,050 = 237,445 UZS.
+    # customs: 150 EUR * 1.16 = USD 174.00 <= 200 -> no duty.
+    assert amounts(q) == ("2107500.00", "237445.00", "0.00", "2344945.00")
+    [shipment] = q["shipments"]
+    assert [(leg["mode"], leg["from"], leg["to"], leg["days"]) for leg in shipment["legs"]] == [
+        ("rail", "Duysburg", "Xorgos", 15),
+        ("road", "Xorgos", "Olmaota", 1),
+        ("road", "Olmaota", "Toshkent", 2),
+        ("courier", "Toshkent", "Toshkent", 1),
+    ]
+    assert shipment["days"] == 20
+    assert shipment["customs"]["rule"] == "UZ"
+    assert shipment["customs"]["customs_value"] == "174.00"
+
+    placed = await order(client, buyer, [(bag["id"], 1)], ship_to=TASHKENT)
+    assert placed.status_code == 201, placed.text
+    again = await quote(client, [(bag["id"], 1)], "UZ", "Tashkent", "UZS", headers=buyer)
+    # USD 174 already used this month: USD 26 left, 148 over at 30 % = USD 44.40
+    # -> 44.40 / 1.16 * 14,050 = 537,775.86 -> 537,776 UZS.
+    assert amounts(again) == ("2107500.00", "237445.00", "537776.00", "2882721.00")
+    assert again["shipments"][0]["customs"]["duty_free_allowance"] == "26.00"
+    # Someone else, or a guest, still has the whole allowance.
+    assert amounts(await quote(client, [(bag["id"], 1)], "UZ", "Tashkent", "UZS"))[2] == "0.00"
+
+
+async def test_moscow_pays_eaeu_duty_on_the_excess(client: httpx.AsyncClient) -> None:
+    """Moscow, RUB: EUR 250 / 1 kg from DEDUI by rail; 15 % of the EUR 50 over the limit."""
+    _, mh = await merchant(client)
+    coat = await stocked_product(
+        client, mh, DEDUI=3, weight_grams=1000, price={"amount": "250.00", "currency": "EUR"}
+    )
+    q = await quote(client, [(coat["id"], 1)], "RU", "Moscow", "RUB", locale="ru")
+    # item 250 * 94.80 = 23,700.00; shipping (5.00 + 1.00) + (3.00 + 0.30) = EUR 9.30
+    # = 881.64 RUB; duty 0.15 * 50 = EUR 7.50 = 711.00 RUB.
+    assert amounts(q) == ("23700.00", "881.64", "711.00", "25292.64")
+    [shipment] = q["shipments"]
+    assert [leg["mode"] for leg in shipment["legs"]] == ["rail", "courier"]
+    assert shipment["legs"][0]["to"] == "Москва" and shipment["days"] == 11
+    assert shipment["customs"]["excess_value"] == "50.00"
+    assert q["total"]["formatted"].replace("\xa0", " ") == "25 292,64 ₽"
+
+
+async def test_bishkek_from_almaty_without_customs(client: httpx.AsyncClient) -> None:
+    """Bishkek, KGS: the Almaty warehouse is faster than Duisburg and inside the EAEU."""
+    _, mh = await merchant(client)
+    cream = await stocked_product(client, mh, KZALA=10, DEDUI=10)
+    q = await quote(client, [(cream["id"], 2)], "KG", "Бишкек", "KGS")
+    # unit 120 / 8.27 * 101.20 = 1,468.44; two 2,936.88. Shipping: road 2.00 + 0.30*0.36 and
+    # courier the same = EUR 4.216 * 101.20 = 426.66 KGS.
+    assert amounts(q) == ("2936.88", "426.66", "0.00", "3363.54")
+    [shipment] = q["shipments"]
+    assert shipment["warehouse"] == "KZALA" and shipment["days"] == 3
+    assert shipment["legs"][0] == {"mode": "road", "from": "Almaty", "to": "Bishkek", "days": 1}
+
+
+async def test_basket_splits_across_warehouses(client: httpx.AsyncClient) -> None:
+    """One line in Duisburg only, another split because neither warehouse holds it all."""
+    _, mh = await merchant(client)
+    wine_glass = await stocked_product(client, mh, DEDUI=4)
+    scarf = await stocked_product(client, mh, KZALA=3, DEDUI=2)
+    q = await quote(client, [(wine_glass["id"], 2), (scarf["id"], 5)], "KZ", "Almaty", "KZT")
+    by_warehouse = {s["warehouse"]: s["items"] for s in q["shipments"]}
+    assert by_warehouse == {
+        "KZALA": [{"product_id": scarf["id"], "quantity": 3}],
+        "DEDUI": sorted(
+            [
+                {"product_id": wine_glass["id"], "quantity": 2},
+                {"product_id": scarf["id"], "quantity": 2},
+            ],
+            key=lambda i: i["product_id"],
+        ),
+    }
+    assert [s["warehouse"] for s in q["shipments"]] == ["KZALA", "DEDUI"]  # soonest first
+    assert (
+        q["shipping"]["amount"]
+        == str(sum(int(s["shipping"]["amount"].split(".")[0]) for s in q["shipments"])) + ".00"
+    )
+
+
+async def test_quote_errors_are_clear(client: httpx.AsyncClient) -> None:
+    """Short stock is a 409 with the available count; bad input is a localized 422."""
+    _, mh = await merchant(client)
+    few = await stocked_product(client, mh, KZALA=2, DEDUI=1)
+    body = {
+        "items": [{"product_id": few["id"], "quantity": 5}],
+        "ship_to": {"country": "KZ", "city": "Almaty"},
+    }
+    short = await client.post("/api/v1/quotes?locale=ru", json=body)
+    assert short.status_code == 409
+    error = short.json()["error"]
+    assert error["code"] == "out_of_stock" and error["details"]["available"] == 3
+    assert "3" in error["message"] and error["message"] != "Not enough stock: only 3 left."
+    nowhere = await client.post(
+        "/api/v1/quotes", json={**body, "ship_to": {"country": "BR", "city": "Rio"}}
+    )
+    assert (
+        nowhere.status_code == 422 and nowhere.json()["error"]["code"] == "destination_not_served"
+    )
+    for bad in (
+        {**body, "items": []},
+        {**body, "items": [{"product_id": few["id"], "quantity": 0}]},
+        {**body, "items": [{"product_id": few["id"], "quantity": 1}] * 2},
+        {**body, "ship_to": {"country": "Kazakhstan", "city": "Almaty"}},
+        {**body, "currency": "XYZ"},
+    ):
+        response = await client.post("/api/v1/quotes", json=bad)
+        assert response.status_code == 422, bad
+    missing = await client.post(
+        "/api/v1/quotes", json={**body, "items": [{"product_id": 999999, "quantity": 1}]}
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "product_not_found"
