@@ -1,0 +1,1039 @@
+"""Flash-sale benchmark: N buyers race for one hot SKU, beside a naive server and the DB ceiling.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/flash_sale.py [--buyers 50,200,1000] [--rounds 3]
+                                         [--stock-share 0.25] [--client raw|httpx]
+                                         [--admin-dsn postgresql://postgres@127.0.0.1:5432/test]
+                                         [--database bench_flash] [--keep-database]
+
+A scratch PostgreSQL database (``--database``, default ``bench_flash``) is created through
+``--admin-dsn`` (dropped first when it exists, and dropped again at the end unless
+``--keep-database``). For every buyer count N in ``--buyers`` and every round, the hot SKU gets
+``units = N * --stock-share`` units (12, 50 and 250 by default), so that the race really sells
+out, and then N buyers, one request each, are released together against three variants:
+
+- ``(a) naive``: a tiny FastAPI app (this file, ``--naive-server``; uvicorn in its own process,
+  asyncpg pool of 10-30 connections) whose ``POST /orders`` reads the quantity, and if it is
+  positive writes back ``read - 1`` and inserts the order, as separate autocommit statements:
+  the classic read-modify-write race. Its table has no ``CHECK``; it oversells.
+- ``(b) ceiling``: no HTTP at all. An asyncpg pool of 30 connections (the server's 10 + 20
+  overflow) in this process; each buyer is one transaction ``UPDATE ... SET quantity =
+  quantity - 1 WHERE ... AND quantity >= 1 RETURNING quantity`` plus, when a row came back,
+  ``INSERT`` of the order. Nothing the service does on top can be faster.
+- ``(d) livecommerce``: the application as ``livecommerce serve`` runs it (one process,
+  SQLAlchemy pool of 10 + 20 overflow), ``POST /api/v1/orders`` with a bearer token per buyer;
+  a fresh product per round, stock set through ``PUT /api/v1/products/{id}/stock/KZALA``.
+  Buyers are inserted straight into ``users`` and their tokens minted in-process (registering
+  1,000 accounts through the API would spend minutes in Argon2).
+
+Each HTTP variant gets a warm-up first (``--warmup`` orders of a separate, well-stocked product,
+so that code paths and database pools are warm), then one connection per buyer is opened and
+primed with ``GET /healthz`` (buyers already watching the page), and only then are all N orders
+released at once (``asyncio.gather`` behind one gate). ``--client raw`` (default) writes
+pre-encoded HTTP/1.1 requests on plain asyncio streams and reads back status and body;
+``--client httpx`` sends them through one ``httpx.AsyncClient`` with a pool of N connections.
+The default is the raw client because httpcore's pool rescans every connection for every
+queued request (encode/httpcore#1035): on 2 vCPUs the httpx client spent about 20 ms of CPU
+per request with 200 buyers (4 s per race), more than the servers it measures, and stole it
+from them. The client's CPU seconds are printed with every figure either way.
+
+Per race it records each request's latency (send to full response, so client-side queueing
+is included), the wall time from the first send to the last response, orders/s (201s / wall),
+requests/s (N / wall: orders are capped by the units, so this is the throughput compared),
+p50 / p99 latency over all N requests, and the oversell (orders - units). The database is then
+read back: the stock left must be >= 0 and units sold (order lines, or order rows) must equal
+the orders answered and units - stock left ("DB ok"). Statuses other than 201 and 409
+``out_of_stock`` count as other errors, with a few samples printed. Client and server CPU
+seconds (``getrusage`` and ``/proc/<pid>/stat``) are shown because the client, both servers
+and PostgreSQL share this machine's cores. Figures are medians over ``--rounds`` rounds; the
+oversell column lists every round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
+THIS_FILE = str(Path(__file__).resolve())
+SECRET = "flash-sale-benchmark-secret-key-not-for-production"
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STARTUP_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 120.0
+POOL_SIZE = 30  # livecommerce: pool_size 10 + max_overflow 20
+WAREHOUSE = "KZALA"
+WARM_STOCK = 1_000_000
+MERCHANT_EMAIL = "merchant@flash.bench"
+MERCHANT_PASSWORD = "flash-bench-password"
+SHIP_TO = {
+    "country": "KZ",
+    "city": "Almaty",
+    "postal_code": "050000",
+    "address_line1": "Abay Ave 10",
+    "recipient_name": "Test Buyer",
+    "phone": "+7 701 123 45 67",
+}
+VARIANTS = ("(a) naive", "(b) ceiling", "(d) livecommerce")
+
+NAIVE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS naive_stock (product_id int PRIMARY KEY, quantity int NOT NULL);
+CREATE TABLE IF NOT EXISTS naive_orders (
+    id serial PRIMARY KEY, product_id int, buyer int, created_at timestamptz DEFAULT now()
+);
+"""
+CEILING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bench_ceiling_stock (
+    product_id int PRIMARY KEY, quantity int NOT NULL CHECK (quantity >= 0)
+);
+CREATE TABLE IF NOT EXISTS bench_ceiling_orders (
+    id serial PRIMARY KEY, product_id int NOT NULL, buyer int NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+CEILING_TAKE = (
+    "UPDATE bench_ceiling_stock SET quantity = quantity - 1"
+    " WHERE product_id = $1 AND quantity >= 1 RETURNING quantity"
+)
+CEILING_ORDER = "INSERT INTO bench_ceiling_orders (product_id, buyer) VALUES ($1, $2)"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- (a) the naive server, run as ``flash_sale.py --naive-server`` -----------------------------
+
+
+class NaiveOrder(BaseModel):
+    product_id: int
+    buyer: int
+
+
+def run_naive_server(port: int, dsn: str) -> None:
+    """Read, then write back ``read - 1``: two buyers who read 5 both write 4 (and both buy)."""
+    from contextlib import asynccontextmanager
+
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    pool: asyncpg.Pool | None = None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        nonlocal pool
+        # Idle connections close after 2 s (the benchmark pauses longer between races), so
+        # that the three variants' pools never hold 90 connections at once.
+        pool = await asyncpg.create_pool(
+            dsn, min_size=0, max_size=POOL_SIZE, max_inactive_connection_lifetime=2
+        )
+        yield
+        await pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/orders")
+    async def place(order: NaiveOrder) -> JSONResponse:
+        assert pool is not None
+        async with pool.acquire() as conn:
+            quantity = await conn.fetchval(
+                "SELECT quantity FROM naive_stock WHERE product_id = $1", order.product_id
+            )
+            if quantity is None or quantity <= 0:
+                return JSONResponse({"error": {"code": "out_of_stock"}}, status_code=409)
+            await asyncio.sleep(0)
+            await conn.execute(
+                "UPDATE naive_stock SET quantity = $2 WHERE product_id = $1",
+                order.product_id,
+                quantity - 1,
+            )
+            order_id = await conn.fetchval(
+                "INSERT INTO naive_orders (product_id, buyer) VALUES ($1, $2) RETURNING id",
+                order.product_id,
+                order.buyer,
+            )
+        return JSONResponse({"id": order_id}, status_code=201)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# --- Processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(database_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOMMERCE_")}
+    env.update(
+        LIVECOMMERCE_DATABASE_URL=database_url,
+        LIVECOMMERCE_DATA_DIR=str(data_dir),
+        LIVECOMMERCE_SECRET_KEY=SECRET,
+        LIVECOMMERCE_LOG_LEVEL="warning",
+    )
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "livecommerce.cli", "migrate"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"migrate failed ({done.returncode}):\n{done.stderr[-2000:]}")
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path) -> Server:
+    port = free_port()
+    log_path = workdir / f"{name}-{port}.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, "--port", str(port)], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Server(name, proc, port, log_path)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def wait_healthy(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{server.name} exited with {server.proc.returncode}:\n{tail(server.log_path)}"
+                )
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{server.name} not healthy after {STARTUP_TIMEOUT_S:.0f} s")
+
+
+def server_problems(server: Server) -> list[str]:
+    """Lines of the server's log that tell of errors (uvicorn logs at warning and above)."""
+    try:
+        text = server.log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [
+        line
+        for line in text.splitlines()
+        if any(word in line for word in ("Traceback", "ERROR", "Error", "Exception", "WARNING"))
+    ]
+
+
+# --- Database ----------------------------------------------------------------------------------
+
+
+def database_dsn(admin_dsn: str, name: str) -> str:
+    base, _, _ = admin_dsn.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def drop_database(admin: asyncpg.Connection, name: str) -> None:
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = $1 AND pid <> pg_backend_pid()",
+        name,
+    )
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+async def create_database(admin_dsn: str, name: str) -> str:
+    """Create the scratch database afresh; return PostgreSQL's ``version()``."""
+    admin = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        version = str(await admin.fetchval("SELECT version()"))
+        await drop_database(admin, name)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return version
+
+
+async def remove_database(admin_dsn: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await drop_database(admin, name)
+    finally:
+        await admin.close()
+
+
+async def insert_buyers(conn: asyncpg.Connection, count: int) -> list[int]:
+    """``count`` viewer accounts, straight into ``users`` (no Argon2); their ids in order."""
+    emails = [f"buyer{n:05d}@flash.bench" for n in range(count)]
+    rows = await conn.fetch(
+        """
+        INSERT INTO users (email, password_hash, display_name, role, locale, currency,
+                           is_active, created_at)
+        SELECT e, 'not-a-password-hash', 'Buyer ' || n, 'viewer', 'ru', 'RUB', true, now()
+        FROM unnest($1::text[]) WITH ORDINALITY AS u(e, n)
+        RETURNING id, email
+        """,
+        emails,
+    )
+    by_email = {row["email"]: int(row["id"]) for row in rows}
+    return [by_email[e] for e in emails]
+
+
+def mint_tokens(user_ids: Sequence[int]) -> list[str]:
+    from livecommerce.accounts.security import create_token
+
+    return [
+        create_token(secret=SECRET, subject=str(uid), role="viewer", lifetime=timedelta(hours=12))[
+            0
+        ]
+        for uid in user_ids
+    ]
+
+
+# --- Clients -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One buyer's request."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+class Driver:
+    """Sends one request per buyer over a connection opened (and primed) before the race."""
+
+    async def open(self, base_url: str, count: int) -> None:
+        raise NotImplementedError
+
+    async def send(self, index: int, shot: Shot) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class HttpxDriver(Driver):
+    def __init__(self) -> None:
+        self.client: httpx.AsyncClient | None = None
+
+    async def open(self, base_url: str, count: int) -> None:
+        limits = httpx.Limits(
+            max_connections=count, max_keepalive_connections=count, keepalive_expiry=60
+        )
+        self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_S)
+        # All at once: the pool opens one connection per buyer.
+        primed = await asyncio.gather(*(self.client.get("/healthz") for _ in range(count)))
+        if any(r.status_code != 200 for r in primed):
+            raise RuntimeError("priming GET /healthz failed")
+
+    async def send(self, index: int, shot: Shot) -> tuple[int, bytes]:
+        assert self.client is not None
+        response = await self.client.post(shot.path, content=shot.body, headers=shot.headers)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+class RawDriver(Driver):
+    """Pre-encoded HTTP/1.1 on asyncio streams, one keep-alive connection per buyer."""
+
+    def __init__(self) -> None:
+        self.host = ""
+        self.port = 0
+        self.streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def open(self, base_url: str, count: int) -> None:
+        url = httpx.URL(base_url)
+        self.host, self.port = url.host, int(url.port or 80)
+        for first in range(0, count, 200):
+            batch = min(200, count - first)
+            self.streams += await asyncio.gather(
+                *(asyncio.open_connection(self.host, self.port) for _ in range(batch))
+            )
+        prime = f"GET /healthz HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode()
+        statuses = await asyncio.gather(*(self._roundtrip(i, prime) for i in range(count)))
+        if any(status != 200 for status, _ in statuses):
+            raise RuntimeError("priming GET /healthz failed")
+
+    def encode(self, shot: Shot) -> bytes:
+        lines = [f"POST {shot.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in shot.headers.items()]
+        lines.append(f"Content-Length: {len(shot.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + shot.body
+
+    async def _roundtrip(self, index: int, payload: bytes) -> tuple[int, bytes]:
+        reader, writer = self.streams[index]
+        writer.write(payload)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await reader.readexactly(length) if length else b""
+
+    async def send(self, index: int, shot: Shot) -> tuple[int, bytes]:
+        return await self._roundtrip(index, self.encode(shot))
+
+    async def close(self) -> None:
+        for _, writer in self.streams:
+            writer.close()
+        self.streams = []
+
+
+def make_driver(kind: str) -> Driver:
+    return RawDriver() if kind == "raw" else HttpxDriver()
+
+
+def client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- One race ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Race:
+    variant: str
+    buyers: int
+    units: int
+    orders: int = 0
+    sold_out: int = 0
+    other_errors: int = 0
+    samples: list[str] = field(default_factory=list)
+    wall_s: float = math.nan
+    latencies_ms: list[float] = field(default_factory=list)
+    client_cpu_s: float = math.nan
+    server_cpu_s: float = math.nan
+    db_sold: int = 0
+    db_left: int = 0
+
+    @property
+    def oversold(self) -> int:
+        return max(0, self.orders - self.units)
+
+    @property
+    def db_ok(self) -> bool:
+        return (
+            self.db_left >= 0
+            and self.db_sold == self.orders
+            and self.db_sold == self.units - self.db_left
+        )
+
+    @property
+    def orders_per_s(self) -> float:
+        return self.orders / self.wall_s
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.buyers / self.wall_s
+
+    def percentile(self, pct: float) -> float:
+        """Nearest-rank percentile of the latencies, in ms."""
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return math.nan
+        return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+
+
+def classify(race: Race, status: int, body: bytes) -> None:
+    if status == 201:
+        race.orders += 1
+        return
+    if status == 409:
+        try:
+            code = json.loads(body)["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = None
+        if code == "out_of_stock":
+            race.sold_out += 1
+            return
+    race.other_errors += 1
+    if len(race.samples) < 3:
+        race.samples.append(f"{status} {body[:300].decode(errors='replace')}")
+
+
+async def run_race(
+    race: Race, send: Callable[[int], Awaitable[tuple[int, bytes]]], server: Server | None
+) -> None:
+    """Release ``race.buyers`` sends together; fill in latencies, wall time and outcomes."""
+    count = race.buyers
+    gate, all_waiting = asyncio.Event(), asyncio.Event()
+    waiting = 0
+    starts = [0.0] * count
+    ends = [0.0] * count
+    outcomes: list[tuple[int, bytes]] = [(0, b"")] * count
+
+    async def buyer(i: int) -> None:
+        nonlocal waiting
+        waiting += 1
+        if waiting == count:
+            all_waiting.set()
+        await gate.wait()
+        starts[i] = time.perf_counter()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                outcomes[i] = await send(i)
+        except Exception as exc:  # a refused, reset or timed-out request is an error too
+            outcomes[i] = (-1, f"{type(exc).__name__}: {exc}".encode())
+        ends[i] = time.perf_counter()
+
+    tasks = [asyncio.create_task(buyer(i)) for i in range(count)]
+    await all_waiting.wait()
+    cpu0, server0 = client_cpu(), server.cpu_seconds() if server else 0.0
+    gate.set()
+    await asyncio.gather(*tasks)
+    race.client_cpu_s = client_cpu() - cpu0
+    if server is not None:
+        race.server_cpu_s = server.cpu_seconds() - server0
+    race.wall_s = max(ends) - min(starts)
+    race.latencies_ms = [(e - s) * 1000 for s, e in zip(starts, ends, strict=True)]
+    for status, body in outcomes:
+        classify(race, status, body)
+
+
+async def warm_up(base_url: str, shots: Sequence[Shot]) -> None:
+    """Concurrent orders of a well-stocked product: code paths and database pools get warm."""
+    limits = httpx.Limits(max_connections=len(shots))
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_S
+    ) as client:
+        responses = await asyncio.gather(
+            *(client.post(s.path, content=s.body, headers=s.headers) for s in shots)
+        )
+    failed = [r for r in responses if r.status_code != 201]
+    if failed:
+        raise RuntimeError(f"warm-up: {failed[0].status_code} {failed[0].text[:300]}")
+
+
+async def http_race(
+    race: Race, server: Server, shots: Sequence[Shot], warm: Sequence[Shot], client_kind: str
+) -> None:
+    await warm_up(server.base_url, warm)
+    driver = make_driver(client_kind)
+    try:
+        await driver.open(server.base_url, race.buyers)
+
+        async def send(i: int) -> tuple[int, bytes]:
+            return await driver.send(i, shots[i])
+
+        await run_race(race, send, server)
+    finally:
+        await driver.close()
+
+
+# --- The variants ------------------------------------------------------------------------------
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    dsn: str
+    db: asyncpg.Connection
+    naive_server: Server
+    shop: Server
+    merchant_headers: dict[str, str]
+    buyer_ids: list[int]
+    tokens: list[str]
+    warm_ids: list[int]
+    warm_tokens: list[str]
+    warm_product: int
+    next_id: int = 1
+
+    def fresh_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    # (a) ---------------------------------------------------------------------------------------
+
+    def naive_shot(self, product_id: int, buyer: int) -> Shot:
+        body = json.dumps({"product_id": product_id, "buyer": buyer}).encode()
+        return Shot("/orders", body, JSON_HEADERS)
+
+    async def run_naive(self, buyers: int, units: int, round_no: int) -> Race:
+        pid = self.fresh_id()
+        await self.db.execute("INSERT INTO naive_stock VALUES ($1, $2)", pid, units)
+        race = Race(VARIANTS[0], buyers, units)
+        warm = [self.naive_shot(0, b) for b in self.warm_ids]
+        shots = [self.naive_shot(pid, b) for b in self.buyer_ids[:buyers]]
+        await http_race(race, self.naive_server, shots, warm, self.args.client)
+        race.db_sold = await self.db.fetchval(
+            "SELECT count(*) FROM naive_orders WHERE product_id = $1", pid
+        )
+        race.db_left = await self.db.fetchval(
+            "SELECT quantity FROM naive_stock WHERE product_id = $1", pid
+        )
+        return race
+
+    # (b) ---------------------------------------------------------------------------------------
+
+    async def run_ceiling(self, buyers: int, units: int, round_no: int) -> Race:
+        pid = self.fresh_id()
+        await self.db.execute("INSERT INTO bench_ceiling_stock VALUES ($1, $2)", pid, units)
+        race = Race(VARIANTS[1], buyers, units)
+        pool = await asyncpg.create_pool(self.dsn, min_size=POOL_SIZE, max_size=POOL_SIZE)
+        try:
+
+            async def buy(product_id: int, buyer: int) -> tuple[int, bytes]:
+                async with pool.acquire() as conn, conn.transaction():
+                    left = await conn.fetchval(CEILING_TAKE, product_id)
+                    if left is None:
+                        return 409, b'{"error": {"code": "out_of_stock"}}'
+                    await conn.execute(CEILING_ORDER, product_id, buyer)
+                return 201, b""
+
+            # Warm-up: every pooled connection prepares both statements.
+            await asyncio.gather(*(buy(0, b) for b in self.warm_ids + self.warm_ids))
+            ids = self.buyer_ids
+
+            async def send(i: int) -> tuple[int, bytes]:
+                return await buy(pid, ids[i])
+
+            await run_race(race, send, None)
+        finally:
+            await pool.close()
+        race.db_sold = await self.db.fetchval(
+            "SELECT count(*) FROM bench_ceiling_orders WHERE product_id = $1", pid
+        )
+        race.db_left = await self.db.fetchval(
+            "SELECT quantity FROM bench_ceiling_stock WHERE product_id = $1", pid
+        )
+        return race
+
+    # (d) ---------------------------------------------------------------------------------------
+
+    def order_shot(self, product_id: int, token: str) -> Shot:
+        body = json.dumps(
+            {
+                "items": [{"product_id": product_id, "quantity": 1}],
+                "ship_to": SHIP_TO,
+                "payment_method": "cod",
+            }
+        ).encode()
+        return Shot("/api/v1/orders", body, {**JSON_HEADERS, "Authorization": f"Bearer {token}"})
+
+    async def run_livecommerce(self, buyers: int, units: int, round_no: int) -> Race:
+        async with httpx.AsyncClient(base_url=self.shop.base_url, timeout=30) as http:
+            pid = await create_product(http, self.merchant_headers, f"HOT-{buyers}-{round_no}")
+            await set_stock(http, self.merchant_headers, pid, units)
+        race = Race(VARIANTS[2], buyers, units)
+        warm = [self.order_shot(self.warm_product, t) for t in self.warm_tokens]
+        shots = [self.order_shot(pid, t) for t in self.tokens[:buyers]]
+        await http_race(race, self.shop, shots, warm, self.args.client)
+        race.db_sold = await self.db.fetchval(
+            "SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE product_id = $1", pid
+        )
+        race.db_left = await self.db.fetchval(
+            "SELECT quantity FROM stock WHERE product_id = $1 AND warehouse_code = $2",
+            pid,
+            WAREHOUSE,
+        )
+        return race
+
+
+async def sign_in_merchant(http: httpx.AsyncClient) -> dict[str, str]:
+    registered = await http.post(
+        "/api/v1/auth/register",
+        json={
+            "email": MERCHANT_EMAIL,
+            "password": MERCHANT_PASSWORD,
+            "display_name": "Flash Merchant",
+            "role": "merchant",
+        },
+    )
+    if registered.status_code != 201:
+        raise RuntimeError(f"register: {registered.status_code} {registered.text[:300]}")
+    token = await http.post(
+        "/api/v1/auth/token", data={"username": MERCHANT_EMAIL, "password": MERCHANT_PASSWORD}
+    )
+    if token.status_code != 200:
+        raise RuntimeError(f"sign-in: {token.status_code} {token.text[:300]}")
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def create_product(http: httpx.AsyncClient, headers: dict[str, str], sku: str) -> int:
+    created = await http.post(
+        "/api/v1/products",
+        headers=headers,
+        json={
+            "sku": sku,
+            "title": {"ru": "Крем", "en": "Cream"},
+            "price": {"amount": "120.00", "currency": "CNY"},
+            "weight_grams": 180,
+            "hs_code": "330499",
+            "origin_country": "CN",
+        },
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"create product: {created.status_code} {created.text[:300]}")
+    return int(created.json()["id"])
+
+
+async def set_stock(
+    http: httpx.AsyncClient, headers: dict[str, str], product_id: int, quantity: int
+) -> None:
+    done = await http.put(
+        f"/api/v1/products/{product_id}/stock/{WAREHOUSE}",
+        headers=headers,
+        json={"quantity": quantity},
+    )
+    if done.status_code != 200:
+        raise RuntimeError(f"set stock: {done.status_code} {done.text[:300]}")
+
+
+# --- Output ------------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+@dataclass(frozen=True)
+class Summary:
+    variant: str
+    buyers: int
+    units: int
+    races: list[Race]
+
+    def med(self, figure: Callable[[Race], float]) -> float:
+        return median([figure(r) for r in self.races])
+
+
+def summarize(races: list[Race]) -> list[Summary]:
+    keys = list(dict.fromkeys((r.buyers, r.variant) for r in races))
+    groups = {key: [r for r in races if (r.buyers, r.variant) == key] for key in keys}
+    return [Summary(v, n, groups[n, v][0].units, groups[n, v]) for n, v in keys]
+
+
+def cpu(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def table(summaries: list[Summary]) -> str:
+    lines = [
+        "| variant | requests | units | orders | oversold (each round) | wall s | orders/s "
+        "| requests/s | p50 ms | p99 ms | other errors | DB ok | client CPU s | server CPU s |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for s in summaries:
+        oversold = ", ".join(str(r.oversold) for r in s.races)
+        db_ok = sum(r.db_ok for r in s.races)
+        lines.append(
+            f"| {s.variant} | {s.buyers:,} | {s.units:,} "
+            f"| {s.med(lambda r: r.orders):,.0f} | {oversold} "
+            f"| {s.med(lambda r: r.wall_s):.3f} | {s.med(lambda r: r.orders_per_s):,.0f} "
+            f"| {s.med(lambda r: r.requests_per_s):,.0f} | {s.med(lambda r: r.percentile(50)):.1f} "
+            f"| {s.med(lambda r: r.percentile(99)):.1f} "
+            f"| {sum(r.other_errors for r in s.races)} | {db_ok}/{len(s.races)} "
+            f"| {cpu(s.med(lambda r: r.client_cpu_s))} | {cpu(s.med(lambda r: r.server_cpu_s))} |"
+        )
+    return "\n".join(lines)
+
+
+def print_race(race: Race, round_no: int) -> None:
+    log(
+        f"  round {round_no} {race.variant:<17} {race.buyers:>5} buyers: {race.orders} orders"
+        f" of {race.units} units, {race.sold_out} sold out, {race.other_errors} other errors,"
+        f" wall {race.wall_s:.3f} s, p50 {race.percentile(50):.1f} ms,"
+        f" p99 {race.percentile(99):.1f} ms, DB sold {race.db_sold} left {race.db_left}"
+    )
+    for sample in race.samples:
+        log(f"    sample error: {sample}")
+
+
+def machine_lines(pg_version: str) -> list[str]:
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return [
+        f"Machine: {cpu_model}, {os.cpu_count()} CPUs | Python {platform.python_version()}",
+        f"PostgreSQL: {pg_version}",
+    ]
+
+
+def report(races: list[Race], args: argparse.Namespace, pg_version: str) -> None:
+    for line in machine_lines(pg_version):
+        print(line)
+    print(
+        f"Client: {args.client}; {args.rounds} round(s) per buyer count, medians shown;"
+        f" warm-up {args.warmup} orders before each HTTP race, {args.pause:g} s pause"
+        " between races."
+    )
+    print(
+        f"Note: the client (this process), both servers and PostgreSQL share the machine's"
+        f" {os.cpu_count()} CPUs; the figures include that contention."
+    )
+    print(
+        "Servers: (d) livecommerce serve, one process, SQLAlchemy pool 10 + 20 overflow;"
+        f" (a) naive FastAPI + asyncpg pool up to {POOL_SIZE}; (b) asyncpg pool of {POOL_SIZE}"
+        " in the client process, no HTTP."
+    )
+    summaries = summarize(races)
+    for buyers in dict.fromkeys(s.buyers for s in summaries):
+        group = [s for s in summaries if s.buyers == buyers]
+        print()
+        print(f"{buyers:,} buyers racing for {group[0].units:,} units of one SKU")
+        print()
+        print(table(group))
+    print()
+    print(
+        "Throughput compared: requests/s = all N requests (orders and sold-out answers) over"
+        " the race's wall time, since orders are capped by the units; orders/s alongside."
+    )
+    by_key = {(s.buyers, s.variant): s for s in summaries}
+    for buyers in dict.fromkeys(s.buyers for s in summaries):
+        ours, ceiling = by_key.get((buyers, VARIANTS[2])), by_key.get((buyers, VARIANTS[1]))
+        if ours is None or ceiling is None:
+            continue
+        rps, ceiling_rps = (s.med(lambda r: r.requests_per_s) for s in (ours, ceiling))
+        ops, ceiling_ops = (s.med(lambda r: r.orders_per_s) for s in (ours, ceiling))
+        print(
+            f"  {buyers:>5,} buyers: (d)/(b) requests/s {rps / ceiling_rps:.2f}x"
+            f" ({rps:,.0f} vs {ceiling_rps:,.0f}); orders/s {ops / ceiling_ops:.2f}x"
+            f" ({ops:,.0f} vs {ceiling_ops:,.0f}) [target >= 0.5x]"
+        )
+    at_200 = by_key.get((200, VARIANTS[2]))
+    if at_200 is not None:
+        p99 = at_200.med(lambda r: r.percentile(99))
+        worst = max(r.percentile(99) for r in at_200.races)
+        print(
+            f"  p99 of (d) with 200 buyers: {p99:.1f} ms median, {worst:.1f} ms worst round:"
+            f" {'under' if p99 < 150 else 'NOT under'} the 150 ms target"
+        )
+    for variant in VARIANTS:
+        mine = [r for r in races if r.variant == variant]
+        if mine:
+            print(
+                f"  {variant}: oversold {sum(r.oversold for r in mine)} units in total over"
+                f" {len(mine)} races; DB consistent in {sum(r.db_ok for r in mine)}/{len(mine)};"
+                f" {sum(r.other_errors for r in mine)} other errors"
+            )
+
+
+# --- Entry point -------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    name = args.database
+    dsn = database_dsn(args.admin_dsn, name)
+    pg_version = await create_database(args.admin_dsn, name)
+    log(f"database {name} created")
+    races: list[Race] = []
+    servers: list[Server] = []
+    problems: dict[str, list[str]] = {}
+    status = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="lc-flash-") as tmp:
+            workdir = Path(tmp)
+            env = server_env(f"postgresql+asyncpg://{dsn.split('://', 1)[1]}", workdir)
+            migrate(env)
+            log("migrated")
+            db = await asyncpg.connect(dsn)
+            try:
+                await db.execute(NAIVE_SCHEMA + CEILING_SCHEMA)
+                await db.execute("INSERT INTO naive_stock VALUES (0, $1)", WARM_STOCK)
+                await db.execute("INSERT INTO bench_ceiling_stock VALUES (0, $1)", WARM_STOCK)
+                shop = spawn(
+                    "livecommerce", [PYTHON, "-m", "livecommerce.cli", "serve"], env, workdir
+                )
+                servers.append(shop)
+                naive = spawn(
+                    "naive",
+                    [PYTHON, THIS_FILE, "--naive-server", "--dsn", dsn],
+                    env,
+                    workdir,
+                )
+                servers.append(naive)
+                await wait_healthy(shop)
+                await wait_healthy(naive)
+                log("servers up")
+                async with httpx.AsyncClient(base_url=shop.base_url, timeout=60) as http:
+                    merchant = await sign_in_merchant(http)
+                    warm_product = await create_product(http, merchant, "WARM-1")
+                    await set_stock(http, merchant, warm_product, WARM_STOCK)
+                most = max(args.buyers)
+                ids = await insert_buyers(db, most + args.warmup)
+                tokens = mint_tokens(ids)
+                log(f"{len(ids)} buyers inserted, tokens minted")
+                bench = Bench(
+                    args=args,
+                    dsn=dsn,
+                    db=db,
+                    naive_server=naive,
+                    shop=shop,
+                    merchant_headers=merchant,
+                    buyer_ids=ids[:most],
+                    tokens=tokens[:most],
+                    warm_ids=ids[most:],
+                    warm_tokens=tokens[most:],
+                    warm_product=warm_product,
+                )
+                for buyers in args.buyers:
+                    units = max(1, int(buyers * args.stock_share))
+                    for round_no in range(1, args.rounds + 1):
+                        for run in (bench.run_naive, bench.run_ceiling, bench.run_livecommerce):
+                            race = await run(buyers, units, round_no)
+                            print_race(race, round_no)
+                            races.append(race)
+                            await asyncio.sleep(args.pause)
+            except Exception as exc:  # report what was measured, then the failure
+                log(f"FAILED: {type(exc).__name__}: {exc}")
+                status = 1
+            finally:
+                await db.close()
+                for server in servers:
+                    server.stop()
+                    problems[server.name] = server_problems(server)
+    finally:
+        if args.keep_database:
+            log(f"database {name} kept")
+        else:
+            await remove_database(args.admin_dsn, name)
+            log(f"database {name} dropped")
+    if races:
+        report(races, args, pg_version)
+    for server_name, lines in problems.items():
+        if lines:
+            print(f"\nNote: the {server_name} server logged {len(lines)} error/warning lines:")
+            for line in lines[:15]:
+                print(f"  {line[:300]}")
+    return status
+
+
+def buyer_counts(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("buyer counts must be positive integers")
+    return list(dict.fromkeys(values))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--buyers", type=buyer_counts, default=[50, 200, 1000])
+    parser.add_argument("--rounds", type=int, default=3, help="races per buyer count (median)")
+    parser.add_argument(
+        "--stock-share", type=float, default=0.25, help="units on sale, as a share of buyers"
+    )
+    parser.add_argument("--warmup", type=int, default=40, help="warm-up orders per HTTP race")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument(
+        "--pause", type=float, default=3.0, help="seconds of rest between races (pools drain)"
+    )
+    parser.add_argument("--admin-dsn", default=DEFAULT_ADMIN_DSN)
+    parser.add_argument("--database", default="bench_flash")
+    parser.add_argument("--keep-database", action="store_true")
+    # Internal: run the naive server of variant (a) in this process.
+    parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.naive_server:
+        run_naive_server(args.port, args.dsn)
+        return 0
+    if args.rounds < 1 or args.warmup < 1 or not 0 < args.stock_share < 1:
+        parser.error("--rounds and --warmup must be >= 1, --stock-share between 0 and 1")
+    if not args.database.replace("_", "").isalnum():
+        parser.error("--database: letters, digits and underscores only")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main_async(args))
+    return uvloop.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
