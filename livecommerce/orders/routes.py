@@ -228,7 +228,7 @@ async def create_order(
             return JSONResponse(
                 replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
             )
-    order = await service.place_order(
+    order, events = await service.place_order(
         session=session,
         network=network_of(settings),
         buyer=user,
@@ -239,7 +239,6 @@ async def create_order(
         announcer=request.app.state.hub,
     )
     assert order.id is not None
-    events = await service.order_events(session=session, order_id=order.id)
     rendered = render_order(order, events, ctx.locale)
     if idempotency_key is not None:
         # Stored in the order's own transaction: committed together or not at all.

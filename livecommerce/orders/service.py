@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -246,8 +247,10 @@ async def _quote(
     currency: str,
     earlier: Decimal,
     now: datetime,
+    stock: Mapping[int, Mapping[str, int]] | None = None,
 ) -> Quote:
-    stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
+    if stock is None:
+        stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
     try:
         return build_quote(
             network=network,
@@ -349,6 +352,22 @@ async def _claim_flash_sale(
     set_committed_value(sale, "remaining", remaining)
 
 
+def _short_line(basket: Basket, stock: Mapping[int, Mapping[str, int]]) -> OutOfStock | None:
+    """The 409 for the first line that all warehouses together cannot fill, if any."""
+    for line in basket.lines:
+        available = sum(stock.get(line.product_id, {}).values())
+        if available < line.quantity:
+            return OutOfStock(
+                available=available,
+                details={
+                    "product_id": line.product_id,
+                    "requested": line.quantity,
+                    "available": available,
+                },
+            )
+    return None
+
+
 async def _reserve_stock(
     session: AsyncSession,
     *,
@@ -359,7 +378,9 @@ async def _reserve_stock(
     currency: str,
     earlier: Decimal,
     now: datetime,
+    stock: Mapping[int, Mapping[str, int]],
 ) -> Quote:
+    snapshot: Mapping[int, Mapping[str, int]] | None = stock
     for _ in range(RESERVE_ATTEMPTS):
         landed = await _quote(
             session,
@@ -370,23 +391,28 @@ async def _reserve_stock(
             currency=currency,
             earlier=earlier,
             now=now,
+            stock=snapshot,
         )
         parts = [
             (pid, code, qty) for pid, split in landed.allocation.items() for code, qty in split
         ]
         try:
-            async with session.begin_nested():
+            if len(parts) == 1:
+                # One conditional UPDATE either takes the units or changes nothing.
                 await inventory.take(session=session, parts=parts)
+            else:
+                async with session.begin_nested():
+                    await inventory.take(session=session, parts=parts)
         except inventory.StockTaken:
-            continue  # someone was faster; re-read stock (another warehouse may have it)
+            snapshot = None  # someone was faster; re-read (another warehouse may have it)
+            continue
         return landed
     # Still losing after a few rounds: the stock is going as we look. Say how much is left.
     stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
+    short = _short_line(basket, stock)
+    if short is not None:
+        raise short
     line = basket.lines[0]
-    for candidate in basket.lines:
-        if sum(stock.get(candidate.product_id, {}).values()) < candidate.quantity:
-            line = candidate
-            break
     available = sum(stock.get(line.product_id, {}).values())
     raise OutOfStock(
         available=available,
@@ -405,11 +431,18 @@ async def place_order(
     reservation: timedelta,
     announcer: OrderAnnouncer | None,
     now: datetime | None = None,
-) -> Order:
+) -> tuple[Order, list[OrderEvent]]:
+    """Reserve and record an order; returns it with the events of its opening moves."""
     assert buyer.id is not None
     now = now or utcnow()
     destination = network.destination(data.ship_to.country, data.ship_to.city)
     basket = await _load_basket(session, data, now)
+    # A sold-out item is the common answer in a rush: decide it from one snapshot, before
+    # the rates and the buyer's customs history are loaded.
+    stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
+    short = _short_line(basket, stock)
+    if short is not None:
+        raise short
     if basket.sale is not None:
         if not any(line.flash_sale_id for line in basket.lines):
             raise FlashSaleEnded()
@@ -421,6 +454,7 @@ async def place_order(
         session, network=network, destination=destination, key=key, buyer_id=buyer.id, now=now
     )
     pay_in = data.currency or currency
+    is_card = data.payment_method == PaymentMethod.CARD
     landed = await _reserve_stock(
         session,
         network=network,
@@ -430,15 +464,17 @@ async def place_order(
         currency=pay_in,
         earlier=earlier,
         now=now,
+        stock=stock,
     )
     declared_value, declared_currency = landed.declared
-    is_card = data.payment_method == PaymentMethod.CARD
     order = Order(
         buyer_id=buyer.id,
         merchant_id=basket.merchant_id,
         stream_id=basket.stream.id if basket.stream else None,
         flash_sale_id=basket.sale.id if basket.sale else None,
-        status=OrderStatus.PENDING_PAYMENT,
+        # Cash on delivery needs no payment first: the order goes straight to the warehouse
+        # (both steps are recorded by opening_events).
+        status=OrderStatus.PENDING_PAYMENT if is_card else OrderStatus.FULFILLING,
         payment_method=data.payment_method,
         currency=pay_in,
         subtotal_minor=landed.subtotal.to_minor(),
@@ -477,16 +513,12 @@ async def place_order(
                     weight_grams=product.weight_grams,
                 )
             )
-    states.record_creation(session, order, actor=f"user:{buyer.id}")
-    if not is_card:
-        # Cash on delivery needs no payment first: the order goes straight to the warehouse.
-        await states.transition(
-            session, order, OrderStatus.FULFILLING, actor="system", reason="cash_on_delivery"
-        )
+    events = states.opening_events(order, placed_by=f"user:{buyer.id}")
+    session.add_all(events)
     await session.flush()
     if announcer is not None and basket.stream is not None:
         _announce(session, announcer, order, basket, landed, buyer, book)
-    return order
+    return order, events
 
 
 def _announce(

@@ -101,14 +101,37 @@ async def transition(
     )
 
 
-def record_creation(session: AsyncSession, order: Order, *, actor: str) -> None:
+def opening_events(order: Order, *, placed_by: str) -> list[OrderEvent]:
+    """The history of a just-inserted order: placed, then its first move when it made one.
+
+    A new order is inserted directly in its opening status (cash on delivery goes straight to
+    fulfilling), so no UPDATE is needed, but the record still shows both steps.
+    """
     assert order.id is not None
-    session.add(
+    at = order.created_at
+    events = [
         OrderEvent(
             order_id=order.id,
             from_status=None,
-            to_status=order.status,
-            actor=actor,
+            to_status=S.PENDING_PAYMENT,
+            actor=placed_by,
             reason="placed",
+            at=at,
         )
-    )
+    ]
+    if order.status != S.PENDING_PAYMENT:
+        if order.payment_method not in TRANSITIONS.get((S.PENDING_PAYMENT, order.status), ()):
+            raise InvalidOrderTransition(
+                details={"status": S.PENDING_PAYMENT, "target": order.status}
+            )
+        events.append(
+            OrderEvent(
+                order_id=order.id,
+                from_status=S.PENDING_PAYMENT,
+                to_status=order.status,
+                actor="system",
+                reason="cash_on_delivery",
+                at=at,
+            )
+        )
+    return events
