@@ -23,7 +23,7 @@ from livecommerce import __version__
 from livecommerce.accounts.routes import router as accounts_router
 from livecommerce.catalog.routes import router as catalog_router
 from livecommerce.config import Settings, get_settings
-from livecommerce.db import create_engine, ping, session_factory, session_scope
+from livecommerce.db import create_engine, ping, session_factory
 from livecommerce.errors import (
     AppError,
     PayloadTooLarge,
@@ -181,8 +181,7 @@ async def _sweep_reservations(sessions: async_sessionmaker[AsyncSession], every_
     while True:
         await asyncio.sleep(every_s)
         try:
-            async with session_scope(sessions) as session:
-                expired = await orders_service.expire_reservations(session=session)
+            expired = await orders_service.expire_reservations(sessions=sessions)
             if expired:
                 log.info("reservations expired: orders %s", expired)
         except Exception:
@@ -217,7 +216,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         sandbox = SandboxProvider(
             database_url=storage_url(settings.resolved_database_url, settings.data_dir),
             secret=settings.resolved_webhook_secret(),
-            webhook_url=settings.payment_webhook_url,
+            webhook_url=settings.resolved_webhook_url(),
         )
         app.state.payment_providers = {sandbox.name: sandbox}
         sweeper: asyncio.Task[None] | None = None

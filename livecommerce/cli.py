@@ -56,6 +56,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     asyncio.run(_check())  # fail with one clear line before the server starts
     host, port = args.host or settings.host, args.port or settings.port
+    # The app (and the sandbox provider's default webhook address) sees where it listens.
+    settings = settings.model_copy(update={"host": host, "port": port})
     print(
         f"livecommerce is starting on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
         flush=True,

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     payment_provider: Literal["sandbox"] = "sandbox"
     # Shared with the provider to sign webhooks; derived from the secret key when unset.
     payment_webhook_secret: str | None = Field(default=None, repr=False, min_length=16)
-    # Where the sandbox provider delivers webhooks; by default the address it was called on.
+    # Where the sandbox provider delivers webhooks; by default this server's own address.
     payment_webhook_url: str | None = None
 
     @field_validator("cors_origins", mode="before")
@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key
         return _stored_secret_key(self.data_dir.resolve())
+
+    def resolved_webhook_url(self) -> str:
+        """Never taken from a request's Host header: that would let anyone aim signed
+        webhooks at another host."""
+        if self.payment_webhook_url:
+            return self.payment_webhook_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/api/v1/payments/webhooks/sandbox"
 
     def resolved_webhook_secret(self) -> str:
         if self.payment_webhook_secret:

@@ -187,15 +187,32 @@ async def handle_webhook(
 async def apply_intent(
     *, session: AsyncSession, provider: PaymentProvider, payment: Payment, intent: ProviderIntent
 ) -> None:
-    """Bring the payment and its order up to the intent's current status (forward only)."""
+    """Bring the payment and its order up to the intent's current status (forward only).
+
+    The order is locked first and the payment re-read under that lock: two deliveries
+    processed at once (a provider often sends several events for one charge) then see each
+    other's work instead of both acting on the same stale status.
+    """
+    order = await _locked_order(session, payment.order_id)
+    payment = (
+        await session.scalars(
+            select(Payment)
+            .where(col(Payment.id) == payment.id)
+            .execution_options(populate_existing=True)
+        )
+    ).one()
     if intent.amount_minor != payment.amount_minor or intent.currency != payment.currency:
         log.error("payment %s: provider amount differs; left for review", payment.id)
         return
-    new, old = PaymentStatus(intent.status), PaymentStatus(payment.status)
+    try:
+        new = PaymentStatus(intent.status)
+    except ValueError:
+        log.info("payment %s: provider status %r needs no action", payment.id, intent.status)
+        return
+    old = PaymentStatus(payment.status)
     if RANK[new] <= RANK[old] and not (new == old == PaymentStatus.FAILED):
         return
     assert payment.id is not None
-    order = await _locked_order(session, payment.order_id)
     payment.status = new
     payment.failure_code = intent.failure_code
     payment.updated_at = utcnow()

@@ -5,12 +5,19 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from livecommerce.config import Settings
-from livecommerce.deps import ContextDep, CurrentUser, IdPath, SessionDep, SettingsDep
+from livecommerce.deps import (
+    ContextDep,
+    CurrentUser,
+    IdPath,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+)
 from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
@@ -186,7 +193,7 @@ def render_payment(
 
 @router.post("/quotes", response_model=QuoteOut)
 async def create_quote(
-    body: QuoteIn, session: SessionDep, ctx: ContextDep, settings: SettingsDep
+    body: QuoteIn, session: ReadSessionDep, ctx: ContextDep, settings: SettingsDep
 ) -> dict[str, Any]:
     buyer = ctx.principal.user if ctx.principal else None
     landed = await service.quote(
@@ -370,6 +377,10 @@ class ConfirmIn(StrictModel):
     card_number: str = Field(min_length=12, max_length=23, examples=["4242 4242 4242 4242"])
 
 
+IntentId = Annotated[str, Path(pattern=r"^pi_[0-9a-f]{1,40}$")]
+EventId = Annotated[str, Path(pattern=r"^evt_[0-9a-f]{1,40}$")]
+
+
 def _sandbox(request: Request) -> SandboxProvider:
     provider = request.app.state.payment_providers.get("sandbox")
     if not isinstance(provider, SandboxProvider):
@@ -377,27 +388,22 @@ def _sandbox(request: Request) -> SandboxProvider:
     return provider
 
 
-def _webhook_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/api/v1/payments/webhooks/sandbox"
-
-
 @sandbox_router.post("/{intent_id}/confirm")
-async def sandbox_confirm(intent_id: str, body: ConfirmIn, request: Request) -> dict[str, Any]:
+async def sandbox_confirm(intent_id: IntentId, body: ConfirmIn, request: Request) -> dict[str, Any]:
     intent = await _sandbox(request).confirm(
         intent_id,
         client_secret=body.client_secret,
         card_number=body.card_number,
-        webhook_url=_webhook_url(request),
     )
     return {"id": intent.id, "status": intent.status, "failure_code": intent.failure_code}
 
 
 @sandbox_router.get("/{intent_id}/events")
-async def sandbox_events(intent_id: str, request: Request) -> list[dict[str, Any]]:
+async def sandbox_events(intent_id: IntentId, request: Request) -> list[dict[str, Any]]:
     return await _sandbox(request).event_payloads(intent_id)
 
 
 @sandbox_router.post("/events/{event_id}/resend", status_code=status.HTTP_202_ACCEPTED)
-async def sandbox_resend(event_id: str, request: Request) -> dict[str, str]:
-    await _sandbox(request).resend(event_id, _webhook_url(request))
+async def sandbox_resend(event_id: EventId, request: Request) -> dict[str, str]:
+    await _sandbox(request).resend(event_id)
     return {"status": "queued"}

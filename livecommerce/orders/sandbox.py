@@ -134,7 +134,7 @@ def verify(secret: str, body: bytes, header: str | None, *, now: float | None = 
     except (KeyError, ValueError):
         raise WebhookRejected(details={"reason": "malformed_signature"}) from None
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    if not hmac.compare_digest(expected, given):
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
         raise WebhookRejected(details={"reason": "bad_signature"})
     if abs((now or time.time()) - timestamp) > TOLERANCE_S:
         raise WebhookRejected(details={"reason": "timestamp_out_of_tolerance"})
@@ -174,7 +174,7 @@ def storage_url(database_url: str, data_dir: Any) -> str:
 class SandboxProvider:
     name = "sandbox"
 
-    def __init__(self, *, database_url: str, secret: str, webhook_url: str | None) -> None:
+    def __init__(self, *, database_url: str, secret: str, webhook_url: str) -> None:
         self.engine: AsyncEngine = create_engine(database_url)
         self.secret = secret
         self.webhook_url = webhook_url
@@ -269,9 +269,9 @@ class SandboxProvider:
     # --- what the buyer's card form calls -------------------------------------------------
 
     async def confirm(
-        self, intent_id: str, *, client_secret: str, card_number: str, webhook_url: str
+        self, intent_id: str, *, client_secret: str, card_number: str
     ) -> ProviderIntent:
-        number = "".join(ch for ch in card_number if ch.isdigit())
+        number = "".join(ch for ch in card_number if ch in "0123456789")
         if (
             not number
             or number != card_number.replace(" ", "").replace("-", "")
@@ -280,7 +280,7 @@ class SandboxProvider:
             raise InvalidCard()
         async with self.engine.begin() as conn:
             row = await self._lock(conn, intent_id)
-            if not hmac.compare_digest(row["client_secret"], client_secret):
+            if not hmac.compare_digest(row["client_secret"].encode(), client_secret.encode()):
                 raise WrongSecret()
             if row["status"] in ("succeeded", "refunded"):
                 raise AlreadyFinal()
@@ -292,7 +292,7 @@ class SandboxProvider:
                 else "payment_intent.payment_failed"
             )
             event = await self._record(conn, row, kind)
-        self._deliver_later(event, webhook_url)
+        self._deliver_later(event)
         return _intent(row)
 
     async def event_payloads(self, intent_id: str) -> list[dict[str, Any]]:
@@ -304,7 +304,7 @@ class SandboxProvider:
             )
             return [r[0] for r in rows]
 
-    async def resend(self, event_id: str, webhook_url: str) -> None:
+    async def resend(self, event_id: str) -> None:
         async with self.engine.connect() as conn:
             row = (
                 (await conn.execute(select(events).where(events.c.id == event_id)))
@@ -313,7 +313,7 @@ class SandboxProvider:
             )
         if row is None:
             raise IntentNotFound()
-        self._deliver_later(dict(row), webhook_url)
+        self._deliver_later(dict(row))
 
     # --- internals -----------------------------------------------------------------------
 
@@ -360,12 +360,10 @@ class SandboxProvider:
         await conn.execute(insert(events).values(**event))
         return event
 
-    def _deliver_later(self, event: dict[str, Any], webhook_url: str | None = None) -> None:
-        url = self.webhook_url or webhook_url
-        if not url:
-            log.warning("sandbox event %s: no webhook URL configured", event["id"])
-            return
-        task = asyncio.create_task(self._deliver(event, url), name=f"sandbox-{event['id']}")
+    def _deliver_later(self, event: dict[str, Any]) -> None:
+        task = asyncio.create_task(
+            self._deliver(event, self.webhook_url), name=f"sandbox-{event['id']}"
+        )
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 

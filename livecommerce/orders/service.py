@@ -17,15 +17,15 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.catalog.models import Product
-from livecommerce.db import after_commit, dialect_insert, is_postgres
+from livecommerce.db import after_commit, dialect_insert, is_postgres, session_scope
 from livecommerce.errors import Conflict, NotFound, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
@@ -680,32 +680,47 @@ async def mark_refunded(session: AsyncSession, order: Order, *, actor: str, reas
 
 
 async def expire_reservations(
-    *, session: AsyncSession, now: datetime | None = None, limit: int = 200
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    now: datetime | None = None,
+    limit: int = 200,
 ) -> list[int]:
-    """Cancel unpaid card orders whose hold ran out; their stock returns to sale."""
+    """Cancel unpaid card orders whose hold ran out; their stock returns to sale.
+
+    Each order is cancelled in its own short transaction, so the sweep takes the same locks,
+    in the same order, as one buyer cancelling (never a cycle with orders being placed), and
+    one order that fails is logged and skipped rather than holding up the rest.
+    """
     now = now or utcnow()
-    query = (
-        select(Order)
-        .where(
-            and_(
-                col(Order.status) == OrderStatus.PENDING_PAYMENT,
-                col(Order.reserved_until).is_not(None),
-                col(Order.reserved_until) <= now,
+    due = (
+        col(Order.status) == OrderStatus.PENDING_PAYMENT,
+        col(Order.reserved_until).is_not(None),
+        col(Order.reserved_until) <= now,
+    )
+    async with session_scope(sessions, read_only=True) as session:
+        ids = list(
+            await session.scalars(
+                select(col(Order.id)).where(*due).order_by(col(Order.id)).limit(limit)
             )
         )
-        .order_by(col(Order.id))
-        .limit(limit)
-    )
-    if is_postgres(session):
-        # Several processes may sweep at once; each takes different orders.
-        query = query.with_for_update(skip_locked=True)
     expired: list[int] = []
-    for order in (await session.scalars(query)).all():
+    for order_id in (i for i in ids if i is not None):
         try:
-            async with session.begin_nested():
+            async with session_scope(sessions) as session:
+                query = select(Order).where(col(Order.id) == order_id, *due)
+                if is_postgres(session):
+                    # Several processes may sweep at once; each takes different orders.
+                    query = query.with_for_update(skip_locked=True)
+                order = (await session.scalars(query)).first()
+                if order is None:
+                    continue  # paid, cancelled or taken by another sweeper meanwhile
                 await cancel_unpaid(session, order, actor="system", reason="reservation_expired")
         except states.OrderChanged:
-            continue  # paid at this very moment
-        assert order.id is not None
-        expired.append(order.id)
+            continue
+        except Exception:
+            log.exception(
+                "order %s: reservation could not be released; retried next sweep", order_id
+            )
+            continue
+        expired.append(order_id)
     return expired

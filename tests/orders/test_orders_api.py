@@ -12,7 +12,6 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
-from livecommerce.db import session_scope
 from livecommerce.orders import service
 from livecommerce.sqltypes import utcnow
 from tests.fixtures.factories import account
@@ -229,11 +228,9 @@ async def test_unpaid_card_reservation_expires(app: FastAPI, client: httpx.Async
     assert placed["payment"]["expires_at"] is not None
     paid_later = (await order(client, bh, [(cream["id"], 1)], method="card")).json()
     assert await levels(client, cream["id"], mh) == {"KZALA": 0}
-    async with session_scope(app.state.sessions) as session:
-        assert await service.expire_reservations(session=session) == []  # not yet due
-    async with session_scope(app.state.sessions) as session:
-        due = utcnow() + timedelta(minutes=16)
-        expired = await service.expire_reservations(session=session, now=due)
+    assert await service.expire_reservations(sessions=app.state.sessions) == []  # not yet due
+    due = utcnow() + timedelta(minutes=16)
+    expired = await service.expire_reservations(sessions=app.state.sessions, now=due)
     assert sorted(expired) == sorted([placed["id"], paid_later["id"]])
     assert await levels(client, cream["id"], mh) == {"KZALA": 3}
     after = (await client.get(f"/api/v1/orders/{placed['id']}", headers=bh)).json()

@@ -163,6 +163,49 @@ async def test_duplicate_and_reordered_webhooks_are_harmless(
     assert stored["status"] == "succeeded"
 
 
+async def test_two_webhooks_at_once_pay_the_order_once(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Two events for one intent processed together: paid once, never refunded by mistake."""
+    placed, bh, _, _ = await card_order(client)
+    payment = await start_payment(client, placed["id"], bh)
+    await confirm(client, payment, DECLINED)
+    await confirm(client, payment, GOOD)
+    failed_event, succeeded_event = await events(client, payment["intent_id"])
+    outcomes = await asyncio.gather(
+        deliver(app, client, failed_event), deliver(app, client, succeeded_event)
+    )
+    assert [r.status_code for r in outcomes] == [200, 200]
+    assert await status_of(client, placed["id"], bh) == "paid"
+    [stored] = (await client.get(f"/api/v1/orders/{placed['id']}/payments", headers=bh)).json()
+    assert stored["status"] == "succeeded"
+    assert [e["type"] for e in await events(client, payment["intent_id"])] == [
+        "payment_intent.payment_failed",
+        "payment_intent.succeeded",
+    ]
+
+
+async def test_odd_webhook_and_card_input_is_refused_cleanly(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Non-ASCII signatures, secrets and digits, odd ids: 4xx answers, never a 500."""
+    placed, bh, _, _ = await card_order(client)
+    payment = await start_payment(client, placed["id"], bh)
+    odd_signature = await client.post(
+        WEBHOOK, content=b"{}", headers={"Sandbox-Signature": "t=1,v1=\u00e9\u00e9".encode()}
+    )
+    assert odd_signature.status_code == 400
+    odd_secret = await client.post(
+        payment["confirm_url"], json={"client_secret": "секрет", "card_number": GOOD}
+    )
+    assert odd_secret.status_code == 403
+    superscript = await confirm(client, payment, "²" * 16)
+    assert superscript.status_code == 422
+    for path in ("/sandbox/payments/pi_zz%00/events", "/sandbox/payments/events/x/resend"):
+        response = await (client.get(path) if path.endswith("events") else client.post(path))
+        assert response.status_code == 422, path
+
+
 async def test_a_failure_webhook_arriving_first_leaves_the_order_payable(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
@@ -204,14 +247,14 @@ async def test_money_for_an_expired_order_is_given_back(
     """The buyer pays after the hold ran out: the order stays cancelled and is refunded."""
     from datetime import timedelta
 
-    from livecommerce.db import session_scope
     from livecommerce.orders import service
     from livecommerce.sqltypes import utcnow
 
     placed, bh, _, _ = await card_order(client)
     payment = await start_payment(client, placed["id"], bh)
-    async with session_scope(app.state.sessions) as session:
-        await service.expire_reservations(session=session, now=utcnow() + timedelta(hours=1))
+    await service.expire_reservations(
+        sessions=app.state.sessions, now=utcnow() + timedelta(hours=1)
+    )
     await confirm(client, payment, GOOD)
     [succeeded] = await events(client, payment["intent_id"])
     await deliver(app, client, succeeded)
