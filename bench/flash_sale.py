@@ -52,6 +52,7 @@ oversell column lists every round.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import json
@@ -368,17 +369,17 @@ class Shot:
     headers: dict[str, str]
 
 
-class Driver:
+class Driver(abc.ABC):
     """Sends one request per buyer over a connection opened (and primed) before the race."""
 
-    async def open(self, base_url: str, count: int) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def open(self, base_url: str, count: int) -> None: ...
 
-    async def send(self, index: int, shot: Shot) -> tuple[int, bytes]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def send(self, index: int, shot: Shot) -> tuple[int, bytes]: ...
 
-    async def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
 
 class HttpxDriver(Driver):

@@ -119,6 +119,7 @@ class Network:
         self.customs = {
             union: CustomsRule.from_data(union, rule) for union, rule in raw["customs"].items()
         }
+        self._paths: dict[tuple[str, str], tuple[Leg, ...] | None] = {}
         self._aliases: dict[str, str] = {}
         for key, place in self.nodes.items():
             self._aliases[_fold(key)] = key
@@ -164,6 +165,12 @@ class Network:
         return Route(warehouse, handling, (*path, final))
 
     def _path(self, start: str, goal: str) -> tuple[Leg, ...] | None:
+        key = (start, goal)
+        if key not in self._paths:  # the network is immutable: each path is found once
+            self._paths[key] = self._find_path(start, goal)
+        return self._paths[key]
+
+    def _find_path(self, start: str, goal: str) -> tuple[Leg, ...] | None:
         # Dijkstra on (days, cost of a 1 kg parcel): a dozen nodes, so no need for anything
         # cleverer, and the rule "fastest, then cheapest" stays visible.
         queue: list[tuple[int, Decimal, str, tuple[Leg, ...]]] = [(0, Decimal(0), start, ())]

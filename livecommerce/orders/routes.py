@@ -268,14 +268,10 @@ async def list_orders(
     if status_ is not None and status_ not in {s.value for s in OrderStatus}:
         raise ValidationFailed(details={"status": status_})
     orders, total = await service.list_orders(session=session, user=user, status=status_, page=page)
-    items = []
-    for order in orders:
-        assert order.id is not None
-        items.append(
-            render_order(
-                order, await service.order_events(session=session, order_id=order.id), ctx.locale
-            )
-        )
+    events = await service.events_of(
+        session=session, order_ids=[o.id for o in orders if o.id is not None]
+    )
+    items = [render_order(o, events.get(o.id or 0, []), ctx.locale) for o in orders]
     return {
         "items": items,
         "page": page,

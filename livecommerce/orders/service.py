@@ -107,6 +107,13 @@ class OutOfStock(Conflict):
     message = N_("Not enough stock: only %(available)s left.")
 
 
+def out_of_stock(product_id: int, requested: int, available: int) -> OutOfStock:
+    return OutOfStock(
+        available=available,
+        details={"product_id": product_id, "requested": requested, "available": available},
+    )
+
+
 class OrderNotFound(NotFound):
     code = "order_not_found"
     message = N_("This order does not exist.")
@@ -263,14 +270,7 @@ async def _quote(
             now=now,
         )
     except Shortage as short:
-        raise OutOfStock(
-            available=short.available,
-            details={
-                "product_id": short.product_id,
-                "requested": short.requested,
-                "available": short.available,
-            },
-        ) from None
+        raise out_of_stock(short.product_id, short.requested, short.available) from None
 
 
 async def quote(
@@ -357,14 +357,7 @@ def _short_line(basket: Basket, stock: Mapping[int, Mapping[str, int]]) -> OutOf
     for line in basket.lines:
         available = sum(stock.get(line.product_id, {}).values())
         if available < line.quantity:
-            return OutOfStock(
-                available=available,
-                details={
-                    "product_id": line.product_id,
-                    "requested": line.quantity,
-                    "available": available,
-                },
-            )
+            return out_of_stock(line.product_id, line.quantity, available)
     return None
 
 
@@ -410,13 +403,9 @@ async def _reserve_stock(
     # Still losing after a few rounds: the stock is going as we look. Say how much is left.
     stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
     short = _short_line(basket, stock)
-    if short is not None:
-        raise short
     line = basket.lines[0]
-    available = sum(stock.get(line.product_id, {}).values())
-    raise OutOfStock(
-        available=available,
-        details={"product_id": line.product_id, "requested": line.quantity, "available": available},
+    raise short or out_of_stock(
+        line.product_id, line.quantity, sum(stock.get(line.product_id, {}).values())
     )
 
 
@@ -551,9 +540,10 @@ def _announce(
     after_commit(session, partial(_ticker, announcer, room, entry))
     sale = basket.sale
     if sale is not None and sale.id is not None:
+        # The card (prices in every currency) is built after commit, not while this
+        # transaction still holds the sale's hot row.
         product = basket.products[sale.product_id]
-        card = flash_sale_card(sale, product, book)
-        after_commit(session, partial(_sale_update, announcer, room, sale.id, card))
+        after_commit(session, partial(_sale_update, announcer, room, sale, product, book))
 
 
 async def _ticker(announcer: OrderAnnouncer, room: str, entry: dict[str, Any]) -> None:
@@ -561,9 +551,10 @@ async def _ticker(announcer: OrderAnnouncer, room: str, entry: dict[str, Any]) -
 
 
 async def _sale_update(
-    announcer: OrderAnnouncer, room: str, sale_id: int, card: dict[str, Any]
+    announcer: OrderAnnouncer, room: str, sale: FlashSale, product: Product, book: RateBook
 ) -> None:
-    announcer.announce_flash_sale(room, sale_id, card)
+    assert sale.id is not None
+    announcer.announce_flash_sale(room, sale.id, flash_sale_card(sale, product, book))
 
 
 # --- Reading -------------------------------------------------------------------------------
@@ -585,10 +576,22 @@ async def get_order(*, session: AsyncSession, user: User, order_id: int) -> Orde
 
 
 async def order_events(*, session: AsyncSession, order_id: int) -> list[OrderEvent]:
+    return (await events_of(session=session, order_ids=[order_id])).get(order_id, [])
+
+
+async def events_of(*, session: AsyncSession, order_ids: list[int]) -> dict[int, list[OrderEvent]]:
+    """Every order's events in one query (a page of orders is not twenty queries)."""
+    found: dict[int, list[OrderEvent]] = {}
+    if not order_ids:
+        return found
     rows = await session.scalars(
-        select(OrderEvent).where(col(OrderEvent.order_id) == order_id).order_by(col(OrderEvent.id))
+        select(OrderEvent)
+        .where(col(OrderEvent.order_id).in_(order_ids))
+        .order_by(col(OrderEvent.order_id), col(OrderEvent.id))
     )
-    return list(rows)
+    for event in rows:
+        found.setdefault(event.order_id, []).append(event)
+    return found
 
 
 async def list_orders(
