@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,11 +13,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from livecommerce import __version__
+from livecommerce import __version__, jobs
 from livecommerce.accounts.routes import router as accounts_router
 from livecommerce.catalog.routes import router as catalog_router
 from livecommerce.config import Settings, get_settings
@@ -31,11 +28,14 @@ from livecommerce.errors import (
     field_message,
     megabytes,
 )
+from livecommerce.fulfillment.routes import router as fulfillment_router
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
 from livecommerce.logistics.network import load_network
 from livecommerce.migrate import ensure_migrated
-from livecommerce.orders import service as orders_service
+from livecommerce.notifications.feed import NotificationFeed
+from livecommerce.notifications.routes import router as notifications_router
+from livecommerce.notifications.routes import routes as notification_routes
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
 from livecommerce.orders.sandbox import SandboxProvider, storage_url
@@ -46,6 +46,7 @@ from livecommerce.rooms.presence import MemoryPresence, Presence
 from livecommerce.rooms.routes import routes as room_routes
 from livecommerce.streams import service as streams_service
 from livecommerce.streams.routes import router as streams_router
+from workers.app import make_celery
 
 log = logging.getLogger("livecommerce")
 
@@ -176,18 +177,6 @@ def make_realtime(settings: Settings) -> tuple[Broker, Presence]:
     return RedisBroker(settings.redis_url), RedisPresence(settings.redis_url)
 
 
-async def _sweep_reservations(sessions: async_sessionmaker[AsyncSession], every_s: float) -> None:
-    """Return the stock of unpaid card orders whose hold ran out, every ``every_s``."""
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            expired = await orders_service.expire_reservations(sessions=sessions)
-            if expired:
-                log.info("reservations expired: orders %s", expired)
-        except Exception:
-            log.exception("reservation sweep failed")
-
-
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     load_catalogs(settings.locales_dir)
@@ -219,20 +208,18 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             webhook_url=settings.resolved_webhook_url(),
         )
         app.state.payment_providers = {sandbox.name: sandbox}
-        sweeper: asyncio.Task[None] | None = None
+        feed = NotificationFeed(sessions, settings.notification_poll_seconds)
+        app.state.notifications = feed
+        # Jobs for the Celery workers (fulfilment), sent after commit; see livecommerce/jobs.py.
+        jobs.configure(partial(make_celery, settings))
         try:
             await sandbox.start()
             await hub.start()
-            sweeper = asyncio.create_task(
-                _sweep_reservations(sessions, settings.reservation_sweep_seconds),
-                name="reservation-expiry",
-            )
+            await feed.start()
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+            jobs.configure(None)
+            await feed.close()
             await hub.close()
             await sandbox.close()
             await engine.dispose()
@@ -265,9 +252,12 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     api.include_router(rates_router)
     api.include_router(streams_router)
     api.include_router(orders_router)
+    api.include_router(fulfillment_router)
+    api.include_router(notifications_router)
     app.include_router(api)
     app.include_router(sandbox_router)
     app.router.routes.extend(room_routes)
+    app.router.routes.extend(notification_routes)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The ``livecommerce`` command: serve, migrate, seed, create-admin, rates."""
+"""The ``livecommerce`` command: serve, worker, migrate, seed, create-admin, rates."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import csv
 import getpass
 import json
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -62,6 +63,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         f"livecommerce is starting on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
         flush=True,
     )
+    worker = None
+    if settings.embedded_jobs and settings.embedded_worker and not args.no_worker:
+        # The embedded queue needs no service, but it does need a worker: run one beside
+        # the API, with the scheduler, sharing this process's environment and data dir.
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "livecommerce.cli", "worker", "--beat", "--embedded"]
+        )
     try:
         uvicorn.run(
             create_app(settings),
@@ -73,6 +81,34 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        if worker is not None:
+            worker.terminate()  # a warm shutdown: the job in hand finishes or goes back
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """A Celery worker for the fulfilment jobs (``--beat``: with the periodic scheduler)."""
+    from workers.worker import celery_app
+
+    argv = [
+        "worker",
+        f"--loglevel={(args.loglevel or settings.log_level).upper()}",
+        f"--concurrency={args.concurrency}",
+        "--pool=prefork",
+    ]
+    if args.beat:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["--beat", f"--schedule={settings.data_dir / 'beat-schedule'}"]
+    if settings.embedded_jobs:
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if args.embedded:
+        argv += ["--hostname=embedded@%h"]
+    celery_app.worker_main(argv)
     return 0
 
 
@@ -149,7 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP and WebSocket server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not start the embedded job worker (run `livecommerce worker` yourself)",
+    )
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run a Celery worker for the background jobs")
+    worker.add_argument("--beat", action="store_true", help="also run the periodic scheduler")
+    worker.add_argument("--concurrency", type=int, default=1, help="worker processes")
+    worker.add_argument("--loglevel")
+    worker.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
+    worker.set_defaults(func=cmd_worker)
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=cmd_migrate)

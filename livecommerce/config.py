@@ -52,6 +52,34 @@ class Settings(BaseSettings):
     payment_webhook_secret: str | None = Field(default=None, repr=False, min_length=16)
     # Where the sandbox provider delivers webhooks; by default this server's own address.
     payment_webhook_url: str | None = None
+    # Background jobs (Celery). Unset: an embedded queue in a SQLite file in the data dir,
+    # worked by a worker that ``livecommerce serve`` starts itself.
+    task_queue: str = Field(default="livecommerce", min_length=1, max_length=64)
+    # With the embedded queue, ``serve`` runs a worker (and its scheduler) beside the API.
+    embedded_worker: bool = True
+    # Redis only: an unacknowledged job (its worker died) is handed out again after this.
+    task_visibility_timeout: float = Field(default=600.0, gt=0)
+    tracking_poll_seconds: float = Field(default=15.0, gt=0)
+    # How often each API process looks for new notices for the sockets on /ws/me.
+    notification_poll_seconds: float = Field(default=1.0, gt=0)
+    reconcile_seconds: float = Field(default=60.0, gt=0)
+    stats_rollup_seconds: float = Field(default=60.0, gt=0)
+    rates_refresh_seconds: float = Field(default=3600.0, gt=0)
+    # Files or URLs of published exchange rates (national-bank formats), comma separated.
+    rates_sources: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    carrier: Literal["sandbox"] = "sandbox"
+    # The sandbox carrier's simulated corridor: one transit day lasts this many seconds.
+    carrier_sandbox_day_seconds: float = Field(default=60.0, gt=0)
+    carrier_sandbox_hold_rate: float = Field(default=0.1, ge=0, le=1)
+    carrier_sandbox_delay_rate: float = Field(default=0.1, ge=0, le=1)
+    carrier_sandbox_failure_rate: float = Field(default=0.05, ge=0, le=1)
+
+    @field_validator("rates_sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -65,6 +93,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'livecommerce.db').as_posix()}"
+
+    @property
+    def embedded_jobs(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        # A SQLite file read through kombu's SQLAlchemy transport (see workers/embedded.py).
+        return f"sqlite:///{(self.data_dir / 'jobs.db').resolve().as_posix()}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -201,6 +201,19 @@ class Network:
             return None
         return self.customs.get(destination.customs_union)
 
+    def border(self, warehouse: str, destination: Destination, legs: Any) -> str | None:
+        """The node where a parcel on ``legs`` (``{from_key, to_key}`` records) enters the
+        destination's customs territory, or None when it crosses no customs border."""
+        if self.crosses_customs(warehouse, destination) is None:
+            return None
+        for leg in legs:
+            key = leg.get("to_key")
+            country = self._node_country.get(key) if key else None
+            info = self.countries.get(country) if country else None
+            if info is not None and info["customs_union"] == destination.customs_union:
+                return str(key)
+        return None
+
 
 def load_network(path: Path | None = None) -> Network:
     return _load(str(path or DEFAULT_FILE))

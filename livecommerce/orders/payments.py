@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from livecommerce import jobs
 from livecommerce.accounts.models import User
 from livecommerce.db import dialect_insert, is_postgres
 from livecommerce.errors import AppError, Conflict
@@ -222,6 +223,8 @@ async def apply_intent(
             await states.transition(session, order, OrderStatus.PAID, actor=actor, reason="card")
             order.paid_at = utcnow()
             order.reserved_until = None
+            assert order.id is not None
+            jobs.enqueue(session, "fulfil_order", order.id)
         else:
             # Money arrived for an order that expired or was cancelled (or paid twice):
             # give it back rather than keep it.

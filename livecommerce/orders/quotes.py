@@ -67,6 +67,8 @@ class QuotedShipment:
                     "mode": leg.mode,
                     "from": dict(leg.origin.names),
                     "to": dict(leg.destination.names),
+                    "from_key": leg.origin.key,
+                    "to_key": leg.destination.key,
                     "days": leg.days,
                 }
                 for leg in self.route.legs

@@ -263,11 +263,16 @@ async def list_orders(
     ctx: ContextDep,
     user: CurrentUser,
     status_: Annotated[str | None, Query(alias="status")] = None,
+    warehouse: Annotated[
+        str | None, Query(min_length=5, max_length=5, description="with a line from it")
+    ] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> dict[str, Any]:
     if status_ is not None and status_ not in {s.value for s in OrderStatus}:
         raise ValidationFailed(details={"status": status_})
-    orders, total = await service.list_orders(session=session, user=user, status=status_, page=page)
+    orders, total = await service.list_orders(
+        session=session, user=user, status=status_, page=page, warehouse=warehouse
+    )
     events = await service.events_of(
         session=session, order_ids=[o.id for o in orders if o.id is not None]
     )

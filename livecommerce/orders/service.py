@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
+from livecommerce import jobs
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.catalog.models import Product
@@ -507,6 +508,8 @@ async def place_order(
     await session.flush()
     if announcer is not None and basket.stream is not None:
         _announce(session, announcer, order, basket, landed, buyer, book)
+    if order.status == OrderStatus.FULFILLING:  # cash on delivery: straight to the warehouse
+        jobs.enqueue(session, "fulfil_order", order.id)
     return order, events
 
 
@@ -595,9 +598,24 @@ async def events_of(*, session: AsyncSession, order_ids: list[int]) -> dict[int,
 
 
 async def list_orders(
-    *, session: AsyncSession, user: User, status: str | None, page: int
+    *,
+    session: AsyncSession,
+    user: User,
+    status: str | None,
+    page: int,
+    warehouse: str | None = None,
 ) -> tuple[list[Order], int]:
     query = select(Order)
+    if warehouse is not None:
+        # Orders with at least one line taken from that warehouse.
+        query = query.where(
+            select(col(OrderLine.id))
+            .where(
+                col(OrderLine.order_id) == col(Order.id),
+                col(OrderLine.warehouse_code) == warehouse.upper(),
+            )
+            .exists()
+        )
     if user.role == Role.MERCHANT:
         merchant = await merchant_of(session=session, user=user)
         query = query.where(col(Order.merchant_id) == (merchant.id if merchant else -1))

@@ -22,6 +22,7 @@ from sqlmodel import col
 
 from livecommerce.errors import Conflict
 from livecommerce.i18n.messages import N_
+from livecommerce.notifications import service as notices
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus, PaymentMethod
 from livecommerce.sqltypes import utcnow
 
@@ -98,6 +99,14 @@ async def transition(
             reason=reason,
             at=now,
         )
+    )
+    # The buyer hears of every move, in the same transaction (see livecommerce/notifications).
+    notices.notify(
+        session,
+        user_id=order.buyer_id,
+        kind=notices.ORDER_STATUS,
+        order_id=order.id,
+        data={"status": target, "from": source, "reason": reason},
     )
 
 

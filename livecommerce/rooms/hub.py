@@ -54,6 +54,9 @@ FLASH_SALE_S = 0.25  # a sale's remaining quantity reaches the room at most 4 ti
 PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
 STATS_FLUSH_S = 5.0
 SLOW_REASON = "slow consumer: reconnect with last_seq"
+# Joins remembered between two stats flushes; a flood beyond is not counted as unique viewers
+# rather than held in memory.
+MAX_NEW_VIEWERS = 50_000
 
 
 class SocketLike(Protocol):
@@ -78,6 +81,8 @@ class Connection:
     user_id: int | None
     name: str
     writer: FrameWriter | None = None  # direct path, when the server offers it
+    # Who watches, for unique-viewer counts: "user:<id>" or the guest token's subject.
+    viewer_key: str | None = None
     queue_max: int = QUEUE_MAX_FRAMES
     queue: deque[str] | None = None  # the websocket.send path only
     held: list[Batch] | None = field(default_factory=list)  # None once started
@@ -189,6 +194,7 @@ class Room:
     reported_at: float = 0.0
     peak_viewers: int = 0
     new_chat_messages: int = 0
+    new_viewers: dict[str, str] = field(default_factory=dict)  # viewer key -> locale
     settings: dict[str, Any] = field(default_factory=dict)
     # user id -> (action, until epoch or None), updated by moderation events
     moderation: dict[int, tuple[str, float | None]] = field(default_factory=dict)
@@ -200,14 +206,15 @@ class Room:
 # Hooks the hub calls into the rest of the application (the streams domain and the
 # database), kept as plain callables so that this module imports no domain.
 LoadSettings = Callable[[int], Awaitable[dict[str, Any]]]
-FlushStats = Callable[[int, int, int], Awaitable[None]]  # stream id, peak viewers, new chats
+# stream id, peak viewers, new chat messages, viewers who joined since (key -> locale)
+FlushStats = Callable[[int, int, int, dict[str, str]], Awaitable[None]]
 
 
 async def _no_settings(_stream_id: int) -> dict[str, Any]:
     return {}
 
 
-async def _no_stats(_stream_id: int, _peak: int, _chats: int) -> None:
+async def _no_stats(_stream_id: int, _peak: int, _chats: int, _viewers: dict[str, str]) -> None:
     return None
 
 
@@ -312,6 +319,8 @@ class Hub:
         conn.queue_max = self.queue_max
         room.groups.setdefault(conn.group, set()).add(conn)
         room.size += 1
+        if conn.viewer_key is not None and len(room.new_viewers) < MAX_NEW_VIEWERS:
+            room.new_viewers.setdefault(conn.viewer_key, conn.locale)
         conn.skip_through = max(conn.skip_through, room.last_seq)
         return room.last_seq
 
@@ -528,9 +537,10 @@ class Hub:
             self._send_all(room, frame("viewer_count", {"count": count}))
 
     async def _flush_room_stats(self, room: Room) -> None:
-        if room.peak_viewers or room.new_chat_messages:
+        if room.peak_viewers or room.new_chat_messages or room.new_viewers:
             chats, room.new_chat_messages = room.new_chat_messages, 0
-            await self._flush_stats(room.stream_id, room.peak_viewers, chats)
+            viewers, room.new_viewers = room.new_viewers, {}
+            await self._flush_stats(room.stream_id, room.peak_viewers, chats, viewers)
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()

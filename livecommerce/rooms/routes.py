@@ -197,6 +197,7 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
         user_id=user.id if user else None,
         name=user.display_name if user else "",
         writer=websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION),
+        viewer_key=f"user:{user.id}" if user else claims.subject,
     )
     conn.skip_through = max(last_seq or 0, 0)
     return Admission(conn, last_seq, restriction)

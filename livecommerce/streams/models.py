@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, CheckConstraint
 from sqlmodel import Field, SQLModel
@@ -61,6 +62,8 @@ class FlashSale(SQLModel, table=True):
     ends_at: datetime = Field(sa_type=UTCDateTime)
     # Set when the host stops the sale early or the stream ends before ends_at.
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set by whichever timer announced the end first (the API's or the worker's job).
+    end_announced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -80,3 +83,25 @@ class StreamModeration(SQLModel, table=True):
     until: datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: for the stream
     by_user_id: int = Field(foreign_key="users.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StreamViewer(SQLModel, table=True):
+    """Someone who watched a stream (once, however often they came back), with the
+    language they watched in: the base of unique-viewer counts and conversion by locale."""
+
+    __tablename__ = "stream_viewers"
+
+    stream_id: int = Field(foreign_key="streams.id", primary_key=True, ondelete="CASCADE")
+    viewer_key: str = Field(primary_key=True, max_length=64)  # "user:<id>" or a guest subject
+    locale: str = Field(max_length=8)
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StreamStatsRollup(SQLModel, table=True):
+    """A stream's sales figures, rolled up periodically by a worker (not per request)."""
+
+    __tablename__ = "stream_stats"
+
+    stream_id: int = Field(foreign_key="streams.id", primary_key=True, ondelete="CASCADE")
+    data: dict[str, Any] = Field(sa_type=JSON)
+    rolled_up_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

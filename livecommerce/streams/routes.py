@@ -1,31 +1,36 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import TypeAdapter
 
+from livecommerce import jobs
 from livecommerce.db import after_commit, session_scope
 from livecommerce.deps import ContextDep, CurrentUser, IdPath, SessionDep
+from livecommerce.i18n.money import Money
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms.broker import Broker
 from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.render import render
-from livecommerce.schemas import Page
-from livecommerce.streams import service
+from livecommerce.schemas import MoneyOut, Page
+from livecommerce.streams import rollup, service
 from livecommerce.streams.models import Stream, StreamStatus
 from livecommerce.streams.schemas import (
     AnnouncementIn,
     BlockedWordsIn,
     FlashSaleIn,
     FlashSaleOut,
+    LocaleConversion,
     ModerationIn,
     PinIn,
     ProductCard,
     StreamCreate,
     StreamOut,
+    StreamSales,
     StreamStats,
 )
 
@@ -75,11 +80,28 @@ async def _out(
     if stats:
         hub: Hub = request.app.state.hub
         room = service.room_of(stream.id)
+        rolled = await rollup.latest(session, stream.id)
+        sales = None
+        if rolled is not None:
+            figures = rolled.data
+            sales = StreamSales(
+                orders=figures["orders"],
+                buyers=figures["buyers"],
+                gmv=[
+                    MoneyOut.of(Money(Decimal(g["amount"]), g["currency"]), ctx.locale)
+                    for g in figures["gmv"]
+                ],
+                unique_viewers=figures["unique_viewers"],
+                conversion=figures["conversion"],
+                by_locale=[LocaleConversion(**row) for row in figures["by_locale"]],
+                rolled_up_at=rolled.rolled_up_at,
+            )
         out.stats = StreamStats(
             viewer_count=await hub.presence.count(room),
             peak_viewers=stream.peak_viewers,
             chat_messages=stream.chat_messages,
             last_seq=await hub.broker.last_seq(room),
+            sales=sales,
         )
     return out
 
@@ -196,6 +218,9 @@ async def start_flash_sale(
     after_commit(
         session, partial(_start_timer, request.app.state.hub, body.duration_s + 0.05, end_timer)
     )
+    # The same announcement as a job, for when this process is gone by then (see
+    # service.close_flash_sale_if_due: whichever runs first announces).
+    jobs.enqueue(session, "close_flash_sale", sale.id, countdown=body.duration_s + 0.5)
     return _sale.validate_python(
         render(service.flash_sale_card(sale, product, book), ctx.locale, ctx.currency)
     )

@@ -96,11 +96,31 @@ class FlashSaleOut(BaseModel):
     ends_at: datetime
 
 
+class LocaleConversion(BaseModel):
+    locale: str
+    viewers: int
+    buyers: int
+    conversion: float | None  # buyers / viewers, None without viewers
+
+
+class StreamSales(BaseModel):
+    """Rolled up periodically by a worker; ``rolled_up_at`` says how fresh it is."""
+
+    orders: int
+    buyers: int
+    gmv: list[MoneyOut]
+    unique_viewers: int
+    conversion: float | None
+    by_locale: list[LocaleConversion]
+    rolled_up_at: datetime
+
+
 class StreamStats(BaseModel):
     viewer_count: int
     peak_viewers: int
     chat_messages: int
     last_seq: int
+    sales: StreamSales | None = None  # None until the first rollup
 
 
 class StreamOut(BaseModel):

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from livecommerce.accounts import service as accounts
 from livecommerce.accounts.models import MerchantHost, Role, User
 from livecommerce.catalog.models import Product
-from livecommerce.db import after_commit, session_scope
+from livecommerce.db import after_commit, dialect_insert, session_scope
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
@@ -31,6 +31,7 @@ from livecommerce.streams.models import (
     Stream,
     StreamModeration,
     StreamStatus,
+    StreamViewer,
 )
 from livecommerce.streams.schemas import FlashSaleIn, StreamCreate
 
@@ -399,16 +400,31 @@ async def start_flash_sale(
 async def close_flash_sale_if_due(
     *, session: AsyncSession, broker: Broker, sale_id: int, book: RateBook
 ) -> bool:
-    """Announce the end of a sale whose time is up (run by a timer at ``ends_at``).
+    """Announce the end of a sale whose time is up, once.
 
-    The sale's state lives in the database (clients also count down to ``ends_at``), so a
-    timer lost with its process loses only the announcement, never the end itself.
+    Two timers run for every sale: one in the API process that started it (immediate, and
+    the only one that reaches in-process rooms) and a Celery job at ``ends_at`` (which
+    survives that process). Whichever claims the sale first announces; the other finds it
+    claimed. The sale's state lives in the database (clients also count down to
+    ``ends_at``), so even a lost announcement never loses the end itself.
     """
-    sale = await session.get(FlashSale, sale_id)
-    if sale is None or sale.cancelled_at is not None or utcnow() < sale.ends_at:
+    now = utcnow()
+    claimed = await session.execute(
+        update(FlashSale)
+        .where(
+            col(FlashSale.id) == sale_id,
+            col(FlashSale.end_announced_at).is_(None),
+            col(FlashSale.cancelled_at).is_(None),
+            col(FlashSale.ends_at) <= now,
+        )
+        .values(end_announced_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    product = await session.get(Product, sale.product_id)
-    if product is None:
+    sale = await session.get(FlashSale, sale_id)
+    product = await session.get(Product, sale.product_id) if sale is not None else None
+    if sale is None or product is None:
         return False
     _publish(session, broker, sale.stream_id, "flash_sale", flash_sale_card(sale, product, book))
     return True
@@ -507,9 +523,25 @@ async def load_room_settings(
 
 
 async def record_room_stats(
-    sessions: async_sessionmaker[AsyncSession], stream_id: int, peak: int, new_chats: int
+    sessions: async_sessionmaker[AsyncSession],
+    stream_id: int,
+    peak: int,
+    new_chats: int,
+    viewers: dict[str, str] | None = None,
 ) -> None:
     async with session_scope(sessions) as session:
+        now = utcnow()
+        rows = [
+            {"stream_id": stream_id, "viewer_key": key[:64], "locale": locale, "first_seen_at": now}
+            for key, locale in (viewers or {}).items()
+        ]
+        table = StreamViewer.__table__  # type: ignore[attr-defined]
+        for start in range(0, len(rows), 500):  # well under SQLite's bound-parameter limit
+            await session.execute(
+                dialect_insert(session, table)
+                .values(rows[start : start + 500])
+                .on_conflict_do_nothing(index_elements=["stream_id", "viewer_key"])
+            )
         await session.execute(
             update(Stream)
             .where(col(Stream.id) == stream_id)

@@ -258,3 +258,29 @@ async def test_order_ticker_coalesces_a_burst_into_one_event() -> None:
         assert await hub.broker.last_seq("stream:4") == 1
     finally:
         await hub.close()
+
+
+async def test_joins_are_flushed_as_unique_viewers_with_their_locale() -> None:
+    """Each viewer key is reported once per flush with the locale it joined in; guests
+    without a key are not counted."""
+    flushed: list[tuple[int, dict[str, str]]] = []
+
+    async def record(stream_id: int, _peak: int, _chats: int, viewers: dict[str, str]) -> None:
+        flushed.append((stream_id, viewers))
+
+    hub = Hub(broker=MemoryBroker(), presence=MemoryPresence(), flush_stats=record)
+    await hub.start()
+    try:
+        conns = [
+            viewer("kk", "KZT", viewer_key="user:1"),
+            viewer("uz", "UZS", viewer_key="user:1"),  # the same person again, later
+            viewer("uz", "UZS", viewer_key="guest-9"),
+            viewer("ru", "RUB"),
+        ]
+        for conn in conns:
+            await hub.join(conn, room_name="stream:4", stream_id=4)
+        for conn in conns:
+            await hub.leave(conn)  # the room closes and flushes its figures
+        assert flushed == [(4, {"user:1": "kk", "guest-9": "uz"})]
+    finally:
+        await hub.close()

@@ -40,6 +40,7 @@ async def test_host_linked_to_a_merchant_runs_a_stream(client: httpx.AsyncClient
         "peak_viewers": 0,
         "chat_messages": 0,
         "last_seq": 1,
+        "sales": None,  # until the worker's first rollup (tests/streams/test_rollup.py)
     }
     ended = await client.post(f"/api/v1/streams/{sid}/end", headers=merchant_headers)
     assert ended.json()["status"] == "ended"

@@ -1,0 +1,1 @@
+"""Shipments, customs declarations, carriers and tracking: what happens after an order."""

@@ -1,0 +1,673 @@
+"""From a paid order to a delivered parcel: shipments, declarations, booking, tracking.
+
+Every function here is safe to run twice and safe to run in two workers at once, because
+the Celery tasks that call them acknowledge late and retry:
+
+- ``create_shipments`` makes one shipment per warehouse of the order's allocation; the
+  unique ``(order_id, warehouse_code)`` makes a second run (or a concurrent one) fail or find
+  the first run's rows, never add parcels.
+- ``book_shipment`` gives the carrier our shipment reference as its idempotency key.
+- ``ingest_events`` inserts scans with ``ON CONFLICT DO NOTHING`` on the carrier's event id.
+
+Order statuses move with the parcels: ``paid -> fulfilling`` when the shipments exist,
+``fulfilling -> shipped`` at the first departure, ``shipped -> delivered`` when the last parcel
+arrives. Each change notifies the buyer in the same transaction (order moves through
+``states.transition``, parcel moves here).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from livecommerce import jobs
+from livecommerce.accounts.models import Role, User
+from livecommerce.accounts.service import merchant_of
+from livecommerce.db import dialect_insert, is_postgres, session_scope
+from livecommerce.errors import Forbidden, ValidationFailed
+from livecommerce.fulfillment.carriers import (
+    ARRIVED,
+    AT_BORDER,
+    CUSTOMS_CLEARED,
+    CUSTOMS_HELD,
+    DELAYED,
+    DELIVERED,
+    DELIVERY_FAILED,
+    DEPARTED,
+    OUT_FOR_DELIVERY,
+    PICKED,
+    BookingRequest,
+    Carrier,
+    CarrierEvent,
+)
+from livecommerce.fulfillment.models import (
+    ACTIVE_SHIPMENT_STATUSES,
+    CustomsAllowance,
+    CustomsDeclaration,
+    Shipment,
+    ShipmentStatus,
+    TrackingEvent,
+)
+from livecommerce.i18n.locales import pick_translation
+from livecommerce.i18n.messages import N_
+from livecommerce.i18n.money import Money
+from livecommerce.inventory.models import Warehouse
+from livecommerce.logistics.customs import assess
+from livecommerce.logistics.network import Destination, Network
+from livecommerce.notifications import service as notices
+from livecommerce.orders import states
+from livecommerce.orders.models import Order, OrderLine, OrderStatus
+from livecommerce.rates.service import RateBook, RateQuote
+from livecommerce.sqltypes import utcnow
+
+log = logging.getLogger("livecommerce.fulfillment")
+
+CENT = Decimal("0.01")
+SHIPPABLE = (OrderStatus.PAID, OrderStatus.FULFILLING)
+
+# The shipment status each scan leaves the parcel in (scans not listed change nothing).
+STATUS_AFTER = {
+    DEPARTED: ShipmentStatus.IN_TRANSIT,
+    ARRIVED: ShipmentStatus.IN_TRANSIT,
+    DELAYED: ShipmentStatus.IN_TRANSIT,
+    AT_BORDER: ShipmentStatus.IN_TRANSIT,
+    CUSTOMS_HELD: ShipmentStatus.CUSTOMS_HOLD,
+    CUSTOMS_CLEARED: ShipmentStatus.IN_TRANSIT,
+    OUT_FOR_DELIVERY: ShipmentStatus.OUT_FOR_DELIVERY,
+    DELIVERY_FAILED: ShipmentStatus.IN_TRANSIT,
+    DELIVERED: ShipmentStatus.DELIVERED,
+}
+assert PICKED not in STATUS_AFTER  # picking happens in the warehouse: still "booked"
+
+
+def destination_of(network: Network, order: Order) -> Destination:
+    return network.destination(order.destination_country, str(order.ship_to["city"]))
+
+
+def quoted_rates(order: Order) -> RateBook:
+    """The exchange rates the order was priced with: customs values use the same ones."""
+    return RateBook(
+        RateQuote(
+            base=r["base"],
+            quote=r["quote"],
+            rate=Decimal(r["rate"]),
+            source=r["source"],
+            as_of=datetime.fromisoformat(r["as_of"]),
+        )
+        for r in order.quote.get("rates", [])
+    )
+
+
+def month_of(now: datetime, destination: Destination) -> str:
+    return now.astimezone(destination.timezone).strftime("%Y-%m")
+
+
+async def _raise_allowance(
+    session: AsyncSession, *, rule: str, recipient_key: str, month: str, value: Decimal
+) -> Decimal:
+    """Add ``value`` to the recipient's month and return what was declared before it.
+
+    One atomic upsert: two parcels for one recipient declared at once each count the other.
+    """
+    cents = int((value / CENT).to_integral_value(rounding=ROUND_HALF_UP))
+    table = CustomsAllowance.__table__  # type: ignore[attr-defined]
+    stmt = dialect_insert(session, table).values(
+        rule=rule, recipient_key=recipient_key, month=month, declared_minor=cents
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["rule", "recipient_key", "month"],
+        set_={"declared_minor": table.c.declared_minor + cents},
+    ).returning(table.c.declared_minor)
+    total = int((await session.execute(stmt)).scalar_one())
+    return Decimal(total - cents) * CENT
+
+
+def _declaration_lines(
+    lines: Sequence[OrderLine], *, order: Order, book: RateBook, currency: str, language: str
+) -> list[dict[str, Any]]:
+    out = []
+    for line in lines:
+        unit = Money.from_minor(line.unit_price_minor, order.currency)
+        value, _ = book.convert(Money(unit.amount * line.quantity, order.currency), currency)
+        out.append(
+            {
+                "hs_code": line.hs_code,
+                "description": pick_translation(line.title, language) or line.sku,
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "weight_kg": str(Decimal(line.weight_grams * line.quantity) / Decimal(1000)),
+                "value": str(value.amount.quantize(CENT, rounding=ROUND_HALF_UP)),
+            }
+        )
+    return out
+
+
+async def create_shipments(
+    *, session: AsyncSession, network: Network, order_id: int, now: datetime | None = None
+) -> list[Shipment]:
+    """The order's parcels, one per warehouse it is allocated to, each declared to customs
+    when it crosses a border. Returns the existing parcels when they were made before, and
+    nothing for an order that is not (or no longer) to be shipped."""
+    now = now or utcnow()
+    order = await session.get(Order, order_id)
+    if order is None or order.status not in SHIPPABLE:
+        log.info("order %s: not shippable (%s)", order_id, order.status if order else "missing")
+        return []
+    existing = list(
+        await session.scalars(
+            select(Shipment).where(col(Shipment.order_id) == order_id).order_by(col(Shipment.id))
+        )
+    )
+    if existing:
+        return existing
+    lines = list(
+        await session.scalars(
+            select(OrderLine).where(col(OrderLine.order_id) == order_id).order_by(col(OrderLine.id))
+        )
+    )
+    by_warehouse: dict[str, list[OrderLine]] = {}
+    for line in lines:
+        by_warehouse.setdefault(line.warehouse_code, []).append(line)
+    planned = {s["warehouse"]: s for s in order.quote.get("shipments", [])}
+    destination = destination_of(network, order)
+    book = quoted_rates(order)
+    ship_to = order.ship_to
+    # Parcels in the quote's order (soonest first): under a monthly allowance the first to
+    # reach customs is declared first, as it was quoted.
+    codes = [c for c in planned if c in by_warehouse] + sorted(set(by_warehouse) - set(planned))
+    shipments = []
+    for code in codes:
+        parts = by_warehouse[code]
+        plan = planned.get(code)
+        if plan is None:  # allocated without a quoted route (never expected): route it now
+            route = network.route(code, destination)
+            assert route is not None, f"no route from {code} to {destination.country}"
+            plan = {
+                "legs": [
+                    {
+                        "mode": leg.mode,
+                        "from": dict(leg.origin.names),
+                        "to": dict(leg.destination.names),
+                        "from_key": leg.origin.key,
+                        "to_key": leg.destination.key,
+                        "days": leg.days,
+                    }
+                    for leg in route.legs
+                ],
+                "handling_days": route.handling_days,
+                "days": route.days,
+                "eta": route.eta(order.created_at, destination).isoformat(),
+            }
+        weight = sum(line.weight_grams * line.quantity for line in parts)
+        shipment = Shipment(
+            order_id=order_id,
+            merchant_id=order.merchant_id,
+            warehouse_code=code,
+            status=ShipmentStatus.CREATED,
+            legs=list(plan["legs"]),
+            handling_days=int(plan.get("handling_days", 0)),
+            planned_days=int(plan["days"]),
+            eta=date.fromisoformat(plan["eta"]),
+            destination_country=order.destination_country,
+            destination_city=dict(order.quote.get("destination", {}).get("city") or {}),
+            weight_grams=weight,
+            items=[
+                {"product_id": line.product_id, "sku": line.sku, "quantity": line.quantity}
+                for line in parts
+            ],
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(shipment)
+        # A concurrent run inserting the same parcel fails here on the unique constraint;
+        # its task retries and finds this run's rows.
+        await session.flush()
+        assert shipment.id is not None
+        rule = network.crosses_customs(code, destination)
+        if rule is not None:
+            declared_lines = _declaration_lines(
+                parts,
+                order=order,
+                book=book,
+                currency=rule.currency,
+                language=rule.declaration_language,
+            )
+            value = sum((Decimal(x["value"]) for x in declared_lines), Decimal(0))
+            earlier = Decimal(0)
+            if rule.monthly:
+                earlier = await _raise_allowance(
+                    session,
+                    rule=rule.union,
+                    recipient_key=order.recipient_key,
+                    month=month_of(now, destination),
+                    value=value,
+                )
+            assessed = assess(rule, value=value, weight_grams=weight, earlier_value=earlier)
+            quoted = (plan.get("customs") or {}).get("duty")
+            session.add(
+                CustomsDeclaration(
+                    shipment_id=shipment.id,
+                    rule=rule.union,
+                    language=rule.declaration_language,
+                    currency=rule.currency,
+                    declared_value=assessed.customs_value,
+                    gross_weight_grams=weight,
+                    earlier_value=earlier,
+                    duty_free_allowance=assessed.allowance,
+                    duty=assessed.duty,
+                    quoted_duty=Decimal(quoted) if quoted is not None else None,
+                    recipient={
+                        "name": ship_to.get("recipient_name"),
+                        "phone": ship_to.get("phone"),
+                        "country": order.destination_country,
+                        "city": ship_to.get("city"),
+                        "postal_code": ship_to.get("postal_code"),
+                        "address": ", ".join(
+                            p
+                            for p in (ship_to.get("address_line1"), ship_to.get("address_line2"))
+                            if p
+                        ),
+                    },
+                    lines=declared_lines,
+                    created_at=now,
+                )
+            )
+        shipments.append(shipment)
+    if order.status == OrderStatus.PAID:
+        await states.transition(
+            session, order, OrderStatus.FULFILLING, actor="system", reason="shipments_created"
+        )
+    await session.flush()
+    for shipment in shipments:
+        jobs.enqueue(session, "book_shipment", shipment.id)
+    return shipments
+
+
+def booking_request(network: Network, order: Order, shipment: Shipment) -> BookingRequest:
+    destination = destination_of(network, order)
+    return BookingRequest(
+        reference=f"shipment-{shipment.id}",
+        warehouse=shipment.warehouse_code,
+        handling_days=shipment.handling_days,
+        legs=shipment.legs,
+        destination_country=shipment.destination_country,
+        destination_city=shipment.destination_city,
+        weight_grams=shipment.weight_grams,
+        border=network.border(shipment.warehouse_code, destination, shipment.legs),
+    )
+
+
+async def book_shipment(
+    *, session: AsyncSession, network: Network, carrier: Carrier, shipment_id: int
+) -> Shipment | None:
+    """Hand the parcel to the carrier (raises ``CarrierUnavailable`` to be retried)."""
+    query = select(Shipment).where(col(Shipment.id) == shipment_id)
+    if is_postgres(session):
+        query = query.with_for_update()
+    shipment = (await session.scalars(query)).first()
+    if shipment is None or shipment.tracking_number is not None:
+        return shipment
+    order = await session.get(Order, shipment.order_id)
+    assert order is not None
+    if order.status not in (OrderStatus.FULFILLING, OrderStatus.SHIPPED):
+        log.info("shipment %s: order %s is %s, not booked", shipment_id, order.id, order.status)
+        return shipment
+    booking = await carrier.book(booking_request(network, order, shipment))
+    shipment.carrier = carrier.name
+    shipment.tracking_number = booking.tracking_number
+    shipment.carrier_data = booking.data
+    shipment.booked_at = booking.booked_at
+    shipment.status = ShipmentStatus.BOOKED
+    shipment.updated_at = utcnow()
+    _notify_shipment(session, order, shipment)
+    await session.flush()
+    return shipment
+
+
+async def ingest_events(
+    *, session: AsyncSession, shipment: Shipment, events: Sequence[CarrierEvent]
+) -> int:
+    """Store the carrier's scans (a repeated scan is ignored) and move the parcel and its
+    order along. Returns how many scans were new."""
+    assert shipment.id is not None
+    fresh: list[CarrierEvent] = []
+    table = TrackingEvent.__table__  # type: ignore[attr-defined]
+    for event in events:
+        stmt = (
+            dialect_insert(session, table)
+            .values(
+                shipment_id=shipment.id,
+                carrier_event_id=event.event_id,
+                code=event.code,
+                at=event.at,
+                location=event.location,
+                location_names=dict(event.location_names) if event.location_names else None,
+                detail=event.detail,
+                received_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["shipment_id", "carrier_event_id"])
+        )
+        if (await session.execute(stmt)).rowcount:  # type: ignore[attr-defined]
+            fresh.append(event)
+    now = utcnow()
+    shipment.polled_at = now
+    if not fresh:
+        return 0
+    order = await session.get(Order, shipment.order_id)
+    assert order is not None
+    # Walk the new scans in time order, so the buyer hears of each step (held by customs,
+    # out for delivery) even when one poll brings several.
+    for event in sorted(fresh, key=lambda e: e.at):
+        status = STATUS_AFTER.get(event.code)
+        if status is None or status == shipment.status:
+            continue
+        shipment.status = status
+        shipment.updated_at = now
+        if status == ShipmentStatus.DELIVERED:
+            shipment.delivered_at = event.at
+        _notify_shipment(session, order, shipment, code=event.code)
+    await session.flush()
+    await _advance_order(session, order)
+    return len(fresh)
+
+
+async def _advance_order(session: AsyncSession, order: Order) -> None:
+    if is_postgres(session):
+        # Two parcels of one order delivered at once: under the order's lock the second one
+        # sees the first as delivered (else neither would see "all delivered").
+        await session.execute(
+            select(col(Order.id)).where(col(Order.id) == order.id).with_for_update()
+        )
+        await session.refresh(order)
+    statuses = list(
+        await session.scalars(
+            select(col(Shipment.status)).where(col(Shipment.order_id) == order.id)
+        )
+    )
+    if order.status == OrderStatus.FULFILLING and any(
+        s not in (ShipmentStatus.CREATED, ShipmentStatus.BOOKED) for s in statuses
+    ):
+        await states.transition(
+            session, order, OrderStatus.SHIPPED, actor="carrier", reason="departed"
+        )
+    if order.status == OrderStatus.SHIPPED and all(s == ShipmentStatus.DELIVERED for s in statuses):
+        await states.transition(
+            session, order, OrderStatus.DELIVERED, actor="carrier", reason="delivered"
+        )
+
+
+async def poll_tracking(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    carriers: Mapping[str, Carrier],
+    limit: int = 200,
+) -> int:
+    """Ask the carriers about parcels on the way, least recently asked first; each parcel in
+    its own transaction, so one failing call delays only that parcel."""
+    async with session_scope(sessions, read_only=True) as session:
+        ids = list(
+            await session.scalars(
+                select(col(Shipment.id))
+                .where(
+                    col(Shipment.status).in_(ACTIVE_SHIPMENT_STATUSES),
+                    col(Shipment.tracking_number).is_not(None),
+                )
+                .order_by(col(Shipment.polled_at).is_not(None), col(Shipment.polled_at))
+                .limit(limit)
+            )
+        )
+    new = 0
+    for shipment_id in ids:
+        try:
+            async with session_scope(sessions) as session:
+                query = select(Shipment).where(col(Shipment.id) == shipment_id)
+                if is_postgres(session):
+                    query = query.with_for_update(skip_locked=True)
+                shipment = (await session.scalars(query)).first()
+                if shipment is None or shipment.status not in ACTIVE_SHIPMENT_STATUSES:
+                    continue
+                carrier = carriers.get(shipment.carrier or "")
+                if carrier is None or shipment.tracking_number is None:
+                    log.error("shipment %s: unknown carrier %r", shipment_id, shipment.carrier)
+                    continue
+                events = await carrier.track(shipment.tracking_number, shipment.carrier_data or {})
+                new += await ingest_events(session=session, shipment=shipment, events=events)
+        except states.OrderChanged:
+            continue  # someone else moved the order meanwhile; the next poll sees it
+        except Exception:
+            log.exception("shipment %s: tracking poll failed; retried next poll", shipment_id)
+    return new
+
+
+async def unshipped_orders(
+    *, session: AsyncSession, older_than: datetime, limit: int = 200
+) -> list[int]:
+    """Paid or cash-on-delivery orders that have no shipment although their fulfilment job
+    should long have run: the job was lost (a broker outage after commit) or kept failing."""
+    has_shipment = select(col(Shipment.id)).where(col(Shipment.order_id) == col(Order.id))
+    rows = await session.scalars(
+        select(col(Order.id))
+        .where(
+            col(Order.status).in_(SHIPPABLE),
+            col(Order.updated_at) <= older_than,
+            ~has_shipment.exists(),
+        )
+        .order_by(col(Order.id))
+        .limit(limit)
+    )
+    return [r for r in rows if r is not None]
+
+
+async def unbooked_shipments(
+    *, session: AsyncSession, older_than: datetime, limit: int = 200
+) -> list[int]:
+    rows = await session.scalars(
+        select(col(Shipment.id))
+        .where(
+            col(Shipment.status) == ShipmentStatus.CREATED,
+            col(Shipment.created_at) <= older_than,
+        )
+        .order_by(col(Shipment.id))
+        .limit(limit)
+    )
+    return [r for r in rows if r is not None]
+
+
+async def count_shipments(*, session: AsyncSession, order_id: int) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(Shipment).where(col(Shipment.order_id) == order_id)
+        )
+        or 0
+    )
+
+
+# --- Buyer notices -------------------------------------------------------------------------
+
+
+def _notify_shipment(
+    session: AsyncSession, order: Order, shipment: Shipment, *, code: str | None = None
+) -> None:
+    assert order.id is not None and shipment.id is not None
+    notices.notify(
+        session,
+        user_id=order.buyer_id,
+        kind=notices.SHIPMENT_STATUS,
+        order_id=order.id,
+        shipment_id=shipment.id,
+        data={
+            "status": shipment.status,
+            "warehouse": shipment.warehouse_code,
+            "tracking_number": shipment.tracking_number,
+            "code": code,
+        },
+    )
+
+
+# --- Merchant views ------------------------------------------------------------------------
+
+PAGE_SIZE = 20
+MANIFEST_COLUMNS = (
+    "shipment_id",
+    "order_id",
+    "tracking_number",
+    "created_at",
+    "warehouse",
+    "destination_country",
+    "rule",
+    "recipient_name",
+    "recipient_phone",
+    "city",
+    "postal_code",
+    "address",
+    "hs_code",
+    "description",
+    "quantity",
+    "weight_kg",
+    "value",
+    "currency",
+    "parcel_value",
+    "parcel_weight_kg",
+    "parcel_duty",
+)
+
+
+class ShipmentsForbidden(Forbidden):
+    code = "shipments_forbidden"
+    message = N_("Only merchants and admins can list shipments.")
+
+
+class UnknownWarehouse(ValidationFailed):
+    code = "unknown_warehouse"
+    message = N_("There is no warehouse %(code)s.")
+
+
+async def _merchant_scope(session: AsyncSession, user: User) -> int | None:
+    """The merchant whose shipments ``user`` may see; None for an admin (all of them)."""
+    if user.role == Role.ADMIN:
+        return None
+    if user.role == Role.MERCHANT:
+        merchant = await merchant_of(session=session, user=user)
+        if merchant is not None and merchant.id is not None:
+            return merchant.id
+    raise ShipmentsForbidden()
+
+
+async def warehouse_of(session: AsyncSession, code: str) -> Warehouse:
+    warehouse = await session.get(Warehouse, code.upper())
+    if warehouse is None:
+        raise UnknownWarehouse(code=code, details={"warehouse": code})
+    return warehouse
+
+
+def day_bounds(day: date, zone: str) -> tuple[datetime, datetime]:
+    """The instants a calendar day in ``zone`` starts and ends."""
+    start = datetime.combine(day, time(0), tzinfo=ZoneInfo(zone))
+    return start, start + timedelta(days=1)
+
+
+async def list_shipments(
+    *,
+    session: AsyncSession,
+    user: User,
+    status: str | None = None,
+    warehouse: str | None = None,
+    day: date | None = None,
+    order_id: int | None = None,
+    page: int = 1,
+) -> tuple[list[Shipment], int]:
+    merchant_id = await _merchant_scope(session, user)
+    query = select(Shipment)
+    if merchant_id is not None:
+        query = query.where(col(Shipment.merchant_id) == merchant_id)
+    if status:
+        query = query.where(col(Shipment.status) == status)
+    if order_id is not None:
+        query = query.where(col(Shipment.order_id) == order_id)
+    if warehouse:
+        found = await warehouse_of(session, warehouse)
+        query = query.where(col(Shipment.warehouse_code) == found.code)
+        if day is not None:
+            start, end = day_bounds(day, found.timezone)
+            query = query.where(col(Shipment.created_at) >= start, col(Shipment.created_at) < end)
+    elif day is not None:
+        raise ValidationFailed(details={"date": "needs warehouse (days are in its time zone)"})
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = await session.scalars(
+        query.order_by(col(Shipment.id).desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    )
+    return list(rows), total
+
+
+async def declarations_of(
+    session: AsyncSession, shipment_ids: Sequence[int | None]
+) -> dict[int, CustomsDeclaration]:
+    ids = [i for i in shipment_ids if i is not None]
+    if not ids:
+        return {}
+    rows = await session.scalars(
+        select(CustomsDeclaration).where(col(CustomsDeclaration.shipment_id).in_(ids))
+    )
+    return {d.shipment_id: d for d in rows}
+
+
+async def manifest(
+    *, session: AsyncSession, user: User, warehouse: str, day: date
+) -> list[dict[str, Any]]:
+    """One row per declared line of the parcels that left ``warehouse`` on ``day`` (its local
+    calendar day) and cross a customs border: what a customs broker files for that dispatch."""
+    merchant_id = await _merchant_scope(session, user)
+    found = await warehouse_of(session, warehouse)
+    start, end = day_bounds(day, found.timezone)
+    query = (
+        select(Shipment, CustomsDeclaration)
+        .join(CustomsDeclaration, col(CustomsDeclaration.shipment_id) == col(Shipment.id))
+        .where(
+            col(Shipment.warehouse_code) == found.code,
+            col(Shipment.created_at) >= start,
+            col(Shipment.created_at) < end,
+        )
+        .order_by(col(Shipment.id))
+    )
+    if merchant_id is not None:
+        query = query.where(col(Shipment.merchant_id) == merchant_id)
+    rows = []
+    for shipment, declaration in await session.execute(query):
+        recipient = declaration.recipient
+        for line in declaration.lines:
+            rows.append(
+                {
+                    "shipment_id": shipment.id,
+                    "order_id": shipment.order_id,
+                    "tracking_number": shipment.tracking_number or "",
+                    "created_at": shipment.created_at.isoformat(),
+                    "warehouse": shipment.warehouse_code,
+                    "destination_country": shipment.destination_country,
+                    "rule": declaration.rule,
+                    "recipient_name": recipient.get("name") or "",
+                    "recipient_phone": recipient.get("phone") or "",
+                    "city": recipient.get("city") or "",
+                    "postal_code": recipient.get("postal_code") or "",
+                    "address": recipient.get("address") or "",
+                    "hs_code": line["hs_code"],
+                    "description": line["description"],
+                    "quantity": line["quantity"],
+                    "weight_kg": line["weight_kg"],
+                    "value": line["value"],
+                    "currency": declaration.currency,
+                    "parcel_value": str(declaration.declared_value),
+                    "parcel_weight_kg": str(
+                        Decimal(declaration.gross_weight_grams) / Decimal(1000)
+                    ),
+                    "parcel_duty": str(declaration.duty),
+                }
+            )
+    return rows

@@ -1,0 +1,202 @@
+"""``/ws/me``: a buyer's own channel of order and parcel news; and the same as a REST page.
+
+Frames use the room envelope (docs/protocol.md): ``seq`` is the notice id, so a client that
+reconnects with ``last_seq`` gets what it missed, in order, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, Query, WebSocket
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocketDisconnect
+
+from livecommerce.accounts.models import User
+from livecommerce.accounts.security import decode_token
+from livecommerce.config import Settings
+from livecommerce.db import session_scope
+from livecommerce.deps import ContextDep, CurrentUser, ReadSessionDep, negotiate_locale
+from livecommerce.errors import AppError
+from livecommerce.fulfillment.routes import SHIPMENT_STATUS_LABELS
+from livecommerce.i18n.messages import N_, translate
+from livecommerce.notifications import service
+from livecommerce.notifications.feed import Listener, NotificationFeed
+from livecommerce.notifications.models import Notification
+from livecommerce.orders.models import OrderStatus
+from livecommerce.orders.states import STATUS_LABELS
+from livecommerce.rooms.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, SLOW_REASON
+from livecommerce.rooms.render import frame
+from livecommerce.rooms.routes import CLOSE_BAD_REQUEST, error_frame
+
+router = APIRouter(tags=["notifications"])
+
+REPLAY_MAX = 500
+ORDER_TEXT = N_("Order %(order)s: %(status)s")
+SHIPMENT_TEXT = N_("Order %(order)s, parcel from %(warehouse)s: %(status)s")
+
+
+def render_notice(notice: Notification, locale: str) -> dict[str, Any]:
+    data = notice.data
+    status = str(data.get("status", ""))
+    order = f"#{notice.order_id}"
+    if notice.kind == service.ORDER_STATUS:
+        label = translate(locale, STATUS_LABELS[OrderStatus(status)])
+        text = translate(locale, ORDER_TEXT, order=order, status=label)
+    else:
+        label = translate(locale, SHIPMENT_STATUS_LABELS.get(status, status))
+        text = translate(
+            locale, SHIPMENT_TEXT, order=order, warehouse=str(data.get("warehouse")), status=label
+        )
+    return {
+        "id": notice.id,
+        "kind": notice.kind,
+        "order_id": notice.order_id,
+        "shipment_id": notice.shipment_id,
+        "status": status,
+        "status_text": label,
+        "text": text,
+        "tracking_number": data.get("tracking_number"),
+        "at": notice.created_at.isoformat(),
+    }
+
+
+def notice_frame(notice: Notification, locale: str) -> str:
+    return frame(
+        notice.kind,
+        render_notice(notice, locale),
+        seq=notice.id,
+        ts=notice.created_at.isoformat(),
+    )
+
+
+@router.get("/me/notifications")
+async def my_notifications(
+    user: CurrentUser,
+    session: ReadSessionDep,
+    ctx: ContextDep,
+    after: int = Query(default=0, ge=0, description="only notices with a larger id"),
+    limit: int = Query(default=50, ge=1, le=service.PAGE),
+) -> dict[str, Any]:
+    """Your order and parcel news, oldest first, from ``after`` on (what ``/ws/me`` sends)."""
+    assert user.id is not None
+    notices = await service.notices_after(session, user_id=user.id, after_id=after, limit=limit)
+    return {
+        "items": [render_notice(n, ctx.locale) for n in notices],
+        "last_id": notices[-1].id if notices else after,
+    }
+
+
+async def my_channel(websocket: WebSocket) -> None:
+    settings: Settings = websocket.app.state.settings
+    feed: NotificationFeed = websocket.app.state.notifications
+    await websocket.accept()
+    params = websocket.query_params
+    locale: str = settings.default_locale
+    user: User | None = None
+    try:
+        claims = decode_token(params.get("token") or "", secret=settings.resolved_secret_key())
+        if not claims.is_guest:
+            async with session_scope(websocket.app.state.sessions, read_only=True) as session:
+                user = await session.get(User, claims.user_id)
+    except AppError:
+        user = None
+    if user is None or not user.is_active or user.id is None:
+        await websocket.send_text(error_frame(locale, "invalid_token"))
+        await websocket.close(CLOSE_UNAUTHORIZED)
+        return
+    try:
+        locale = negotiate_locale(websocket, user, settings.default_locale)
+    except AppError:
+        await websocket.send_text(error_frame(locale, "unsupported_locale"))
+        await websocket.close(CLOSE_BAD_REQUEST)
+        return
+    last_seq: int | None = None
+    raw = params.get("last_seq")
+    if raw is not None:
+        last_seq = int(raw) if raw.isdigit() else -1
+    listener = Listener(user_id=user.id, locale=locale, render=lambda n, loc: notice_frame(n, loc))
+    feed.add(listener)  # first, so nothing committed during the replay is missed
+    try:
+        replayed_through = await _welcome(websocket, user.id, locale, last_seq)
+        tasks = {
+            asyncio.create_task(_read(websocket, locale)),
+            asyncio.create_task(_write(websocket, listener, replayed_through)),
+        }
+        # Whichever ends first (the client left, or the socket must close) ends the other.
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        feed.remove(listener)
+
+
+async def _welcome(websocket: WebSocket, user_id: int, locale: str, last_seq: int | None) -> int:
+    async with session_scope(websocket.app.state.sessions, read_only=True) as session:
+        replay: list[Notification] = []
+        resumed: bool | None = None
+        if last_seq is not None and last_seq >= 0:
+            replay = await service.notices_after(
+                session, user_id=user_id, after_id=last_seq, limit=REPLAY_MAX + 1
+            )
+            resumed = len(replay) <= REPLAY_MAX
+            replay = replay[:REPLAY_MAX]
+        elif last_seq is not None:
+            resumed = False
+        through = await service.last_id_of(session, user_id=user_id)
+    if replay:
+        through = max(through, replay[-1].id or 0)
+    welcome = {"user_id": user_id, "locale": locale, "last_seq": through, "resumed": resumed}
+    await websocket.send_text(frame("welcome", welcome))
+    for notice in replay:
+        await websocket.send_text(notice_frame(notice, locale))
+    return through
+
+
+async def _write(websocket: WebSocket, listener: Listener, replayed_through: int) -> None:
+    while True:
+        item = await listener.queue.get()
+        if item is None:
+            if listener.overflowed:
+                await websocket.close(CLOSE_SLOW, SLOW_REASON)
+            else:
+                await websocket.close(1001)
+            return
+        notice_id, text = item
+        if notice_id <= replayed_through:
+            continue  # already in the welcome's replay (or before the client's last_seq)
+        await websocket.send_text(text)
+
+
+async def _read(websocket: WebSocket, locale: str) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            await websocket.send_text(error_frame(locale, "binary_not_supported"))
+            continue
+        try:
+            data = json.loads(text) if len(text) <= 1024 else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("type") == "ping":
+            await websocket.send_text(frame("pong", {}))
+        elif data is None and len(text) > 1024:
+            await websocket.send_text(error_frame(locale, "frame_too_large"))
+        elif data is None:
+            await websocket.send_text(error_frame(locale, "invalid_json"))
+        else:
+            await websocket.send_text(error_frame(locale, "unknown_type"))
+
+
+routes = [WebSocketRoute("/ws/me", my_channel)]

@@ -1,0 +1,97 @@
+"""The Celery application, configured only from ``LIVECOMMERCE_*`` settings.
+
+Scaled mode: ``LIVECOMMERCE_BROKER_URL`` names Redis (``redis://``) or RabbitMQ
+(``amqp://``). Embedded default: jobs go through a SQLite file in the data dir
+(``workers/embedded.py``), and ``livecommerce serve`` starts the worker and its scheduler.
+
+Every task acknowledges late and is rejected back to the queue when its worker dies, so a
+job in progress when a worker is killed runs again on another; tasks are idempotent for
+that reason. Results are not kept: tasks record what they did in the database.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+
+from livecommerce.config import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.resolved_broker_url,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": settings.task_queue,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # A job is taken only when a process is free for it: a long job never sits behind
+        # another in a worker's prefetch buffer while other workers are idle.
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": 60,
+        "task_time_limit": 90,
+        # Publishing from the API: a broker blip is retried briefly, then the send is
+        # abandoned to the periodic reconciliation (see livecommerce/jobs.py).
+        "task_publish_retry_policy": {
+            "max_retries": 3,
+            "interval_start": 0.1,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        },
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "poll-tracking": {
+                "task": "livecommerce.poll_tracking",
+                "schedule": timedelta(seconds=settings.tracking_poll_seconds),
+            },
+            "expire-reservations": {
+                "task": "livecommerce.expire_reservations",
+                "schedule": timedelta(seconds=settings.reservation_sweep_seconds),
+            },
+            "reconcile-fulfilment": {
+                "task": "livecommerce.reconcile_fulfilment",
+                "schedule": timedelta(seconds=settings.reconcile_seconds),
+            },
+            "rollup-stream-stats": {
+                "task": "livecommerce.rollup_stream_stats",
+                "schedule": timedelta(seconds=settings.stats_rollup_seconds),
+            },
+        },
+    }
+    if settings.rates_sources:
+        config["beat_schedule"]["refresh-rates"] = {
+            "task": "livecommerce.refresh_rates",
+            "schedule": timedelta(seconds=settings.rates_refresh_seconds),
+        }
+    if settings.embedded_jobs:
+        from workers.embedded import Transport
+
+        config["broker_transport"] = Transport
+        # The SQLite queue has no broadcast: no remote control, gossip or mingle between
+        # workers (there is one worker in the embedded mode anyway).
+        config["worker_enable_remote_control"] = False
+    elif settings.resolved_broker_url.startswith(("redis://", "rediss://")):
+        timeout = settings.task_visibility_timeout
+        config["broker_transport_options"] = {
+            "visibility_timeout": timeout,
+            # Look for jobs abandoned by a dead worker every few seconds (kombu's default
+            # looks only every 100 s), so one comes back soon after its timeout.
+            "unacked_restore_interval": max(1, min(10, int(timeout / 3))),
+            "unacked_restore_throttle": 1,
+        }
+    return config
+
+
+def make_celery(settings: Settings, *, with_tasks: bool = False) -> Celery:
+    """A Celery app for ``settings``; the API sends by task name and needs no task code."""
+    app = Celery("livecommerce", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    if with_tasks:
+        app.conf.update(include=["workers.tasks"])
+    return app

@@ -1,0 +1,91 @@
+"""What a worker process holds between tasks: one event loop, one database engine.
+
+The services are async; a Celery task is a plain function. Each worker process (a prefork
+child, or the process itself) runs its tasks to completion on its own loop, re-using one
+connection pool instead of opening the database for every task. A forked child never
+inherits its parent's loop or connections: the runtime belongs to the process id that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from livecommerce import jobs
+from livecommerce.config import Settings, get_settings
+from livecommerce.db import create_engine, session_factory
+from livecommerce.fulfillment.carriers import Carrier, SandboxCarrier
+from livecommerce.i18n.messages import load_catalogs
+from livecommerce.logistics.network import Network, load_network
+from livecommerce.rooms.broker import Broker
+
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.engine: AsyncEngine = create_engine(settings.resolved_database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.network: Network = load_network(settings.logistics_file)
+        carrier = make_carrier(settings)
+        self.carriers: dict[str, Carrier] = {carrier.name: carrier}
+        self.carrier: Carrier = carrier
+        self._rooms: Broker | None = None
+        load_catalogs(settings.locales_dir)
+        # Follow-up jobs (book each parcel after the shipments exist) go to the same queue.
+        from workers.app import make_celery
+
+        jobs.configure(lambda: make_celery(settings))
+
+    @property
+    def rooms(self) -> Broker | None:
+        """The rooms' broker when rooms live in Redis (scaled mode). Embedded rooms live
+        inside the API process, out of a worker's reach: None."""
+        if self._rooms is None and self.settings.redis_url:
+            from livecommerce.rooms.redis_broker import RedisBroker
+
+            self._rooms = RedisBroker(self.settings.redis_url)
+        return self._rooms
+
+    def run(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
+        return self.loop.run_until_complete(work(self))
+
+    def close(self) -> None:
+        if self._rooms is not None:
+            self.loop.run_until_complete(self._rooms.close())
+        self.loop.run_until_complete(self.engine.dispose())
+        self.loop.close()
+
+
+def make_carrier(settings: Settings) -> Carrier:
+    return SandboxCarrier(
+        secret=settings.resolved_secret_key(),
+        day_seconds=settings.carrier_sandbox_day_seconds,
+        hold_rate=settings.carrier_sandbox_hold_rate,
+        delay_rate=settings.carrier_sandbox_delay_rate,
+        failure_rate=settings.carrier_sandbox_failure_rate,
+    )
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        _runtime = Runtime(get_settings())
+    return _runtime
+
+
+def shutdown() -> None:
+    global _runtime
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.close()
+    _runtime = None

@@ -1,0 +1,163 @@
+"""The tasks. Each takes ids, re-reads what it needs and is safe to run twice.
+
+Every task runs one service call in one transaction (``session_scope``): a worker killed
+half-way leaves nothing half-made, and the redelivered job starts from a clean state.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_shutdown
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from livecommerce.db import session_scope
+from livecommerce.fulfillment import service as fulfillment
+from livecommerce.fulfillment.carriers import CarrierUnavailable
+from livecommerce.orders import service as orders
+from livecommerce.orders.states import OrderChanged
+from livecommerce.rates import sources
+from livecommerce.rates.service import load_rate_book
+from livecommerce.sqltypes import utcnow
+from livecommerce.streams import rollup
+from livecommerce.streams import service as streams
+from workers.runtime import Runtime, runtime, shutdown
+from workers.worker import celery_app
+
+log = logging.getLogger("livecommerce.workers")
+
+# Errors worth another try, with exponential backoff: a lost race on a unique key or a row
+# (the retry finds the winner's work), a database that is briefly away, a carrier outage.
+TRANSIENT = (IntegrityError, OperationalError, OrderChanged, CarrierUnavailable, ConnectionError)
+
+RETRYING: dict[str, Any] = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 10,
+}
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: Any) -> None:
+    shutdown()
+
+
+@celery_app.task(name="livecommerce.fulfil_order", bind=True, **RETRYING)
+def fulfil_order(self: Task, order_id: int) -> int:
+    """Shipments and customs declarations for a paid (or cash-on-delivery) order."""
+
+    async def work(rt: Runtime) -> int:
+        async with session_scope(rt.sessions) as session:
+            made = await fulfillment.create_shipments(
+                session=session, network=rt.network, order_id=order_id
+            )
+            return len(made)
+
+    return runtime().run(work)
+
+
+@celery_app.task(name="livecommerce.book_shipment", bind=True, **RETRYING)
+def book_shipment(self: Task, shipment_id: int) -> str | None:
+    async def work(rt: Runtime) -> str | None:
+        async with session_scope(rt.sessions) as session:
+            shipment = await fulfillment.book_shipment(
+                session=session, network=rt.network, carrier=rt.carrier, shipment_id=shipment_id
+            )
+            return shipment.tracking_number if shipment else None
+
+    return runtime().run(work)
+
+
+@celery_app.task(name="livecommerce.poll_tracking", soft_time_limit=50, time_limit=60)
+def poll_tracking() -> int:
+    async def work(rt: Runtime) -> int:
+        return await fulfillment.poll_tracking(sessions=rt.sessions, carriers=rt.carriers)
+
+    return runtime().run(work)
+
+
+@celery_app.task(name="livecommerce.expire_reservations")
+def expire_reservations() -> list[int]:
+    """Unpaid card orders whose hold ran out go back to sale."""
+
+    async def work(rt: Runtime) -> list[int]:
+        return await orders.expire_reservations(sessions=rt.sessions)
+
+    expired = runtime().run(work)
+    if expired:
+        log.info("reservations expired: orders %s", expired)
+    return expired
+
+
+@celery_app.task(name="livecommerce.reconcile_fulfilment")
+def reconcile_fulfilment() -> dict[str, int]:
+    """Start again what a lost job should have started: orders paid a while ago without
+    shipments, and shipments never booked. Duplicates are harmless (idempotent tasks)."""
+
+    async def work(rt: Runtime) -> tuple[list[int], list[int]]:
+        grace = utcnow() - timedelta(seconds=rt.settings.reconcile_seconds)
+        async with session_scope(rt.sessions, read_only=True) as session:
+            order_ids = await fulfillment.unshipped_orders(session=session, older_than=grace)
+            shipment_ids = await fulfillment.unbooked_shipments(session=session, older_than=grace)
+        return order_ids, shipment_ids
+
+    order_ids, shipment_ids = runtime().run(work)
+    for order_id in order_ids:
+        fulfil_order.delay(order_id)
+    for shipment_id in shipment_ids:
+        book_shipment.delay(shipment_id)
+    if order_ids or shipment_ids:
+        log.warning("reconciled: orders %s, shipments %s", order_ids, shipment_ids)
+    return {"orders": len(order_ids), "shipments": len(shipment_ids)}
+
+
+@celery_app.task(name="livecommerce.rollup_stream_stats")
+def rollup_stream_stats() -> int:
+    """GMV, orders, unique viewers and conversion by locale of live and recent streams."""
+
+    async def work(rt: Runtime) -> int:
+        return len(await rollup.roll_up(sessions=rt.sessions))
+
+    return runtime().run(work)
+
+
+@celery_app.task(name="livecommerce.refresh_rates", soft_time_limit=60, time_limit=90)
+def refresh_rates() -> list[dict[str, Any]]:
+    """New exchange rates from the configured sources (national-bank files or URLs)."""
+
+    async def work(rt: Runtime) -> list[dict[str, Any]]:
+        locations = rt.settings.rates_sources
+        if not locations:
+            return []
+        async with session_scope(rt.sessions) as session:
+            results = await sources.refresh_rates(session=session, locations=locations)
+        return [{"location": r.location, "inserted": r.inserted, "error": r.error} for r in results]
+
+    results = runtime().run(work)
+    for result in results:
+        if result["error"]:
+            log.warning("rates from %s not refreshed: %s", result["location"], result["error"])
+        elif result["inserted"]:
+            log.info("rates from %s: %s new", result["location"], result["inserted"])
+    return results
+
+
+@celery_app.task(name="livecommerce.close_flash_sale", bind=True, **RETRYING)
+def close_flash_sale(self: Task, sale_id: int) -> bool:
+    """Announce a flash sale's end in its room, unless the API's own timer already did."""
+
+    async def work(rt: Runtime) -> bool:
+        rooms = rt.rooms
+        if rooms is None:
+            return False  # in-process rooms: the API process's timer announces
+        async with session_scope(rt.sessions) as session:
+            return await streams.close_flash_sale_if_due(
+                session=session, broker=rooms, sale_id=sale_id, book=await load_rate_book(session)
+            )
+
+    return runtime().run(work)
