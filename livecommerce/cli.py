@@ -68,7 +68,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # The embedded queue needs no service, but it does need a worker: run one beside
         # the API, with the scheduler, sharing this process's environment and data dir.
         worker = subprocess.Popen(
-            [sys.executable, "-m", "livecommerce.cli", "worker", "--beat", "--embedded"]
+            [sys.executable, "-m", "livecommerce.cli", "worker", "--beat", "--embedded"],
+            preexec_fn=_die_with_parent,  # one prctl call; no threads run yet
         )
     try:
         uvicorn.run(
@@ -89,6 +90,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
     return 0
+
+
+def _die_with_parent() -> None:
+    """In the embedded worker, before it starts: if ``serve`` dies without stopping it (a
+    SIGKILL), the kernel sends the worker SIGTERM, so no orphan keeps working the queue."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
