@@ -76,6 +76,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The SQLite queue has no broadcast: no remote control, gossip or mingle between
         # workers (there is one worker in the embedded mode anyway).
         config["worker_enable_remote_control"] = False
+        config["beat_schedule"]["prune-job-queue"] = {
+            "task": "livecommerce.prune_job_queue",
+            "schedule": timedelta(hours=1),
+        }
     elif settings.resolved_broker_url.startswith(("redis://", "rediss://")):
         timeout = settings.task_visibility_timeout
         config["broker_transport_options"] = {

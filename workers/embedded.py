@@ -8,6 +8,10 @@ SQLite waits for its write lock instead of failing at once, and the worker polls
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from kombu.transport import sqlalchemy as kombu_sqla
@@ -33,3 +37,25 @@ class Channel(kombu_sqla.Channel):
 class Transport(kombu_sqla.Transport):
     Channel = Channel
     polling_interval = 0.2
+
+
+def prune(url: str, older_than: timedelta) -> int:
+    """Delete delivered messages older than ``older_than`` from the SQLite queue.
+
+    kombu's transport keeps every delivered message (``visible = 0``) for good; the queue
+    file would otherwise grow by every job ever run. kombu stamps messages in local time.
+    """
+    path = url.split("///", 1)[1] if "///" in url else url
+    if not Path(path).exists():
+        return 0
+    cutoff = (datetime.now() - older_than).strftime("%Y-%m-%d %H:%M:%S")
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn, conn:
+        try:
+            done = conn.execute(
+                "DELETE FROM kombu_message WHERE visible = 0 AND timestamp < ?", (cutoff,)
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
+        return done.rowcount

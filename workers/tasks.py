@@ -24,6 +24,7 @@ from livecommerce.rates.service import load_rate_book
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams import rollup
 from livecommerce.streams import service as streams
+from workers import embedded
 from workers.runtime import Runtime, runtime, shutdown
 from workers.worker import celery_app
 
@@ -161,3 +162,12 @@ def close_flash_sale(self: Task, sale_id: int) -> bool:
             )
 
     return runtime().run(work)
+
+
+@celery_app.task(name="livecommerce.prune_job_queue")
+def prune_job_queue() -> int:
+    """Embedded queue only: forget jobs delivered more than a day ago."""
+    settings = runtime().settings
+    if not settings.embedded_jobs:
+        return 0
+    return embedded.prune(settings.resolved_broker_url, timedelta(days=1))
