@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # How often each API process looks for new notices for the sockets on /ws/me.
     notification_poll_seconds: float = Field(default=1.0, gt=0)
     reconcile_seconds: float = Field(default=60.0, gt=0)
+    # A job not done this long after it should have been is sent again. Longer than a
+    # job's own retries (about 20 minutes), so a job still retrying is not doubled.
+    reconcile_grace_seconds: float = Field(default=1800.0, gt=0)
+    # How often the workers look for flash sales whose end nobody has announced yet.
+    flash_sale_sweep_seconds: float = Field(default=5.0, gt=0)
     stats_rollup_seconds: float = Field(default=60.0, gt=0)
     rates_refresh_seconds: float = Field(default=3600.0, gt=0)
     # Files or URLs of published exchange rates (national-bank formats), comma separated.

@@ -58,6 +58,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "livecommerce.reconcile_fulfilment",
                 "schedule": timedelta(seconds=settings.reconcile_seconds),
             },
+            "close-due-flash-sales": {
+                "task": "livecommerce.close_due_flash_sales",
+                "schedule": timedelta(seconds=settings.flash_sale_sweep_seconds),
+            },
             "rollup-stream-stats": {
                 "task": "livecommerce.rollup_stream_stats",
                 "schedule": timedelta(seconds=settings.stats_rollup_seconds),

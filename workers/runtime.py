@@ -9,9 +9,10 @@ inherits its parent's loop or connections: the runtime belongs to the process id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -54,8 +55,18 @@ class Runtime:
             self._rooms = RedisBroker(self.settings.redis_url)
         return self._rooms
 
-    def run(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
-        return self.loop.run_until_complete(work(self))
+    def run(self, work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
+        task = self.loop.create_task(work(self))
+        try:
+            return self.loop.run_until_complete(task)
+        except BaseException:
+            # A time limit (or any signal) interrupted the loop: cancel the work now, so its
+            # transaction rolls back and its locks go, instead of lingering on this loop
+            # until the next task runs it further.
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(task)
+            raise
 
     def close(self) -> None:
         if self._rooms is not None:

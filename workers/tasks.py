@@ -65,11 +65,10 @@ def fulfil_order(self: Task, order_id: int) -> int:
 @celery_app.task(name="livecommerce.book_shipment", bind=True, **RETRYING)
 def book_shipment(self: Task, shipment_id: int) -> str | None:
     async def work(rt: Runtime) -> str | None:
-        async with session_scope(rt.sessions) as session:
-            shipment = await fulfillment.book_shipment(
-                session=session, network=rt.network, carrier=rt.carrier, shipment_id=shipment_id
-            )
-            return shipment.tracking_number if shipment else None
+        shipment = await fulfillment.book_shipment(
+            sessions=rt.sessions, network=rt.network, carrier=rt.carrier, shipment_id=shipment_id
+        )
+        return shipment.tracking_number if shipment else None
 
     return runtime().run(work)
 
@@ -101,7 +100,7 @@ def reconcile_fulfilment() -> dict[str, int]:
     shipments, and shipments never booked. Duplicates are harmless (idempotent tasks)."""
 
     async def work(rt: Runtime) -> tuple[list[int], list[int]]:
-        grace = utcnow() - timedelta(seconds=rt.settings.reconcile_seconds)
+        grace = utcnow() - timedelta(seconds=rt.settings.reconcile_grace_seconds)
         async with session_scope(rt.sessions, read_only=True) as session:
             order_ids = await fulfillment.unshipped_orders(session=session, older_than=grace)
             shipment_ids = await fulfillment.unbooked_shipments(session=session, older_than=grace)
@@ -148,18 +147,25 @@ def refresh_rates() -> list[dict[str, Any]]:
     return results
 
 
-@celery_app.task(name="livecommerce.close_flash_sale", bind=True, **RETRYING)
-def close_flash_sale(self: Task, sale_id: int) -> bool:
-    """Announce a flash sale's end in its room, unless the API's own timer already did."""
+@celery_app.task(name="livecommerce.close_due_flash_sales")
+def close_due_flash_sales() -> int:
+    """Announce the end of flash sales whose API process could not (it stopped meanwhile)."""
 
-    async def work(rt: Runtime) -> bool:
+    async def work(rt: Runtime) -> int:
         rooms = rt.rooms
         if rooms is None:
-            return False  # in-process rooms: the API process's timer announces
-        async with session_scope(rt.sessions) as session:
-            return await streams.close_flash_sale_if_due(
-                session=session, broker=rooms, sale_id=sale_id, book=await load_rate_book(session)
-            )
+            return 0  # in-process rooms: only the API process's own timer can reach them
+        async with session_scope(rt.sessions, read_only=True) as session:
+            due = await streams.due_flash_sales(session=session)
+        announced = 0
+        for sale_id in due:
+            async with session_scope(rt.sessions) as session:
+                book = await load_rate_book(session)
+                if await streams.close_flash_sale_if_due(
+                    session=session, broker=rooms, sale_id=sale_id, book=book
+                ):
+                    announced += 1
+        return announced
 
     return runtime().run(work)
 

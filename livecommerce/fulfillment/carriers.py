@@ -70,6 +70,10 @@ class Carrier(Protocol):
         """Every scan of the parcel so far, oldest first."""
         ...
 
+    async def cancel(self, tracking_number: str, data: Mapping[str, Any]) -> None:
+        """Withdraw a booking whose parcel will not be handed over after all."""
+        ...
+
 
 # Scan codes, in the order a parcel normally meets them.
 PICKED = "picked"
@@ -191,6 +195,10 @@ class SandboxCarrier:
                 scan(day, CUSTOMS_CLEARED, leg.get("to_key"), leg.get("to"))
         plan.sort(key=lambda step: step["day"])  # stable: scans at one instant keep their order
         return plan
+
+    async def cancel(self, tracking_number: str, data: Mapping[str, Any]) -> None:
+        # Nothing to undo: the sandbox keeps no books, its journeys are planned in ``data``.
+        return None
 
     async def track(self, tracking_number: str, data: Mapping[str, Any]) -> list[CarrierEvent]:
         booked_at = datetime.fromisoformat(str(data["booked_at"]))

@@ -18,6 +18,7 @@ class ShipmentStatus(StrEnum):
     CUSTOMS_HOLD = "customs_hold"
     OUT_FOR_DELIVERY = "out_for_delivery"
     DELIVERED = "delivered"
+    CANCELLED = "cancelled"  # withdrawn before a carrier had it (the order was cancelled)
 
 
 # Shipments the tracking poll still asks the carrier about.
@@ -81,8 +82,10 @@ class CustomsDeclaration(SQLModel, table=True):
     currency: str = Field(max_length=3)  # declared values and the duty, as the rule requires
     declared_value: Decimal = Field(sa_type=DecimalText)
     gross_weight_grams: int
-    # Under a monthly allowance: what the recipient had already declared that month.
+    # Under a monthly allowance: what the recipient had already declared that month, and
+    # which month ("2026-11") this declaration counts against (given back if withdrawn).
     earlier_value: Decimal = Field(default=Decimal(0), sa_type=DecimalText)
+    allowance_month: str | None = Field(default=None, max_length=7)
     duty_free_allowance: Decimal = Field(sa_type=DecimalText)
     duty: Decimal = Field(sa_type=DecimalText)
     # The duty the buyer was quoted when ordering, for comparison (same currency).

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
-from livecommerce.deps import ContextDep, CurrentUser, IdPath, ReadSessionDep
+from livecommerce.deps import ContextDep, CurrentUser, IdPath, IdQuery, ReadSessionDep
 from livecommerce.fulfillment import carriers as c
 from livecommerce.fulfillment import service
 from livecommerce.fulfillment.models import (
@@ -178,7 +179,7 @@ async def list_shipments(
     day: Annotated[
         date | None, Query(alias="date", description="with warehouse: its local day")
     ] = None,
-    order_id: Annotated[int | None, Query(ge=1)] = None,
+    order_id: IdQuery = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> dict[str, Any]:
     """A merchant's parcels (all of them for an admin), newest first, by status, warehouse
@@ -207,6 +208,22 @@ async def list_shipments(
     }
 
 
+PHONE_LIKE = re.compile(r"[+-][\d\s()-]*")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell a spreadsheet will not run as a formula: names and addresses come from buyers.
+
+    Text starting with ``=``, ``@``, ``+`` or ``-`` gets a leading apostrophe, except a
+    phone number such as ``+998 90 123 45 67``.
+    """
+    if not isinstance(value, str) or not value or value[0] not in "=+-@\t\r":
+        return value
+    if PHONE_LIKE.fullmatch(value):
+        return value
+    return "'" + value
+
+
 @router.get(
     "/shipments/manifest.csv",
     response_class=Response,
@@ -225,7 +242,7 @@ async def customs_manifest(
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=service.MANIFEST_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in rows)
     filename = f"manifest-{warehouse.upper()}-{day.isoformat()}.csv"
     return Response(
         # A byte-order mark, so spreadsheet programs read the Cyrillic descriptions as UTF-8.

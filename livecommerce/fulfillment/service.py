@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import case, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
@@ -32,7 +32,7 @@ from livecommerce import jobs
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.db import dialect_insert, is_postgres, session_scope
-from livecommerce.errors import Forbidden, ValidationFailed
+from livecommerce.errors import Conflict, Forbidden, ValidationFailed
 from livecommerce.fulfillment.carriers import (
     ARRIVED,
     AT_BORDER,
@@ -63,15 +63,17 @@ from livecommerce.inventory.models import Warehouse
 from livecommerce.logistics.customs import assess
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.notifications import service as notices
+from livecommerce.orders import service as orders_service
 from livecommerce.orders import states
 from livecommerce.orders.models import Order, OrderLine, OrderStatus
-from livecommerce.rates.service import RateBook, RateQuote
+from livecommerce.rates.service import RateBook, RateQuote, RateUnavailable, load_rate_book
 from livecommerce.sqltypes import utcnow
 
 log = logging.getLogger("livecommerce.fulfillment")
 
 CENT = Decimal("0.01")
 SHIPPABLE = (OrderStatus.PAID, OrderStatus.FULFILLING)
+BOOKABLE = (OrderStatus.FULFILLING, OrderStatus.SHIPPED)
 
 # The shipment status each scan leaves the parcel in (scans not listed change nothing).
 STATUS_AFTER = {
@@ -131,12 +133,17 @@ async def _raise_allowance(
 
 
 def _declaration_lines(
-    lines: Sequence[OrderLine], *, order: Order, book: RateBook, currency: str, language: str
+    lines: Sequence[OrderLine],
+    *,
+    order: Order,
+    books: Sequence[RateBook],
+    currency: str,
+    language: str,
 ) -> list[dict[str, Any]]:
     out = []
     for line in lines:
         unit = Money.from_minor(line.unit_price_minor, order.currency)
-        value, _ = book.convert(Money(unit.amount * line.quantity, order.currency), currency)
+        value = _convert(Money(unit.amount * line.quantity, order.currency), currency, books)
         out.append(
             {
                 "hs_code": line.hs_code,
@@ -150,6 +157,18 @@ def _declaration_lines(
     return out
 
 
+def _convert(money: Money, currency: str, books: Sequence[RateBook]) -> Money:
+    """With the first book that has a path: the rates the order was priced with, then the
+    current ones (the quote converted from the product's currency, which may not connect the
+    buyer's currency to the customs currency)."""
+    for book in books[:-1]:
+        try:
+            return book.convert(money, currency)[0]
+        except RateUnavailable:
+            continue
+    return books[-1].convert(money, currency)[0]
+
+
 async def create_shipments(
     *, session: AsyncSession, network: Network, order_id: int, now: datetime | None = None
 ) -> list[Shipment]:
@@ -157,7 +176,12 @@ async def create_shipments(
     when it crosses a border. Returns the existing parcels when they were made before, and
     nothing for an order that is not (or no longer) to be shipped."""
     now = now or utcnow()
-    order = await session.get(Order, order_id)
+    query = select(Order).where(col(Order.id) == order_id)
+    if is_postgres(session):
+        # Under the order's lock, a cancel cannot slip in between this check and the
+        # shipments (a cash-on-delivery order changes no status here to catch it).
+        query = query.with_for_update()
+    order = (await session.scalars(query)).first()
     if order is None or order.status not in SHIPPABLE:
         log.info("order %s: not shippable (%s)", order_id, order.status if order else "missing")
         return []
@@ -178,7 +202,7 @@ async def create_shipments(
         by_warehouse.setdefault(line.warehouse_code, []).append(line)
     planned = {s["warehouse"]: s for s in order.quote.get("shipments", [])}
     destination = destination_of(network, order)
-    book = quoted_rates(order)
+    books = [quoted_rates(order)]
     ship_to = order.ship_to
     # Parcels in the quote's order (soonest first): under a monthly allowance the first to
     # reach customs is declared first, as it was quoted.
@@ -233,21 +257,33 @@ async def create_shipments(
         assert shipment.id is not None
         rule = network.crosses_customs(code, destination)
         if rule is not None:
-            declared_lines = _declaration_lines(
-                parts,
-                order=order,
-                book=book,
-                currency=rule.currency,
-                language=rule.declaration_language,
-            )
+            try:
+                declared_lines = _declaration_lines(
+                    parts,
+                    order=order,
+                    books=books,
+                    currency=rule.currency,
+                    language=rule.declaration_language,
+                )
+            except RateUnavailable:
+                # The order's own rates do not reach the customs currency: add today's.
+                books.append(await load_rate_book(session))
+                declared_lines = _declaration_lines(
+                    parts,
+                    order=order,
+                    books=books,
+                    currency=rule.currency,
+                    language=rule.declaration_language,
+                )
             value = sum((Decimal(x["value"]) for x in declared_lines), Decimal(0))
             earlier = Decimal(0)
-            if rule.monthly:
+            month = month_of(now, destination) if rule.monthly else None
+            if month is not None:
                 earlier = await _raise_allowance(
                     session,
                     rule=rule.union,
                     recipient_key=order.recipient_key,
-                    month=month_of(now, destination),
+                    month=month,
                     value=value,
                 )
             assessed = assess(rule, value=value, weight_grams=weight, earlier_value=earlier)
@@ -261,6 +297,7 @@ async def create_shipments(
                     declared_value=assessed.customs_value,
                     gross_weight_grams=weight,
                     earlier_value=earlier,
+                    allowance_month=month,
                     duty_free_allowance=assessed.allowance,
                     duty=assessed.duty,
                     quoted_duty=Decimal(quoted) if quoted is not None else None,
@@ -291,6 +328,72 @@ async def create_shipments(
     return shipments
 
 
+class AlreadyWithCarrier(Conflict):
+    code = "order_with_carrier"
+    message = N_("The order has been handed to the carrier and can no longer be cancelled.")
+
+
+async def withdraw_shipments(session: AsyncSession, order: Order, strict: bool) -> None:
+    """Withdraw the order's parcels that no carrier has yet, as the order is cancelled or
+    refunded (called with the order locked; see ``orders.service.before_closing``).
+
+    The Uzbek monthly allowance they took is given back. When ``strict``, a parcel already
+    booked makes this raise ``AlreadyWithCarrier`` (the whole cancellation rolls back).
+    The conditional UPDATE runs first: a booking that commits meanwhile is then seen.
+    """
+    assert order.id is not None
+    now = utcnow()
+    withdrawn = [
+        shipment_id
+        for shipment_id in await session.scalars(
+            update(Shipment)
+            .where(
+                col(Shipment.order_id) == order.id,
+                col(Shipment.status) == ShipmentStatus.CREATED,
+            )
+            .values(status=ShipmentStatus.CANCELLED, updated_at=now)
+            .returning(col(Shipment.id))
+            .execution_options(synchronize_session=False)
+        )
+        if shipment_id is not None
+    ]
+    if strict:
+        remaining = await session.scalar(
+            select(func.count())
+            .select_from(Shipment)
+            .where(
+                col(Shipment.order_id) == order.id,
+                col(Shipment.status) != ShipmentStatus.CANCELLED,
+            )
+        )
+        if remaining:
+            raise AlreadyWithCarrier(details={"order_id": order.id})
+    if withdrawn:
+        declarations = await session.scalars(
+            select(CustomsDeclaration).where(
+                col(CustomsDeclaration.shipment_id).in_(withdrawn),
+                col(CustomsDeclaration.allowance_month).is_not(None),
+            )
+        )
+        table = CustomsAllowance.__table__  # type: ignore[attr-defined]
+        for declaration in declarations:
+            cents = int((declaration.declared_value / CENT).to_integral_value(ROUND_HALF_UP))
+            await session.execute(
+                update(table)
+                .where(
+                    table.c.rule == declaration.rule,
+                    table.c.recipient_key == order.recipient_key,
+                    table.c.month == declaration.allowance_month,
+                )
+                .values(
+                    declared_minor=case(
+                        (table.c.declared_minor > cents, table.c.declared_minor - cents), else_=0
+                    )
+                )
+            )
+        log.info("order %s: shipments %s withdrawn", order.id, withdrawn)
+
+
 def booking_request(network: Network, order: Order, shipment: Shipment) -> BookingRequest:
     destination = destination_of(network, order)
     return BookingRequest(
@@ -306,30 +409,52 @@ def booking_request(network: Network, order: Order, shipment: Shipment) -> Booki
 
 
 async def book_shipment(
-    *, session: AsyncSession, network: Network, carrier: Carrier, shipment_id: int
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    network: Network,
+    carrier: Carrier,
+    shipment_id: int,
 ) -> Shipment | None:
-    """Hand the parcel to the carrier (raises ``CarrierUnavailable`` to be retried)."""
-    query = select(Shipment).where(col(Shipment.id) == shipment_id)
-    if is_postgres(session):
-        query = query.with_for_update()
-    shipment = (await session.scalars(query)).first()
-    if shipment is None or shipment.tracking_number is not None:
+    """Hand the parcel to the carrier (raises ``CarrierUnavailable`` to be retried).
+
+    The carrier is called outside any transaction: its latency never holds a database lock
+    (on SQLite, the one write lock). Booking is idempotent at the carrier (our reference), so
+    two runs may both call it; the first to write wins and the other finds it booked.
+    """
+    async with session_scope(sessions, read_only=True) as session:
+        shipment = await session.get(Shipment, shipment_id)
+        if shipment is None or shipment.status != ShipmentStatus.CREATED:
+            return shipment
+        order = await session.get(Order, shipment.order_id)
+        assert order is not None
+        if order.status not in BOOKABLE:
+            log.info("shipment %s: order %s is %s, not booked", shipment_id, order.id, order.status)
+            return shipment
+        request = booking_request(network, order, shipment)
+    booking = await carrier.book(request)
+    async with session_scope(sessions) as session:
+        query = select(Shipment).where(
+            col(Shipment.id) == shipment_id, col(Shipment.status) == ShipmentStatus.CREATED
+        )
+        if is_postgres(session):
+            query = query.with_for_update()
+        shipment = (await session.scalars(query)).first()
+        if shipment is None:
+            return await session.get(Shipment, shipment_id)  # booked or withdrawn meanwhile
+        order = await session.get(Order, shipment.order_id)
+        assert order is not None
+        if order.status not in BOOKABLE:
+            await carrier.cancel(booking.tracking_number, booking.data)
+            return shipment
+        shipment.carrier = carrier.name
+        shipment.tracking_number = booking.tracking_number
+        shipment.carrier_data = booking.data
+        shipment.booked_at = booking.booked_at
+        shipment.status = ShipmentStatus.BOOKED
+        shipment.updated_at = utcnow()
+        await _notify_shipment(session, order, shipment)
+        await session.flush()
         return shipment
-    order = await session.get(Order, shipment.order_id)
-    assert order is not None
-    if order.status not in (OrderStatus.FULFILLING, OrderStatus.SHIPPED):
-        log.info("shipment %s: order %s is %s, not booked", shipment_id, order.id, order.status)
-        return shipment
-    booking = await carrier.book(booking_request(network, order, shipment))
-    shipment.carrier = carrier.name
-    shipment.tracking_number = booking.tracking_number
-    shipment.carrier_data = booking.data
-    shipment.booked_at = booking.booked_at
-    shipment.status = ShipmentStatus.BOOKED
-    shipment.updated_at = utcnow()
-    _notify_shipment(session, order, shipment)
-    await session.flush()
-    return shipment
 
 
 async def ingest_events(
@@ -366,6 +491,8 @@ async def ingest_events(
     # Walk the new scans in time order, so the buyer hears of each step (held by customs,
     # out for delivery) even when one poll brings several.
     for event in sorted(fresh, key=lambda e: e.at):
+        if shipment.status == ShipmentStatus.DELIVERED:
+            break  # terminal: a scan reported late never moves a delivered parcel back
         status = STATUS_AFTER.get(event.code)
         if status is None or status == shipment.status:
             continue
@@ -373,7 +500,7 @@ async def ingest_events(
         shipment.updated_at = now
         if status == ShipmentStatus.DELIVERED:
             shipment.delivered_at = event.at
-        _notify_shipment(session, order, shipment, code=event.code)
+        await _notify_shipment(session, order, shipment, code=event.code)
     await session.flush()
     await _advance_order(session, order)
     return len(fresh)
@@ -410,12 +537,20 @@ async def poll_tracking(
     carriers: Mapping[str, Carrier],
     limit: int = 200,
 ) -> int:
-    """Ask the carriers about parcels on the way, least recently asked first; each parcel in
-    its own transaction, so one failing call delays only that parcel."""
+    """Ask the carriers about parcels on the way, least recently asked first.
+
+    Each carrier call happens outside any transaction; what it reports is then stored in a
+    short transaction per parcel, so one failing call delays only that parcel.
+    """
     async with session_scope(sessions, read_only=True) as session:
-        ids = list(
-            await session.scalars(
-                select(col(Shipment.id))
+        rows = (
+            await session.execute(
+                select(
+                    col(Shipment.id),
+                    col(Shipment.carrier),
+                    col(Shipment.tracking_number),
+                    col(Shipment.carrier_data),
+                )
                 .where(
                     col(Shipment.status).in_(ACTIVE_SHIPMENT_STATUSES),
                     col(Shipment.tracking_number).is_not(None),
@@ -423,22 +558,22 @@ async def poll_tracking(
                 .order_by(col(Shipment.polled_at).is_not(None), col(Shipment.polled_at))
                 .limit(limit)
             )
-        )
+        ).all()
     new = 0
-    for shipment_id in ids:
+    for shipment_id, carrier_name, tracking_number, data in rows:
+        carrier = carriers.get(carrier_name or "")
+        if carrier is None or tracking_number is None:
+            log.error("shipment %s: unknown carrier %r", shipment_id, carrier_name)
+            continue
         try:
+            events = await carrier.track(tracking_number, data or {})
             async with session_scope(sessions) as session:
                 query = select(Shipment).where(col(Shipment.id) == shipment_id)
                 if is_postgres(session):
                     query = query.with_for_update(skip_locked=True)
                 shipment = (await session.scalars(query)).first()
                 if shipment is None or shipment.status not in ACTIVE_SHIPMENT_STATUSES:
-                    continue
-                carrier = carriers.get(shipment.carrier or "")
-                if carrier is None or shipment.tracking_number is None:
-                    log.error("shipment %s: unknown carrier %r", shipment_id, shipment.carrier)
-                    continue
-                events = await carrier.track(shipment.tracking_number, shipment.carrier_data or {})
+                    continue  # another poller has it, or it arrived meanwhile
                 new += await ingest_events(session=session, shipment=shipment, events=events)
         except states.OrderChanged:
             continue  # someone else moved the order meanwhile; the next poll sees it
@@ -493,11 +628,11 @@ async def count_shipments(*, session: AsyncSession, order_id: int) -> int:
 # --- Buyer notices -------------------------------------------------------------------------
 
 
-def _notify_shipment(
+async def _notify_shipment(
     session: AsyncSession, order: Order, shipment: Shipment, *, code: str | None = None
 ) -> None:
     assert order.id is not None and shipment.id is not None
-    notices.notify(
+    await notices.notify(
         session,
         user_id=order.buyer_id,
         kind=notices.SHIPMENT_STATUS,
@@ -568,8 +703,13 @@ async def warehouse_of(session: AsyncSession, code: str) -> Warehouse:
     return warehouse
 
 
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+
+
 def day_bounds(day: date, zone: str) -> tuple[datetime, datetime]:
     """The instants a calendar day in ``zone`` starts and ends."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValidationFailed(details={"date": day.isoformat()})
     start = datetime.combine(day, time(0), tzinfo=ZoneInfo(zone))
     return start, start + timedelta(days=1)
 
@@ -634,6 +774,7 @@ async def manifest(
             col(Shipment.warehouse_code) == found.code,
             col(Shipment.created_at) >= start,
             col(Shipment.created_at) < end,
+            col(Shipment.status) != ShipmentStatus.CANCELLED,
         )
         .order_by(col(Shipment.id))
     )
@@ -671,3 +812,7 @@ async def manifest(
                 }
             )
     return rows
+
+
+# Cancelling or refunding an order withdraws its parcels (orders import nothing of this).
+orders_service.on_order_closing(withdraw_shipments)

@@ -2,15 +2,16 @@
 
 Notices are written by whichever process made the change (an API process taking a payment
 webhook, a Celery worker booking a parcel), so the table is the one place every process can
-read them from, in both modes. Each API process runs one poller for all its sockets: one
-query per tick for the users connected to it, whatever their number. A change committed by
-this process pokes the poller, so the buyer hears of it at once; others arrive within a tick.
+read them from, in both modes. Each API process runs one poller for all its sockets. A
+change committed by this process pokes the poller, so the buyer hears of it at once; others
+arrive within a tick.
 
-Ids are assigned when a row is inserted but become visible when its transaction commits, so
-a later id can be seen before an earlier one. The poller therefore re-reads a short window
-behind its newest id (``LAG``) and remembers what it already sent; a notice whose
-transaction took longer than that is still read by the client on its next reconnect
-(``last_seq``), never lost.
+Each user's notices are numbered 1, 2, 3... and commit in that order (models.py), so a
+socket never skips one: it takes ``seq`` n + 1 after n, and when it sees a later one it reads
+the missing ones by ``seq`` first (they are committed). The poller finds new notices by id;
+ids of different users commit out of order, so it also re-reads the last few seconds. A
+notice whose transaction took longer than that still arrives with the user's next notice,
+or on reconnect.
 """
 
 from __future__ import annotations
@@ -21,26 +22,24 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import col, select
 
 from livecommerce.db import session_scope
+from livecommerce.notifications import service
 from livecommerce.notifications.models import Notification
-from livecommerce.notifications.service import newest_after, on_commit_wake
 from livecommerce.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
 LAG = timedelta(seconds=5)
 QUEUE_MAX = 256  # frames a socket may fall behind before it is closed (it can resume)
+BATCH = 1000
 
 
 @dataclass(eq=False)
 class Listener:
-    """One socket: notices for its user, rendered in its locale, in a bounded queue.
+    """One socket: its user's notices after ``last_seq``, rendered in its locale, queued.
 
     ``None`` in the queue tells the socket to close (it fell behind, or the server stops).
     """
@@ -48,20 +47,25 @@ class Listener:
     user_id: int
     locale: str
     render: Callable[[Notification, str], str]
-    queue: asyncio.Queue[tuple[int, str] | None] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_MAX)
-    )
+    last_seq: int
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
     overflowed: bool = False
+    caught_up: bool = False
 
-    def offer(self, notice: Notification) -> None:
-        assert notice.id is not None
-        if self.overflowed:
-            return
+    def offer(self, notice: Notification) -> bool:
+        """Queue the notice if it is the next one; False when one before it is missing."""
+        if self.overflowed or notice.seq <= self.last_seq:
+            return True
+        if notice.seq > self.last_seq + 1:
+            return False
         try:
-            self.queue.put_nowait((notice.id, self.render(notice, self.locale)))
+            self.queue.put_nowait(self.render(notice, self.locale))
         except asyncio.QueueFull:
             self.overflowed = True
             self.stop()
+            return True
+        self.last_seq = notice.seq
+        return True
 
     def stop(self) -> None:
         # Make room for the stop signal: what was queued is re-read on resume anyway.
@@ -77,17 +81,14 @@ class NotificationFeed:
         self.listeners: dict[int, set[Listener]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._cursor = 0  # every notice up to here is older than LAG and was handled
-        self._recent: dict[int, Any] = {}  # id -> created_at of notices above the cursor
+        self._cursor: int | None = None  # newest id read; None: read it afresh
 
     async def start(self) -> None:
-        async with session_scope(self.sessions, read_only=True) as session:
-            self._cursor = await _max_id(session)
         self._task = asyncio.create_task(self._run(), name="notification-feed")
-        on_commit_wake(self.poke)
+        service.on_commit_wake(self.poke)
 
     async def close(self) -> None:
-        on_commit_wake(self.poke, enabled=False)
+        service.on_commit_wake(self.poke, enabled=False)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,29 +122,45 @@ class NotificationFeed:
                 log.exception("notification poll failed; retried next tick")
 
     async def tick(self) -> None:
-        users = list(self.listeners)
-        if not users:
-            # Nobody listening: skip ahead so a later listener starts from now.
-            async with session_scope(self.sessions, read_only=True) as session:
-                self._cursor = max(self._cursor, await _max_id(session))
-            self._recent.clear()
+        if not self.listeners:
+            # Nobody listening costs nothing; whoever connects next catches up by seq.
+            self._cursor = None
             return
         async with session_scope(self.sessions, read_only=True) as session:
-            notices = await newest_after(session, after_id=self._cursor, user_ids=users)
-        for notice in notices:
-            assert notice.id is not None
-            if notice.id in self._recent:
-                continue
-            self._recent[notice.id] = notice.created_at
-            for listener in list(self.listeners.get(notice.user_id, ())):
+            for group in list(self.listeners.values()):
+                for listener in list(group):
+                    if not listener.caught_up:
+                        await self._fill(session, listener)
+                        listener.caught_up = True
+            if self._cursor is None:
+                self._cursor = await service.max_id(session)
+                return
+            late = await service.written_since(
+                session, since=utcnow() - LAG, up_to_id=self._cursor, limit=BATCH
+            )
+            new = await service.newer_than(session, after_id=self._cursor, limit=BATCH)
+            if new:
+                self._cursor = max(n.id or 0 for n in new)
+            notices = [*late, *new]
+            by_user: dict[int, list[Notification]] = {}
+            for notice in notices:
+                if notice.user_id in self.listeners:
+                    by_user.setdefault(notice.user_id, []).append(notice)
+            for user_id, mine in by_user.items():
+                mine.sort(key=lambda n: n.seq)
+                for listener in list(self.listeners.get(user_id, ())):
+                    for notice in mine:
+                        if not listener.offer(notice):
+                            await self._fill(session, listener)
+                            break
+
+    async def _fill(self, session: AsyncSession, listener: Listener) -> None:
+        """Everything after the listener's ``last_seq``, read by seq (all committed)."""
+        while not listener.overflowed:
+            missed = await service.notices_after(
+                session, user_id=listener.user_id, after_seq=listener.last_seq
+            )
+            for notice in missed:
                 listener.offer(notice)
-        # Move the cursor past notices old enough that nothing before them is still in flight.
-        horizon = utcnow() - LAG
-        settled = [i for i, at in self._recent.items() if at <= horizon]
-        if settled:
-            self._cursor = max(self._cursor, max(settled))
-            self._recent = {i: at for i, at in self._recent.items() if i > self._cursor}
-
-
-async def _max_id(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.max(col(Notification.id)))) or 0)
+            if len(missed) < service.PAGE:
+                return

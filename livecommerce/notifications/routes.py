@@ -52,7 +52,7 @@ def render_notice(notice: Notification, locale: str) -> dict[str, Any]:
             locale, SHIPMENT_TEXT, order=order, warehouse=str(data.get("warehouse")), status=label
         )
     return {
-        "id": notice.id,
+        "seq": notice.seq,
         "kind": notice.kind,
         "order_id": notice.order_id,
         "shipment_id": notice.shipment_id,
@@ -68,7 +68,7 @@ def notice_frame(notice: Notification, locale: str) -> str:
     return frame(
         notice.kind,
         render_notice(notice, locale),
-        seq=notice.id,
+        seq=notice.seq,
         ts=notice.created_at.isoformat(),
     )
 
@@ -78,15 +78,15 @@ async def my_notifications(
     user: CurrentUser,
     session: ReadSessionDep,
     ctx: ContextDep,
-    after: int = Query(default=0, ge=0, description="only notices with a larger id"),
+    after: int = Query(default=0, ge=0, le=2**62, description="only notices after this seq"),
     limit: int = Query(default=50, ge=1, le=service.PAGE),
 ) -> dict[str, Any]:
-    """Your order and parcel news, oldest first, from ``after`` on (what ``/ws/me`` sends)."""
+    """Your order and parcel news, oldest first, after ``after`` (what ``/ws/me`` sends)."""
     assert user.id is not None
-    notices = await service.notices_after(session, user_id=user.id, after_id=after, limit=limit)
+    notices = await service.notices_after(session, user_id=user.id, after_seq=after, limit=limit)
     return {
         "items": [render_notice(n, ctx.locale) for n in notices],
-        "last_id": notices[-1].id if notices else after,
+        "last_seq": notices[-1].seq if notices else after,
     }
 
 
@@ -117,14 +117,19 @@ async def my_channel(websocket: WebSocket) -> None:
     last_seq: int | None = None
     raw = params.get("last_seq")
     if raw is not None:
-        last_seq = int(raw) if raw.isdigit() else -1
-    listener = Listener(user_id=user.id, locale=locale, render=lambda n, loc: notice_frame(n, loc))
-    feed.add(listener)  # first, so nothing committed during the replay is missed
+        last_seq = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else -1
     try:
-        replayed_through = await _welcome(websocket, user.id, locale, last_seq)
+        through = await _welcome(websocket, user.id, locale, last_seq)
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    # Joined after the welcome: the feed first reads what came after ``through`` by seq, so
+    # nothing committed meanwhile is missed, and nothing is sent twice.
+    listener = Listener(user_id=user.id, locale=locale, render=notice_frame, last_seq=through)
+    feed.add(listener)
+    try:
         tasks = {
             asyncio.create_task(_read(websocket, locale)),
-            asyncio.create_task(_write(websocket, listener, replayed_through)),
+            asyncio.create_task(_write(websocket, listener)),
         }
         # Whichever ends first (the client left, or the socket must close) ends the other.
         _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -133,27 +138,27 @@ async def my_channel(websocket: WebSocket) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
-    except (WebSocketDisconnect, RuntimeError):
-        pass
     finally:
         feed.remove(listener)
 
 
 async def _welcome(websocket: WebSocket, user_id: int, locale: str, last_seq: int | None) -> int:
+    """Send the welcome and the replay; returns the seq the client now has."""
     async with session_scope(websocket.app.state.sessions, read_only=True) as session:
+        newest = await service.last_seq_of(session, user_id=user_id)
         replay: list[Notification] = []
         resumed: bool | None = None
-        if last_seq is not None and last_seq >= 0:
+        if last_seq is not None and 0 <= last_seq <= newest:
             replay = await service.notices_after(
-                session, user_id=user_id, after_id=last_seq, limit=REPLAY_MAX + 1
+                session, user_id=user_id, after_seq=last_seq, limit=REPLAY_MAX + 1
             )
             resumed = len(replay) <= REPLAY_MAX
-            replay = replay[:REPLAY_MAX]
+            replay = replay[:REPLAY_MAX] if resumed else []
         elif last_seq is not None:
-            resumed = False
-        through = await service.last_id_of(session, user_id=user_id)
-    if replay:
-        through = max(through, replay[-1].id or 0)
+            resumed = False  # unusable, or from the future: start from now
+    through = replay[-1].seq if replay else newest
+    if resumed is False:
+        through = newest
     welcome = {"user_id": user_id, "locale": locale, "last_seq": through, "resumed": resumed}
     await websocket.send_text(frame("welcome", welcome))
     for notice in replay:
@@ -161,18 +166,15 @@ async def _welcome(websocket: WebSocket, user_id: int, locale: str, last_seq: in
     return through
 
 
-async def _write(websocket: WebSocket, listener: Listener, replayed_through: int) -> None:
+async def _write(websocket: WebSocket, listener: Listener) -> None:
     while True:
-        item = await listener.queue.get()
-        if item is None:
+        text = await listener.queue.get()
+        if text is None:
             if listener.overflowed:
                 await websocket.close(CLOSE_SLOW, SLOW_REASON)
             else:
                 await websocket.close(1001)
             return
-        notice_id, text = item
-        if notice_id <= replayed_through:
-            continue  # already in the welcome's replay (or before the client's last_seq)
         await websocket.send_text(text)
 
 

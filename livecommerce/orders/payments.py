@@ -238,6 +238,8 @@ async def apply_intent(
         OrderStatus.FULFILLING,
         OrderStatus.DELIVERED,
     ):
+        # The provider already gave the money back: withdraw what can be, refuse nothing.
+        await service.before_closing(session, order, strict=False)
         await service.mark_refunded(session, order, actor=actor, reason="refund")
     await session.flush()
 
@@ -251,6 +253,8 @@ async def cancel_order(
     target = service.can_cancel(order)
     if target is None:
         raise service.OrderNotCancellable()
+    # Before any money moves: refuses (raises) when a parcel is already with the carrier.
+    await service.before_closing(session, order, strict=True)
     actor = f"user:{user.id}"
     reason = "cancelled_by_buyer" if order.buyer_id == user.id else "cancelled_by_staff"
     if target == OrderStatus.CANCELLED:

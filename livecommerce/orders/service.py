@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -667,6 +667,23 @@ async def release(session: AsyncSession, order: Order) -> None:
         session=session,
         parts=[(line.product_id, line.warehouse_code, line.quantity) for line in lines],
     )
+
+
+# Called with the order locked, just before it is cancelled or refunded, in the same
+# transaction. Fulfilment registers one that withdraws parcels no carrier has yet (and,
+# when ``strict``, refuses by raising if one has). Orders import nothing of fulfilment.
+OrderClosingHook = Callable[[AsyncSession, Order, bool], Awaitable[None]]
+_closing_hooks: list[OrderClosingHook] = []
+
+
+def on_order_closing(hook: OrderClosingHook) -> None:
+    if hook not in _closing_hooks:
+        _closing_hooks.append(hook)
+
+
+async def before_closing(session: AsyncSession, order: Order, *, strict: bool) -> None:
+    for hook in _closing_hooks:
+        await hook(session, order, strict)
 
 
 def can_cancel(order: Order) -> str | None:

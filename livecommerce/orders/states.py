@@ -101,7 +101,7 @@ async def transition(
         )
     )
     # The buyer hears of every move, in the same transaction (see livecommerce/notifications).
-    notices.notify(
+    await notices.notify(
         session,
         user_id=order.buyer_id,
         kind=notices.ORDER_STATUS,

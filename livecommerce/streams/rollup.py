@@ -1,7 +1,8 @@
 """Stream sales figures, rolled up by a periodic worker job rather than per request.
 
 For each stream that is live or ended recently: orders and buyers, GMV per currency (what
-buyers were charged, cancelled and refunded orders excluded), peak and unique viewers, and
+buyers were charged for orders paid or sent cash on delivery; unpaid, cancelled and refunded
+orders excluded), peak and unique viewers, and
 conversion by locale (buyers who ordered in a language / unique viewers who watched in it).
 The stream stats endpoint shows the latest rollup with its time.
 """
@@ -21,7 +22,8 @@ from livecommerce.orders.models import Order, OrderStatus
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams.models import Stream, StreamStatsRollup, StreamStatus, StreamViewer
 
-NOT_SALES = (OrderStatus.CANCELLED, OrderStatus.REFUNDED)
+# Not (or no longer) a sale: unpaid card orders count once paid, at the next rollup.
+NOT_SALES = (OrderStatus.PENDING_PAYMENT, OrderStatus.CANCELLED, OrderStatus.REFUNDED)
 RECENT = timedelta(days=1)
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import TypeAdapter
 
-from livecommerce import jobs
 from livecommerce.db import after_commit, session_scope
 from livecommerce.deps import ContextDep, CurrentUser, IdPath, SessionDep
 from livecommerce.i18n.money import Money
@@ -218,9 +217,6 @@ async def start_flash_sale(
     after_commit(
         session, partial(_start_timer, request.app.state.hub, body.duration_s + 0.05, end_timer)
     )
-    # The same announcement as a job, for when this process is gone by then (see
-    # service.close_flash_sale_if_due: whichever runs first announces).
-    jobs.enqueue(session, "close_flash_sale", sale.id, countdown=body.duration_s + 0.5)
     return _sale.validate_python(
         render(service.flash_sale_card(sale, product, book), ctx.locale, ctx.currency)
     )

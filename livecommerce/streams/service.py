@@ -397,16 +397,36 @@ async def start_flash_sale(
     return sale, product
 
 
+async def due_flash_sales(
+    *, session: AsyncSession, now: datetime | None = None, limit: int = 100
+) -> list[int]:
+    """Sales whose end is due and not yet announced (ended within the last hour: older ones
+    are long over for every viewer, who also counts down to ``ends_at``)."""
+    now = now or utcnow()
+    rows = await session.scalars(
+        select(col(FlashSale.id))
+        .where(
+            col(FlashSale.end_announced_at).is_(None),
+            col(FlashSale.cancelled_at).is_(None),
+            col(FlashSale.ends_at) <= now,
+            col(FlashSale.ends_at) > now - timedelta(hours=1),
+        )
+        .order_by(col(FlashSale.ends_at))
+        .limit(limit)
+    )
+    return [i for i in rows if i is not None]
+
+
 async def close_flash_sale_if_due(
     *, session: AsyncSession, broker: Broker, sale_id: int, book: RateBook
 ) -> bool:
     """Announce the end of a sale whose time is up, once.
 
-    Two timers run for every sale: one in the API process that started it (immediate, and
-    the only one that reaches in-process rooms) and a Celery job at ``ends_at`` (which
-    survives that process). Whichever claims the sale first announces; the other finds it
-    claimed. The sale's state lives in the database (clients also count down to
-    ``ends_at``), so even a lost announcement never loses the end itself.
+    Two timers watch every sale: one in the API process that started it (immediate, and
+    the only one that reaches in-process rooms) and the workers' periodic sweep of due
+    sales (``due_flash_sales``; it survives that process). Whichever claims the sale first
+    announces; the other finds it claimed. The sale's state lives in the database (clients
+    also count down to ``ends_at``), so even a lost announcement never loses the end itself.
     """
     now = utcnow()
     claimed = await session.execute(

@@ -62,12 +62,14 @@ async def declaration_of(app: FastAPI, shipment_id: int | None) -> CustomsDeclar
 
 async def book(app: FastAPI, shipment_id: int | None, with_carrier: SandboxCarrier) -> Shipment:
     assert shipment_id is not None
-    async with session_scope(app.state.sessions) as session:
-        booked = await service.book_shipment(
-            session=session, network=load_network(), carrier=with_carrier, shipment_id=shipment_id
-        )
-        assert booked is not None
-        return booked
+    booked = await service.book_shipment(
+        sessions=app.state.sessions,
+        network=load_network(),
+        carrier=with_carrier,
+        shipment_id=shipment_id,
+    )
+    assert booked is not None
+    return booked
 
 
 async def cod_order(
@@ -241,6 +243,7 @@ async def test_tracking_follows_the_parcel_to_the_door(
                 .order_by(col(Notification.id))
             )
         )
+    assert [n.seq for n in notices] == list(range(1, len(notices) + 1))
     order_moves = [n.data["status"] for n in notices if n.kind == "order_status"]
     assert order_moves == ["shipped", "delivered"]
     parcel_moves = [n.data["status"] for n in notices if n.kind == "shipment_status"]
@@ -299,3 +302,63 @@ async def test_orders_not_to_be_shipped_get_no_parcels(
     async with session_scope(app.state.sessions, read_only=True) as session:
         lost = await service.unshipped_orders(session=session, older_than=later)
     assert waiting["id"] in lost and unpaid["id"] not in lost and cancelled["id"] not in lost
+
+
+async def test_cancelling_withdraws_parcels_not_yet_with_the_carrier(
+    app: FastAPI, client: httpx.AsyncClient, sent_jobs: Recorder
+) -> None:
+    """A cash-on-delivery order cancelled before booking: its parcel is withdrawn, the Uzbek
+    allowance it took is given back, and a late booking job books nothing. Once a parcel is
+    with the carrier, cancelling is refused and nothing changes."""
+    _, mh = await merchant(client)
+    bag = await stocked_product(
+        client, mh, DEDUI=5, weight_grams=2000, price={"amount": "150.00", "currency": "EUR"}
+    )
+    _, buyer = await account(client)
+    first = await cod_order(client, buyer, [(bag["id"], 1)], ship_to=TASHKENT)
+    [parcel] = await ship(app, first["id"])
+    cancelled = await client.post(f"/api/v1/orders/{first['id']}/cancel", headers=buyer)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert await book(app, parcel.id, carrier(Clock())) is not None
+    async with session_scope(app.state.sessions, read_only=True) as session:
+        withdrawn = await session.get(Shipment, parcel.id)
+        assert withdrawn is not None
+        assert withdrawn.status == "cancelled" and withdrawn.tracking_number is None
+    # The allowance is whole again: the next parcel declares USD 174 with nothing earlier.
+    second = await cod_order(client, buyer, [(bag["id"], 1)], ship_to=TASHKENT)
+    [again] = await ship(app, second["id"])
+    declared = await declaration_of(app, again.id)
+    assert declared.earlier_value == Decimal(0) and declared.duty == Decimal(0)
+
+    booked = await book(app, again.id, carrier(Clock()))
+    assert booked.status == "booked"
+    refused = await client.post(f"/api/v1/orders/{second['id']}/cancel", headers=buyer)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "order_with_carrier"
+    shown = (await client.get(f"/api/v1/orders/{second['id']}", headers=buyer)).json()
+    assert shown["status"] == "fulfilling"
+    async with session_scope(app.state.sessions, read_only=True) as session:
+        kept = await session.get(Shipment, again.id)
+        assert kept is not None and kept.status == "booked"
+
+
+def test_customs_values_fall_back_to_current_rates() -> None:
+    """When the rates an order was priced with do not connect its currency to the customs
+    currency, the current rates are used."""
+    from datetime import UTC, datetime
+
+    from livecommerce.i18n.money import Money
+    from livecommerce.rates.service import RateBook, RateQuote, RateUnavailable
+
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    quoted = RateBook([RateQuote("USD", "KZT", Decimal("512"), "NBK", at)])
+    current = RateBook([RateQuote("USD", "UZS", Decimal("12500"), "CBU", at)])
+    money = Money(Decimal("250000"), "UZS")
+    try:
+        quoted.convert(money, "USD")
+    except RateUnavailable:
+        pass
+    else:
+        raise AssertionError("the quoted book should not connect UZS to USD")
+    assert service._convert(money, "USD", [quoted, current]).amount == Decimal("20")

@@ -73,11 +73,11 @@ async def test_a_buyer_hears_of_payment_and_cancellation_live_and_on_resume(
         paid = await next_frame(ws, "order_status")
         assert paid["data"]["order_id"] == oid and paid["data"]["status"] == "paid"
         assert paid["data"]["text"] == f"Заказ #{oid}: оплачен"
-        assert paid["seq"] == paid["data"]["id"]
+        assert paid["seq"] == paid["data"]["seq"] == 1
         cancelled = await http.post(f"/api/v1/orders/{oid}/cancel", headers=bh)
         assert cancelled.status_code == 200, cancelled.text
         refunded = await next_frame(ws, "order_status")
-        assert refunded["data"]["status"] == "refunded" and refunded["seq"] > paid["seq"]
+        assert refunded["data"]["status"] == "refunded" and refunded["seq"] == 2
         with pytest.raises(TimeoutError):
             await next_frame(bystander, "order_status", wait_s=0.8)
         await ws.send(json.dumps({"type": "ping"}))
@@ -93,7 +93,9 @@ async def test_a_buyer_hears_of_payment_and_cancellation_live_and_on_resume(
 
     page = (await http.get("/api/v1/me/notifications?locale=kk", headers=bh)).json()
     assert [n["status"] for n in page["items"]] == ["paid", "refunded"]
-    assert page["last_id"] == refunded["seq"]
+    assert page["last_seq"] == refunded["seq"]
+    later = (await http.get("/api/v1/me/notifications?after=1", headers=bh)).json()
+    assert [n["seq"] for n in later["items"]] == [2]
 
 
 async def test_strangers_and_bad_frames_are_refused_cleanly(http: httpx.AsyncClient) -> None:

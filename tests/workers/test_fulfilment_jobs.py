@@ -12,8 +12,10 @@ import re
 import sqlite3
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -181,15 +183,27 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def _hold_order_row(database: TestDatabase, order_id: int) -> Any:
-    """Lock the order row from outside, so the worker's job stops half-way through."""
+async def _hold_a_row_the_job_needs(database: TestDatabase, recipient_key: str) -> Any:
+    """Lock what the job reaches half-way through, so it stops there.
+
+    PostgreSQL: the recipient's monthly customs allowance, which the job raises after it
+    has inserted the shipment (so the kill really lands mid-transaction). SQLite: the
+    database's write lock, which the job's transaction waits for.
+    """
     if database.backend == "sqlite":
         path = database.url.split("///", 1)[1]
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("BEGIN IMMEDIATE")  # the write lock: the job blocks on its first write
+        conn.execute("BEGIN IMMEDIATE")
         return conn
+    month = datetime.now(ZoneInfo("Asia/Tashkent")).strftime("%Y-%m")
     held = await database.engine.connect()
-    await held.execute(text("SELECT id FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id})
+    await held.execute(
+        text(
+            "INSERT INTO customs_allowances (rule, recipient_key, month, declared_minor) "
+            "VALUES ('UZ', :key, :month, 0)"
+        ),
+        {"key": recipient_key, "month": month},
+    )
     return held
 
 
@@ -198,7 +212,7 @@ async def _release(database: TestDatabase, conn: Any) -> None:
         conn.rollback()
         conn.close()
     else:
-        await conn.rollback()
+        await conn.rollback()  # the allowance row was never committed: it goes too
         await conn.close()
 
 
@@ -237,12 +251,12 @@ async def test_a_worker_killed_mid_job_leaves_nothing_half_made(
     with running_server(env, tmp_path / "server.log") as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             _, mh = await merchant(client)
-            cream = await stocked_product(client, mh, KZALA=5)
+            bag = await stocked_product(client, mh, DEDUI=5, weight_grams=2000)
             _, bh = await account(client)
-            placed = await order(client, bh, [(cream["id"], 1)], ship_to=ALMATY)
+            placed = await order(client, bh, [(bag["id"], 1)], ship_to=TASHKENT)
             assert placed.status_code == 201, placed.text
             oid = placed.json()["id"]
-            lock = await _hold_order_row(clean, oid)
+            lock = await _hold_a_row_the_job_needs(clean, "tel:998901234567")
             try:
                 first = start_worker(env, tmp_path / "worker-1.log", beat=False)
                 try:
@@ -254,7 +268,8 @@ async def test_a_worker_killed_mid_job_leaves_nothing_half_made(
             assert await shipment_count(clean, oid) == 0
             with running_worker(env, tmp_path / "worker-2.log", beat=True):
                 body = await wait_for(lambda: delivered(client, oid, bh), "delivery")
-    assert [s["warehouse"] for s in body["shipments"]] == ["KZALA"]
+    assert [s["warehouse"] for s in body["shipments"]] == ["DEDUI"]
+    assert body["shipments"][0]["declaration"]["rule"] == "UZ"
     assert await shipment_count(clean, oid) == 1
 
 

@@ -81,10 +81,10 @@ async def test_the_worker_announces_a_flash_sale_end_when_the_api_process_is_gon
     clean: TestDatabase, tmp_path: Path
 ) -> None:
     """Rooms on Redis: the API process that started a 10 s sale stops at once (its own timer
-    dies with it); the worker's delayed job announces the end in the room, once."""
+    dies with it); the workers' sweep of due sales announces the end in the room, once."""
     require_broker("redis")
     redis_url = broker_urls()["redis"]
-    env = job_env(tmp_path, clean, "redis", redis_url=redis_url)
+    env = job_env(tmp_path, clean, "redis", redis_url=redis_url, flash_sale_sweep_seconds="0.5")
     with running_server(env, tmp_path / "server.log") as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             _, mh = await merchant(client)
@@ -95,8 +95,8 @@ async def test_the_worker_announces_a_flash_sale_end_when_the_api_process_is_gon
     rooms = RedisBroker(redis_url)
     try:
         started_at = await rooms.last_seq(room)
-        with running_worker(env, tmp_path / "worker.log", beat=False) as worker:
-            done = re.compile(r"close_flash_sale\[[^\]]+\] succeeded in [0-9.e-]+s: True")
+        with running_worker(env, tmp_path / "worker.log") as worker:
+            done = re.compile(r"close_due_flash_sales\[[^\]]+\] succeeded in [0-9.e-]+s: 1")
 
             async def announced() -> bool:
                 return bool(done.search(worker.log()))

@@ -1,8 +1,8 @@
-"""fulfilment, notifications, stream viewers and stats
+"""fulfilment notifications stream stats
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-23 19:18:15.705147
+Create Date: 2026-11-23 19:49:20.271898
 """
 from collections.abc import Sequence
 
@@ -27,6 +27,12 @@ def upgrade() -> None:
     sa.Column('declared_minor', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('rule', 'recipient_key', 'month')
     )
+    op.create_table('notification_counters',
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('last_seq', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('user_id')
+    )
     op.create_table('stream_stats',
     sa.Column('stream_id', sa.Integer(), nullable=False),
     sa.Column('data', sa.JSON(), nullable=False),
@@ -45,6 +51,7 @@ def upgrade() -> None:
     op.create_table('notifications',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('order_id', sa.Integer(), nullable=True),
     sa.Column('shipment_id', sa.Integer(), nullable=True),
@@ -52,10 +59,11 @@ def upgrade() -> None:
     sa.Column('created_at', livecommerce.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('user_id', 'seq', name='uq_notifications_user_seq')
     )
     with op.batch_alter_table('notifications', schema=None) as batch_op:
-        batch_op.create_index('ix_notifications_user_id', ['user_id', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notifications_created_at'), ['created_at'], unique=False)
 
     op.create_table('shipments',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -100,6 +108,7 @@ def upgrade() -> None:
     sa.Column('declared_value', livecommerce.sqltypes.DecimalText(length=40), nullable=False),
     sa.Column('gross_weight_grams', sa.Integer(), nullable=False),
     sa.Column('earlier_value', livecommerce.sqltypes.DecimalText(length=40), nullable=False),
+    sa.Column('allowance_month', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=True),
     sa.Column('duty_free_allowance', livecommerce.sqltypes.DecimalText(length=40), nullable=False),
     sa.Column('duty', livecommerce.sqltypes.DecimalText(length=40), nullable=False),
     sa.Column('quoted_duty', livecommerce.sqltypes.DecimalText(length=40), nullable=True),
@@ -150,10 +159,11 @@ def downgrade() -> None:
 
     op.drop_table('shipments')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
-        batch_op.drop_index('ix_notifications_user_id')
+        batch_op.drop_index(batch_op.f('ix_notifications_created_at'))
 
     op.drop_table('notifications')
     op.drop_table('stream_viewers')
     op.drop_table('stream_stats')
+    op.drop_table('notification_counters')
     op.drop_table('customs_allowances')
     # ### end Alembic commands ###
