@@ -32,6 +32,9 @@ class Stream(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     pinned_product_id: int | None = Field(default=None, foreign_key="products.id")
+    # Where players fetch the video (an HLS or MP4 URL from the streaming service); the
+    # rooms carry everything else, so a stream without one still works, without video.
+    playback_url: str | None = Field(default=None, max_length=500)
     # Chat messages containing one of these (case-folded substrings) are refused.
     blocked_words: list[str] = Field(default_factory=list, sa_type=JSON)
     peak_viewers: int = Field(default=0)

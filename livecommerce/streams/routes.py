@@ -71,6 +71,7 @@ async def _out(
         scheduled_at=stream.scheduled_at,
         started_at=stream.started_at,
         ended_at=stream.ended_at,
+        playback_url=stream.playback_url,
         pinned_product=_card.validate_python(state["pinned_product"])
         if state["pinned_product"]
         else None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, HttpUrl, field_validator
 
 from livecommerce.catalog.schemas import Price, Title
 from livecommerce.config import SUPPORTED_LOCALES
@@ -22,6 +22,9 @@ class StreamCreate(StrictModel):
     title: Title
     languages: list[str] = Field(default_factory=lambda: ["kk", "ru", "uz"], max_length=5)
     scheduled_at: datetime | None = None
+    playback_url: HttpUrl | None = Field(
+        default=None, description="HLS or MP4 address of the video, from the streaming service"
+    )
     # A merchant names the host it links; a host linked to several merchants names one.
     merchant_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     host_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
@@ -134,6 +137,7 @@ class StreamOut(BaseModel):
     scheduled_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
+    playback_url: str | None = None
     pinned_product: ProductCard | None
     flash_sale: FlashSaleOut | None
     stats: StreamStats | None = None

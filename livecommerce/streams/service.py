@@ -211,6 +211,7 @@ async def room_state(*, session: AsyncSession, stream: Stream, book: RateBook) -
             "scheduled_at": stream.scheduled_at.isoformat() if stream.scheduled_at else None,
             "started_at": stream.started_at.isoformat() if stream.started_at else None,
             "ended_at": stream.ended_at.isoformat() if stream.ended_at else None,
+            "playback_url": stream.playback_url,
         },
         "pinned_product": pinned,
         "flash_sale": sale_card,
@@ -273,6 +274,7 @@ async def create_stream(*, session: AsyncSession, user: User, data: StreamCreate
         title=data.title,
         languages=data.languages,
         scheduled_at=data.scheduled_at,
+        playback_url=str(data.playback_url) if data.playback_url else None,
     )
     session.add(stream)
     await session.flush()

@@ -125,3 +125,19 @@ async def test_bad_stream_input_is_a_422(client: httpx.AsyncClient) -> None:
     )
     assert short.status_code == 422
     assert (await client.get("/api/v1/streams/999999")).status_code == 404
+
+
+async def test_a_stream_names_its_video_address(client: httpx.AsyncClient) -> None:
+    """The playback URL given at creation is shown with the stream; a bad one is a 422."""
+    _, merchant = await account(client, role="merchant")
+    url = "https://video.example.kz/live/evening/index.m3u8"
+    body = {"title": {"ru": "Эфир"}, "playback_url": url}
+    created = await client.post("/api/v1/streams", json=body, headers=merchant)
+    assert created.status_code == 201, created.text
+    assert created.json()["playback_url"] == url
+    shown = await client.get(f"/api/v1/streams/{created.json()['id']}")
+    assert shown.json()["playback_url"] == url
+    bad = await client.post(
+        "/api/v1/streams", json={**body, "playback_url": "javascript:alert(1)"}, headers=merchant
+    )
+    assert bad.status_code == 422
