@@ -46,6 +46,8 @@ from livecommerce.rooms.presence import MemoryPresence, Presence
 from livecommerce.rooms.routes import routes as room_routes
 from livecommerce.streams import service as streams_service
 from livecommerce.streams.routes import router as streams_router
+from livecommerce.web.routes import router as web_router
+from livecommerce.web.routes import static_app
 from workers.app import make_celery
 
 log = logging.getLogger("livecommerce")
@@ -258,6 +260,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.include_router(sandbox_router)
     app.router.routes.extend(room_routes)
     app.router.routes.extend(notification_routes)
+    app.include_router(web_router)
+    app.mount("/static", static_app(), name="static")
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -125,6 +125,7 @@ def render_shipment(
             }
             for e in events
         ],
+        "created_at": shipment.created_at.isoformat(),
         "booked_at": shipment.booked_at.isoformat() if shipment.booked_at else None,
         "delivered_at": shipment.delivered_at.isoformat() if shipment.delivered_at else None,
     }

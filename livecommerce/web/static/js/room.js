@@ -1,0 +1,103 @@
+// A live room's socket (docs/protocol.md): reconnects with backoff and resumes from the
+// last event seen, so a network drop loses nothing the room still remembers.
+
+const FINAL = new Set([4403, 4404, 4400]); // banned, no such stream, bad query: do not retry
+
+export class RoomSocket {
+  /**
+   * @param {object} options
+   * @param {number} options.streamId
+   * @param {() => Promise<string>} options.token  a fresh token for each (re)connection
+   * @param {() => {locale: string, currency: string}} options.prefs
+   * @param {(frame: object) => void} options.onFrame  every frame, in order
+   * @param {(state: string) => void} [options.onState]  "connecting" | "live" | "offline" | "closed"
+   */
+  constructor({ streamId, token, prefs, onFrame, onState = () => {} }) {
+    Object.assign(this, { streamId, token, prefs, onFrame, onState });
+    this.lastSeq = null;
+    this.attempt = 0;
+    this.stopped = false;
+    this.ws = null;
+    this.pinger = null;
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    this.onState("connecting");
+    const { locale, currency } = this.prefs();
+    const query = new URLSearchParams({ token: await this.token(), locale, currency });
+    if (this.lastSeq !== null) query.set("last_seq", String(this.lastSeq));
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${window.location.host}/ws/streams/${this.streamId}?${query}`);
+    this.ws = ws;
+    ws.onmessage = (message) => {
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (frame.type === "welcome") {
+        this.attempt = 0;
+        this.refreshedToken = false;
+        this.onState("live");
+        // Resumed: the replay that follows moves lastSeq on. Otherwise the welcome is the
+        // whole state, up to its last_seq.
+        if (frame.data.resumed !== true) this.lastSeq = frame.data.last_seq;
+      } else if (typeof frame.seq === "number") {
+        if (this.lastSeq !== null && frame.seq <= this.lastSeq) return; // already applied
+        this.lastSeq = frame.seq;
+      }
+      this.onFrame(frame);
+    };
+    ws.onclose = (event) => {
+      clearInterval(this.pinger);
+      if (this.ws !== ws) return; // replaced by a newer socket (language switch)
+      if (event.code === 4401 && !this.refreshedToken) {
+        // The token expired: a guest's is replaced by a fresh one, once; a user's session
+        // is over (the page offers to sign in again).
+        this.refreshedToken = true;
+        window.sessionStorage.removeItem("lc.guest");
+        setTimeout(() => this.connect(), 200);
+        return;
+      }
+      if (this.stopped || FINAL.has(event.code) || event.code === 4401) {
+        this.onState("closed");
+        this.onFrame({ type: "closed", data: { code: event.code } });
+        return;
+      }
+      this.onState("offline");
+      const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+      this.attempt += 1;
+      setTimeout(() => this.connect(), delay);
+    };
+    this.pinger = setInterval(() => this.send({ type: "ping" }), 25000);
+  }
+
+  send(frame) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  /** Reconnect now (language or currency changed): frames come rendered anew. */
+  reconnect() {
+    const old = this.ws;
+    this.ws = null;
+    if (old) old.close(1000);
+    this.lastSeq = null; // a fresh welcome carries the whole state in the new language
+    this.connect();
+  }
+
+  /** Drop the connection as a network failure would (the page offers it for testing). */
+  drop() {
+    if (this.ws) this.ws.close(4000, "dropped by the client");
+  }
+
+  close() {
+    this.stopped = true;
+    if (this.ws) this.ws.close(1000);
+  }
+}

@@ -1,0 +1,168 @@
+"""The viewer pages in headless Chromium against a real server with the demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+DEMO_HOST = ("host@demo.livecommerce.kz", "khorgos-demo-host")
+DEMO_MERCHANT = ("merchant@demo.livecommerce.kz", "khorgos-demo-merchant")
+DEMO_VIEWER = ("viewer@demo.livecommerce.kz", "khorgos-demo-viewer")
+
+pytestmark = pytest.mark.slow
+
+
+async def bearer(http: httpx.AsyncClient, account: tuple[str, str]) -> dict[str, str]:
+    response = await http.post(
+        "/api/v1/auth/token", data={"username": account[0], "password": account[1]}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def live_stream_with_pin(http: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+    host = await bearer(http, DEMO_HOST)
+    body = {"title": {"kk": "Кешкі эфир", "ru": "Вечерний эфир", "uz": "Kechki efir"}}
+    created = await http.post("/api/v1/streams", json=body, headers=host)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    assert (await http.post(f"/api/v1/streams/{sid}/start", headers=host)).status_code == 200
+    merchant = await bearer(http, DEMO_MERCHANT)
+    products = (await http.get("/api/v1/products?q=scarf&locale=en", headers=merchant)).json()
+    product = products["items"][0] if products["items"] else None
+    if product is None:
+        product = (await http.get("/api/v1/products", headers=merchant)).json()["items"][0]
+    pinned = await http.post(
+        f"/api/v1/streams/{sid}/pins", json={"product_id": product["id"]}, headers=host
+    )
+    assert pinned.status_code == 200, pinned.text
+    full = (await http.get(f"/api/v1/products/{product['id']}", headers=merchant)).json()
+    return sid, full
+
+
+def shown_title(product: dict[str, Any], locale: str) -> str:
+    """The product title a viewer in ``locale`` reads (fallback uz/kk -> ru -> en)."""
+    titles = product["translations"]["title"]
+    return str(titles.get(locale) or titles.get("ru") or titles["en"])
+
+
+async def open_page(browser: Any, url: str, *, locale: str, width: int = 1280) -> Any:
+    context = await browser.new_context(
+        viewport={"width": width, "height": 900}, locale=locale, device_scale_factor=1
+    )
+    page = await context.new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: (
+            page.errors.append(msg.text)
+            if msg.type == "error" and "ERR_NAME_NOT_RESOLVED" not in msg.text
+            else None
+        ),
+    )
+    await page.goto(url)
+    return page
+
+
+async def sign_in(page: Any, account: tuple[str, str]) -> None:
+    await page.click("#open-sign-in")
+    await page.fill("#sign-in input[name=email]", account[0])
+    await page.fill("#sign-in input[name=password]", account[1])
+    await page.click("#sign-in button[type=submit]")
+
+
+async def test_kazakh_and_uzbek_viewers_see_the_pin_in_their_language_and_currency(
+    browser: Any, web_base: str, screenshots: Path
+) -> None:
+    """One pin, two viewers: Kazakh title and tenge, Uzbek title and soʻm, each with a
+    delivery estimate to their own city; switching to Russian re-renders without a reload;
+    a dropped connection resumes and shows what the host said meanwhile."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        sid, product = await live_stream_with_pin(http)
+        kk = await open_page(browser, f"{web_base}/live/{sid}", locale="kk-KZ")
+        uz = await open_page(browser, f"{web_base}/live/{sid}", locale="uz-UZ", width=390)
+        for page, locale, symbol in ((kk, "kk", "₸"), (uz, "uz", "soʻm")):
+            title = page.locator("#pinned-title")
+            await title.wait_for()
+            assert await title.text_content() == shown_title(product, locale)
+            assert symbol in (await page.locator("#pinned-price").text_content() or "")
+            await page.locator("#pinned-eta").wait_for()
+        assert "Алматы" in (await kk.locator("#pinned-eta").text_content() or "")
+        assert "Toshkent" in (await uz.locator("#pinned-eta").text_content() or "")
+        await kk.screenshot(path=str(screenshots / "viewer-live-kk-desktop.png"), full_page=True)
+        await uz.screenshot(path=str(screenshots / "viewer-live-uz-mobile.png"), full_page=True)
+
+        await kk.evaluate("window.__notReloaded = true")
+        await kk.select_option("#pick-locale", "ru")
+        await kk.wait_for_function(
+            "t => document.querySelector('#pinned-title')?.textContent === t",
+            arg=shown_title(product, "ru"),
+        )
+        assert await kk.evaluate("window.__notReloaded === true")
+
+        host = await bearer(http, DEMO_HOST)
+        await uz.evaluate("window.livecommerce.room.drop()")
+        await uz.locator("#offline").wait_for()  # said while this viewer is away
+        said = await http.post(
+            f"/api/v1/streams/{sid}/announcements",
+            json={"text": {"kk": "Сәлем!", "ru": "Привет!", "uz": "Salom!"}},
+            headers=host,
+        )
+        assert said.status_code == 202, said.text
+        await uz.locator("#announcement-text").wait_for()
+        assert await uz.locator("#announcement-text").text_content() == "Salom!"
+        for page in (kk, uz):
+            assert page.errors == []
+            await page.context.close()
+
+
+async def test_an_uzbek_viewer_orders_with_cash_on_delivery(
+    browser: Any, web_base: str, screenshots: Path
+) -> None:
+    """Signed in through the page, the viewer sees the landed cost in soʻm, orders cash on
+    delivery, and the order exists, attributed to the stream."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        sid, product = await live_stream_with_pin(http)
+        page = await open_page(browser, f"{web_base}/live/{sid}", locale="uz-UZ")
+        await page.locator("#pinned-title").wait_for()
+        await sign_in(page, DEMO_VIEWER)
+        await page.locator("#pinned-title").wait_for()
+        await page.click("#buy")
+        dialog = page.locator("#checkout")
+        await dialog.locator("#checkout-total").wait_for()
+        assert "soʻm" in (await dialog.locator("#checkout-total").text_content() or "")
+        await dialog.locator("input[name=address_line1]").fill("Amir Temur 1")
+        await dialog.locator("input[name=postal_code]").fill("100000")
+        await dialog.locator("input[name=phone]").fill("+998 90 555 44 33")
+        await dialog.locator("input[name=recipient_name]").fill("Dilnoza Karimova")
+        await page.screenshot(path=str(screenshots / "viewer-checkout-uz.png"), full_page=True)
+        await dialog.locator("#place-order").click()
+        await page.locator("#order-done").wait_for()
+        await page.screenshot(path=str(screenshots / "viewer-order-placed-uz.png"))
+        text = await page.locator("#order-done").text_content() or ""
+        order_id = int(text.split("#", 1)[1].split()[0].rstrip("."))
+        merchant = await bearer(http, DEMO_MERCHANT)
+        order = (await http.get(f"/api/v1/orders/{order_id}", headers=merchant)).json()
+        assert order["stream_id"] == sid and order["payment_method"] == "cod"
+        assert order["currency"] == "UZS" and order["items"][0]["product_id"] == product["id"]
+        assert page.errors == []
+        await page.context.close()
+
+
+async def test_pages_are_served_with_strict_headers(web_base: str) -> None:
+    """Every page and static file carries the Content-Security-Policy; texts exist in all
+    five languages."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        for path in ("/", "/live/1", "/host", "/merchant", "/static/js/core.js"):
+            response = await http.get(path)
+            assert response.status_code == 200, path
+            assert "script-src 'self'" in response.headers["content-security-policy"]
+            assert response.headers["x-content-type-options"] == "nosniff"
+        for locale in ("kk", "ru", "uz", "en", "zh"):
+            texts = (await http.get(f"/web/i18n/{locale}.json")).json()
+            assert texts["app.name"] and texts["month.11"]
+        assert (await http.get("/web/i18n/xx.json")).status_code == 404
