@@ -59,8 +59,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     # The app (and the sandbox provider's default webhook address) sees where it listens.
     settings = settings.model_copy(update={"host": host, "port": port})
+    base = f"http://{host}:{port}"
     print(
-        f"livecommerce is starting on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
+        f"livecommerce is starting on {base}\n"
+        f"  watch streams:   {base}/\n"
+        f"  host console:    {base}/host\n"
+        f"  merchant pages:  {base}/merchant\n"
+        f"  API docs:        {base}/docs",
         flush=True,
     )
     worker = None

@@ -22,7 +22,7 @@ from livecommerce.db import after_commit, dialect_insert, session_scope
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
-from livecommerce.rates.service import RateBook
+from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms import render
 from livecommerce.rooms.broker import Broker
 from livecommerce.sqltypes import utcnow
@@ -305,16 +305,26 @@ async def end_stream(*, session: AsyncSession, broker: Broker, stream: Stream) -
     stream.status = StreamStatus.ENDED
     stream.ended_at = now
     assert stream.id is not None
-    await session.execute(
-        update(FlashSale)
-        .where(
-            col(FlashSale.stream_id) == stream.id,
-            col(FlashSale.cancelled_at).is_(None),
-            col(FlashSale.ends_at) > now,
+    running = list(
+        await session.scalars(
+            select(FlashSale).where(
+                col(FlashSale.stream_id) == stream.id,
+                col(FlashSale.cancelled_at).is_(None),
+                col(FlashSale.ends_at) > now,
+            )
         )
-        .values(cancelled_at=now)
     )
+    for sale in running:
+        sale.cancelled_at = now
     await session.flush()
+    if running:
+        book = await load_rate_book(session)
+        for sale in running:
+            product = await session.get(Product, sale.product_id)
+            if product is not None:  # viewers see the sale end with the stream
+                _publish(
+                    session, broker, stream.id, "flash_sale", flash_sale_card(sale, product, book)
+                )
     _publish(
         session,
         broker,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
@@ -104,3 +105,22 @@ async def test_a_flash_sale_end_is_announced_once_by_whichever_timer_is_first(
     assert await close() is False
     assert await broker.last_seq(room) == before + 1
     await broker.close()
+
+
+async def test_ending_a_stream_ends_its_flash_sale_in_the_room(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Viewers see the running sale end with the stream, not only at its own end time."""
+    _, mh = await merchant(client)
+    sid = await live_stream(client, mh)
+    cream = await stocked_product(client, mh, KZALA=20)
+    sale = await flash_sale(client, mh, sid, cream["id"])
+    room = streams.room_of(sid)
+    before = await app.state.broker.last_seq(room)
+    ended = await client.post(f"/api/v1/streams/{sid}/end", headers=mh)
+    assert ended.status_code == 200, ended.text
+    events = await app.state.broker.history(room, before)
+    kinds = [json.loads(e.payload)["type"] for e in events]
+    assert kinds == ["flash_sale", "stream_status"]
+    card = json.loads(events[0].payload)["data"]
+    assert card["id"] == sale["id"] and card["status"] == "ended"

@@ -166,3 +166,39 @@ async def test_pages_are_served_with_strict_headers(web_base: str) -> None:
             texts = (await http.get(f"/web/i18n/{locale}.json")).json()
             assert texts["app.name"] and texts["month.11"]
         assert (await http.get("/web/i18n/xx.json")).status_code == 404
+
+
+async def test_a_viewer_pays_by_card_through_the_sandbox(
+    browser: Any, web_base: str, screenshots: Path
+) -> None:
+    """The card path: order, the sandbox card form, the provider's webhook, and the page
+    shows the order paid."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        sid, _ = await live_stream_with_pin(http)
+        page = await open_page(browser, f"{web_base}/live/{sid}", locale="ru-RU", width=390)
+        await page.locator("#pinned-title").wait_for()
+        await sign_in(page, DEMO_VIEWER)
+        await page.locator("#buy").click()
+        dialog = page.locator("#checkout")
+        await dialog.locator("#checkout-total").wait_for()
+        await dialog.locator("select[name=country]").select_option("RU")
+        await dialog.locator("input[name=city]").fill("Москва")
+        await dialog.locator("input[name=city]").dispatch_event("change")
+        await dialog.locator("input[name=address_line1]").fill("Тверская 1")
+        await dialog.locator("input[name=postal_code]").fill("125009")
+        await dialog.locator("input[name=phone]").fill("+7 916 000 11 22")
+        await dialog.locator("input[name=recipient_name]").fill("Иван Петров")
+        await dialog.locator("input[name=method][value=card]").check()
+        await dialog.locator("#place-order").click()
+        await page.locator("#card-number").fill("4242 4242 4242 4242")
+        await page.screenshot(path=str(screenshots / "viewer-card-ru-mobile.png"))
+        await page.locator("#pay").click()
+        await page.locator("#order-done").wait_for()
+        text = await page.locator("#checkout").text_content() or ""
+        order_id = int(text.split("#", 1)[1].split()[0].rstrip("."))
+        viewer = await bearer(http, DEMO_VIEWER)
+        order = (await http.get(f"/api/v1/orders/{order_id}", headers=viewer)).json()
+        assert order["status"] in ("paid", "fulfilling", "shipped", "delivered")
+        assert order["currency"] == "RUB" and order["payment_method"] == "card"
+        assert page.errors == []
+        await page.context.close()

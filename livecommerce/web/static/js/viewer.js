@@ -528,6 +528,7 @@ class Checkout {
     Object.assign(this, { view, product, sale });
     this.quantity = 1;
     this.method = "cod";
+    this.stage = "form";
     this.quote = null;
     this.error = "";
     this.key = idempotencyKey();
@@ -563,17 +564,24 @@ class Checkout {
   }
 
   async requote() {
+    // Until the new figures are in, nothing can be ordered at the old ones.
+    const asked = (this.asked = (this.asked || 0) + 1);
+    this.quote = null;
+    this.refresh();
+    let quote = null;
+    let error = "";
     try {
-      this.quote = await api("/quotes", {
+      quote = await api("/quotes", {
         method: "POST",
         body: { items: this.body().items, ship_to: { country: this.address.country, city: this.address.city } },
       });
-      this.error = "";
     } catch (err) {
-      this.quote = null;
-      this.error = t("checkout.quote_failed", { reason: err.message });
+      error = t("checkout.quote_failed", { reason: err.message });
     }
-    this.render();
+    if (asked !== this.asked) return; // a newer quote was asked for meanwhile
+    this.quote = quote;
+    this.error = error;
+    this.refresh();
   }
 
   field(name, label, attrs = {}) {
@@ -585,6 +593,9 @@ class Checkout {
         name,
         value: this.address[name],
         required: name !== "postal_code",
+        oninput: (e) => {
+          this.address[name] = e.target.value;
+        },
         onchange: (e) => {
           this.address[name] = e.target.value;
           saveShipTo(this.address);
@@ -595,26 +606,44 @@ class Checkout {
     );
   }
 
-  render(after = null) {
+  summary() {
     const q = this.quote;
-    const summary = q
-      ? h(
-          "div",
-          { class: "lines", id: "checkout-summary" },
-          h("div", {}, h("span", {}, `${this.product.title} × ${this.quantity}`), h("span", {}, q.subtotal.formatted)),
-          h("div", {}, h("span", {}, t("checkout.shipping")), h("span", {}, q.shipping.formatted)),
-          h("div", {}, h("span", {}, t("checkout.duties")), h("span", { id: "checkout-duties" }, q.duties.formatted)),
-          h("div", { class: "total" }, h("span", {}, t("checkout.total")), h("span", { id: "checkout-total" }, q.total.formatted)),
-          q.shipments.map((s) =>
-            h(
-              "p",
-              { class: "legs" },
-              `${t("checkout.from", { warehouse: s.warehouse })} · ${t("checkout.eta", { date: formatDate(s.eta) })}: `,
-              s.legs.map((leg) => `${leg.from} → ${leg.to} (${leg.days})`).join(", "),
-            ),
-          ),
-        )
-      : null;
+    if (!q) return h("p", { class: "muted small" }, t("common.loading"));
+    return h(
+      "div",
+      { class: "lines", id: "checkout-summary" },
+      h("div", {}, h("span", {}, `${this.product.title} × ${this.quantity}`), h("span", {}, q.subtotal.formatted)),
+      h("div", {}, h("span", {}, t("checkout.shipping")), h("span", {}, q.shipping.formatted)),
+      h("div", {}, h("span", {}, t("checkout.duties")), h("span", { id: "checkout-duties" }, q.duties.formatted)),
+      h("div", { class: "total" }, h("span", {}, t("checkout.total")), h("span", { id: "checkout-total" }, q.total.formatted)),
+      q.shipments.map((s) =>
+        h(
+          "p",
+          { class: "legs" },
+          `${t("checkout.from", { warehouse: s.warehouse })} · ${t("checkout.eta", { date: formatDate(s.eta) })}: `,
+          s.legs.map((leg) => `${leg.from} → ${leg.to} (${leg.days})`).join(", "),
+        ),
+      ),
+    );
+  }
+
+  /** Only the figures, the error and the button change with a new quote: the fields the
+   * buyer is typing into stay as they are. */
+  refresh() {
+    if (this.stage !== "form" || !this.slots) return this.render();
+    clear(this.slots.summary, this.summary());
+    clear(this.slots.error, this.error ? h("p", { class: "error", role: "alert", id: "checkout-error" }, this.error) : null);
+    this.slots.place.disabled = !this.quote;
+  }
+
+  render(after = null) {
+    if (this.stage !== "form") return; // paying or done: the form is gone
+    const q = this.quote;
+    this.slots = {
+      summary: h("div", {}, this.summary()),
+      error: h("div", {}, this.error ? h("p", { class: "error", role: "alert", id: "checkout-error" }, this.error) : null),
+      place: h("button", { type: "submit", class: "primary", id: "place-order", disabled: !q }, t("checkout.place")),
+    };
     const form = h(
       "form",
       {
@@ -665,7 +694,7 @@ class Checkout {
       this.field("address_line1", t("checkout.address")),
       h("div", { class: "row" }, this.field("postal_code", t("checkout.postal_code")), this.field("phone", t("checkout.phone"), { type: "tel" })),
       this.field("recipient_name", t("checkout.recipient")),
-      summary,
+      this.slots.summary,
       h(
         "div",
         { class: "row" },
@@ -684,12 +713,12 @@ class Checkout {
           ),
         ),
       ),
-      this.error ? h("p", { class: "error", role: "alert", id: "checkout-error" }, this.error) : null,
+      this.slots.error,
       after,
       h(
         "div",
         { class: "row" },
-        h("button", { type: "submit", class: "primary", id: "place-order", disabled: !q }, t("checkout.place")),
+        this.slots.place,
         h("button", { type: "button", class: "link", onclick: () => this.close() }, t("common.close")),
       ),
     );
@@ -706,6 +735,7 @@ class Checkout {
         headers: { "Idempotency-Key": this.key },
       });
       this.key = idempotencyKey();
+      this.stage = "paying";
       if (order.payment_method === "card" && order.status === "pending_payment") {
         this.payByCard(order);
       } else {
@@ -713,7 +743,7 @@ class Checkout {
       }
     } catch (err) {
       this.error = err instanceof ApiError ? err.message : t("common.error");
-      this.render();
+      this.refresh();
     }
   }
 
