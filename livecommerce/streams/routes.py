@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import TypeAdapter
 
 from livecommerce.db import after_commit, session_scope
-from livecommerce.deps import ContextDep, CurrentUser, IdPath, SessionDep
+from livecommerce.deps import ContextDep, CurrentUser, IdPath, OptionalPrincipal, SessionDep
+from livecommerce.errors import NotAuthenticated
 from livecommerce.i18n.money import Money
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms.broker import Broker
@@ -119,10 +120,21 @@ async def list_streams(
     request: Request,
     session: SessionDep,
     ctx: ContextDep,
+    principal: OptionalPrincipal,
     status_filter: Annotated[StreamStatus | None, Query(alias="status")] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    mine: Annotated[
+        bool, Query(description="only streams you host, or your merchant's (signed in)")
+    ] = False,
 ) -> Page[StreamOut]:
-    rows, total = await service.list_streams(session=session, status=status_filter, page=page)
+    owner = None
+    if mine:
+        if principal is None or principal.user is None:
+            raise NotAuthenticated()
+        owner = principal.user
+    rows, total = await service.list_streams(
+        session=session, status=status_filter, page=page, owner=owner
+    )
     book = await load_rate_book(session)  # once for the page, not once per stream
     items = [await _out(request, session, ctx, s, stats=False, book=book) for s in rows]
     return Page[StreamOut](

@@ -116,10 +116,19 @@ async def get_stream(*, session: AsyncSession, stream_id: int) -> Stream:
 
 
 async def list_streams(
-    *, session: AsyncSession, status: str | None, page: int
+    *, session: AsyncSession, status: str | None, page: int, owner: User | None = None
 ) -> tuple[list[Stream], int]:
     query = select(Stream)
     count = select(func.count()).select_from(Stream)
+    if owner is not None:
+        # "Mine": streams the user hosts, and for a merchant all of its streams.
+        mine = col(Stream.host_id) == owner.id
+        if owner.role == Role.MERCHANT:
+            merchant = await accounts.merchant_of(session=session, user=owner)
+            if merchant is not None:
+                mine = mine | (col(Stream.merchant_id) == merchant.id)
+        query = query.where(mine)
+        count = count.where(mine)
     if status:
         query = query.where(col(Stream.status) == status)
         count = count.where(col(Stream.status) == status)

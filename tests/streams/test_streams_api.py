@@ -141,3 +141,18 @@ async def test_a_stream_names_its_video_address(client: httpx.AsyncClient) -> No
         "/api/v1/streams", json={**body, "playback_url": "javascript:alert(1)"}, headers=merchant
     )
     assert bad.status_code == 422
+
+
+async def test_mine_lists_only_the_callers_streams(client: httpx.AsyncClient) -> None:
+    """A merchant's "mine" holds its own streams, not another merchant's; signed out it is
+    a 401."""
+    _, first = await account(client, role="merchant")
+    _, second = await account(client, role="merchant")
+    ours = await client.post("/api/v1/streams", json={"title": {"ru": "Наш"}}, headers=first)
+    theirs = await client.post("/api/v1/streams", json={"title": {"ru": "Их"}}, headers=second)
+    assert ours.status_code == theirs.status_code == 201
+    mine = (await client.get("/api/v1/streams?mine=true", headers=first)).json()
+    assert [s["id"] for s in mine["items"]] == [ours.json()["id"]] and mine["total"] == 1
+    everyone = (await client.get("/api/v1/streams")).json()
+    assert everyone["total"] == 2
+    assert (await client.get("/api/v1/streams?mine=true")).status_code == 401

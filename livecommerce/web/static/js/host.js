@@ -218,7 +218,7 @@ class HostPage {
     const owned = async (status, maxPages) => {
       const out = [];
       for (let number = 1; number <= maxPages; number += 1) {
-        const data = await api("/streams", { query: { status, page: number } });
+        const data = await api("/streams", { query: { status, page: number, mine: "true" } });
         out.push(...data.items.filter((s) => this.owns(s)));
         if (number >= data.pages) break;
       }
