@@ -17,6 +17,26 @@ from typing import Any
 from celery import Celery
 
 from livecommerce.config import Settings
+from livecommerce.jobs import TASK_PREFIX
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """The periodic jobs (``celery beat``): entry name -> task and period."""
+    every: dict[str, tuple[str, float]] = {
+        "poll-tracking": ("poll_tracking", settings.tracking_poll_seconds),
+        "expire-reservations": ("expire_reservations", settings.reservation_sweep_seconds),
+        "reconcile-fulfilment": ("reconcile_fulfilment", settings.reconcile_seconds),
+        "close-due-flash-sales": ("close_due_flash_sales", settings.flash_sale_sweep_seconds),
+        "rollup-stream-stats": ("rollup_stream_stats", settings.stats_rollup_seconds),
+    }
+    if settings.rates_sources:
+        every["refresh-rates"] = ("refresh_rates", settings.rates_refresh_seconds)
+    if settings.embedded_jobs:
+        every["prune-job-queue"] = ("prune_job_queue", 3600.0)
+    return {
+        name: {"task": TASK_PREFIX + task, "schedule": timedelta(seconds=seconds)}
+        for name, (task, seconds) in every.items()
+    }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -45,34 +65,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "enable_utc": True,
-        "beat_schedule": {
-            "poll-tracking": {
-                "task": "livecommerce.poll_tracking",
-                "schedule": timedelta(seconds=settings.tracking_poll_seconds),
-            },
-            "expire-reservations": {
-                "task": "livecommerce.expire_reservations",
-                "schedule": timedelta(seconds=settings.reservation_sweep_seconds),
-            },
-            "reconcile-fulfilment": {
-                "task": "livecommerce.reconcile_fulfilment",
-                "schedule": timedelta(seconds=settings.reconcile_seconds),
-            },
-            "close-due-flash-sales": {
-                "task": "livecommerce.close_due_flash_sales",
-                "schedule": timedelta(seconds=settings.flash_sale_sweep_seconds),
-            },
-            "rollup-stream-stats": {
-                "task": "livecommerce.rollup_stream_stats",
-                "schedule": timedelta(seconds=settings.stats_rollup_seconds),
-            },
-        },
+        "beat_schedule": beat_schedule(settings),
     }
-    if settings.rates_sources:
-        config["beat_schedule"]["refresh-rates"] = {
-            "task": "livecommerce.refresh_rates",
-            "schedule": timedelta(seconds=settings.rates_refresh_seconds),
-        }
     if settings.embedded_jobs:
         from workers.embedded import Transport
 
@@ -80,10 +74,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The SQLite queue has no broadcast: no remote control, gossip or mingle between
         # workers (there is one worker in the embedded mode anyway).
         config["worker_enable_remote_control"] = False
-        config["beat_schedule"]["prune-job-queue"] = {
-            "task": "livecommerce.prune_job_queue",
-            "schedule": timedelta(hours=1),
-        }
     elif settings.resolved_broker_url.startswith(("redis://", "rediss://")):
         timeout = settings.task_visibility_timeout
         config["broker_transport_options"] = {

@@ -443,18 +443,21 @@ async def book_shipment(
             return await session.get(Shipment, shipment_id)  # booked or withdrawn meanwhile
         order = await session.get(Order, shipment.order_id)
         assert order is not None
-        if order.status not in BOOKABLE:
-            await carrier.cancel(booking.tracking_number, booking.data)
-            return shipment
-        shipment.carrier = carrier.name
-        shipment.tracking_number = booking.tracking_number
-        shipment.carrier_data = booking.data
-        shipment.booked_at = booking.booked_at
-        shipment.status = ShipmentStatus.BOOKED
-        shipment.updated_at = utcnow()
-        await _notify_shipment(session, order, shipment)
-        await session.flush()
-        return shipment
+        withdrawn = order.status not in BOOKABLE
+        if not withdrawn:
+            shipment.carrier = carrier.name
+            shipment.tracking_number = booking.tracking_number
+            shipment.carrier_data = booking.data
+            shipment.booked_at = booking.booked_at
+            shipment.status = ShipmentStatus.BOOKED
+            shipment.updated_at = utcnow()
+            await _notify_shipment(session, order, shipment)
+            await session.flush()
+    if withdrawn:
+        # The order was cancelled while the carrier answered: undo the booking, like the
+        # booking itself outside any transaction.
+        await carrier.cancel(booking.tracking_number, booking.data)
+    return shipment
 
 
 async def ingest_events(
