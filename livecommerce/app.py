@@ -28,9 +28,12 @@ from livecommerce.errors import (
     field_message,
     megabytes,
 )
+from livecommerce.flashsales.admission import Admission
+from livecommerce.flashsales.gate import Gate, MemoryGate, RedisGate
 from livecommerce.fulfillment.routes import router as fulfillment_router
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
+from livecommerce.inventory.service import STOCK_LISTENERS
 from livecommerce.logistics.network import load_network
 from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
@@ -179,6 +182,18 @@ def make_realtime(settings: Settings) -> tuple[Broker, Presence]:
     return RedisBroker(settings.redis_url), RedisPresence(settings.redis_url)
 
 
+def make_gate(settings: Settings) -> Gate:
+    """Flash-sale admission: in process, or in Redis (shared by every API process)."""
+    if not settings.redis_url:
+        return MemoryGate()
+    return RedisGate(settings.redis_url)
+
+
+async def _restocked(app: FastAPI, product_ids: list[int]) -> None:
+    admission: Admission = app.state.admission
+    await admission.restocked(product_ids)
+
+
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     load_catalogs(settings.locales_dir)
@@ -194,7 +209,10 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                 await engine.dispose()
                 raise
         app.state.engine = engine
-        app.state.sessions = sessions = session_factory(engine)
+        # Stock that may have grown reaches this process's admission gate after commit.
+        app.state.sessions = sessions = session_factory(
+            engine, info={STOCK_LISTENERS: [partial(_restocked, app)]}
+        )
         broker, presence = make_realtime(settings)
         hub = Hub(
             broker=broker,
@@ -203,6 +221,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             flush_stats=partial(streams_service.record_room_stats, sessions),
         )
         app.state.broker = broker
+        gate = make_gate(settings)
+        app.state.admission = Admission(gate)
         app.state.hub = hub
         sandbox = SandboxProvider(
             database_url=storage_url(settings.resolved_database_url, settings.data_dir),
@@ -223,6 +243,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             jobs.configure(None)
             await feed.close()
             await hub.close()
+            await gate.close()
             await sandbox.close()
             await engine.dispose()
 

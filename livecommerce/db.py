@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -65,8 +66,11 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def session_factory(
+    engine: AsyncEngine, *, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of ``engine``; ``info`` is copied into every session's ``info``."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
 
 
 def after_commit(session: AsyncSession, effect: AfterCommit) -> None:
@@ -78,11 +82,28 @@ def after_commit(session: AsyncSession, effect: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(effect)
 
 
+def on_rollback(session: AsyncSession, effect: AfterCommit) -> None:
+    """Queue ``effect`` to run if the session's transaction rolls back instead of committing
+    (to undo what was done outside the database for it, such as units an admission gate
+    handed out). Dropped once the transaction commits."""
+    session.info.setdefault("on_rollback", []).append(effect)
+
+
 async def commit_and_run_effects(session: AsyncSession) -> None:
     await session.commit()
+    session.info.pop("on_rollback", None)
     effects: list[AfterCommit] = session.info.pop("after_commit", [])
     for effect in effects:
         await effect()
+
+
+async def run_rollback_effects(session: AsyncSession) -> None:
+    effects: list[AfterCommit] = session.info.pop("on_rollback", [])
+    for effect in effects:
+        try:
+            await effect()
+        except Exception:
+            logging.getLogger(__name__).exception("a rollback effect failed")
 
 
 @asynccontextmanager
@@ -102,7 +123,10 @@ async def session_scope(
             await commit_and_run_effects(session)
         except BaseException:
             session.info.pop("after_commit", None)
-            await session.rollback()
+            try:
+                await session.rollback()
+            finally:
+                await run_rollback_effects(session)
             raise
 
 

@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from livecommerce.app import create_app
 from livecommerce.config import Settings
+from livecommerce.flashsales.admission import Admission
+from livecommerce.flashsales.gate import MemoryGate
 from livecommerce.rooms.broker import MemoryBroker
 from tests.fixtures.database import TestDatabase, open_database, require_postgres
 
@@ -58,4 +60,7 @@ async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.As
     await app.state.hub.flush_pending()
     if isinstance(app.state.broker, MemoryBroker):
         await app.state.broker.close()
+    # Nor may its admission gate (sale and product ids restart too).
+    await app.state.admission.gate.close()
+    app.state.admission = Admission(MemoryGate())
     await database.reset()

@@ -15,6 +15,7 @@ from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from livecommerce.db import session_scope
+from livecommerce.flashsales import service as flashsales
 from livecommerce.fulfillment import service as fulfillment
 from livecommerce.fulfillment.carriers import CarrierUnavailable
 from livecommerce.orders import service as orders
@@ -23,7 +24,6 @@ from livecommerce.rates import sources
 from livecommerce.rates.service import load_rate_book
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams import rollup
-from livecommerce.streams import service as streams
 from workers import embedded
 from workers.runtime import Runtime, runtime, shutdown
 from workers.worker import celery_app
@@ -156,13 +156,14 @@ def close_due_flash_sales() -> int:
         if rooms is None:
             return 0  # in-process rooms: only the API process's own timer can reach them
         async with session_scope(rt.sessions, read_only=True) as session:
-            due = await streams.due_flash_sales(session=session)
+            due = await flashsales.due(session=session)
         announced = 0
         for sale_id in due:
             async with session_scope(rt.sessions) as session:
                 book = await load_rate_book(session)
-                if await streams.close_flash_sale_if_due(
-                    session=session, broker=rooms, sale_id=sale_id, book=book
+                # The sale's admission gate expires on its own shortly after its end.
+                if await flashsales.close_if_due(
+                    session=session, broker=rooms, admission=None, sale_id=sale_id, book=book
                 ):
                     announced += 1
         return announced

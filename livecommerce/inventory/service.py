@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from livecommerce.db import asyncpg_connection, dialect_insert, is_postgres
+from livecommerce.db import after_commit, asyncpg_connection, dialect_insert, is_postgres
 from livecommerce.errors import NotFound, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.inventory.models import Stock, Warehouse
 from livecommerce.sqltypes import utcnow
 
 MAX_QUANTITY = 1_000_000_000
+
+# Sessions may carry listeners (``session.info[STOCK_LISTENERS]``, set by the app's session
+# factory) that hear, after commit, which products may have gained stock: a restock, a
+# cancelled order. The flash-sale admission gate uses it to forget "sold out" at once.
+STOCK_LISTENERS = "stock_listeners"
+StockListener = Callable[[list[int]], Awaitable[None]]
+
+
+def _may_have_grown(session: AsyncSession, product_ids: Iterable[int]) -> None:
+    listeners: list[StockListener] = session.info.get(STOCK_LISTENERS, [])
+    if not listeners:
+        return
+    ids = sorted(set(product_ids))
+    for listener in listeners:
+        after_commit(session, partial(listener, ids))
+
 
 _PG_STOCK_UPSERT = """
 INSERT INTO stock (product_id, warehouse_code, quantity, updated_at)
@@ -63,6 +80,7 @@ async def set_stock_levels(
         rows.append({"product_id": pid, "warehouse_code": code, "quantity": qty, "updated_at": now})
     if not rows:
         return
+    _may_have_grown(session, (int(str(r["product_id"])) for r in rows))
     if is_postgres(session):
         # One prepared statement over three arrays: a 2,000-level batch is one round trip
         # instead of an executemany of 2,000 upserts (3-4x faster in a CSV import).
@@ -155,6 +173,7 @@ async def give_back(*, session: AsyncSession, parts: Iterable[tuple[int, str, in
         {"product_id": pid, "warehouse_code": code, "quantity": qty, "updated_at": now}
         for pid, code, qty in _lock_order(parts)
     ]
+    _may_have_grown(session, (int(str(r["product_id"])) for r in rows))
     for row in rows:
         stmt = dialect_insert(session, Stock.__table__)  # type: ignore[attr-defined]
         stmt = stmt.values(**row).on_conflict_do_update(

@@ -102,17 +102,6 @@ class OrderEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class FlashSaleClaim(SQLModel, table=True):
-    """How many units of a flash sale one buyer holds, for the per-customer limit."""
-
-    __tablename__ = "flash_sale_claims"
-    __table_args__ = (CheckConstraint("quantity >= 0", name="ck_flash_sale_claims_nonneg"),)
-
-    flash_sale_id: int = Field(foreign_key="flash_sales.id", primary_key=True, ondelete="CASCADE")
-    buyer_id: int = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
-    quantity: int = Field(default=0)
-
-
 class IdempotencyRecord(SQLModel, table=True):
     """The first response to a keyed request, stored in the same transaction as its effect."""
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from livecommerce.config import Settings
+from livecommerce.db import run_rollback_effects
 from livecommerce.deps import (
     ContextDep,
     CurrentUser,
@@ -223,6 +224,14 @@ async def create_order(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     assert user.id is not None
+    admission = request.app.state.admission
+    await service.admit(
+        session=session,
+        admission=admission,
+        data=body,
+        buyer_id=user.id,
+        keyed=idempotency_key is not None,
+    )
     if idempotency_key is not None:
         replay = await idempotency.begin(
             session,
@@ -232,6 +241,7 @@ async def create_order(
             body=body.model_dump(mode="json"),
         )
         if replay is not None:
+            await run_rollback_effects(session)  # a replay takes nothing: units back to the gate
             return JSONResponse(
                 replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
             )
@@ -244,6 +254,7 @@ async def create_order(
         locale=ctx.locale,
         reservation=timedelta(minutes=settings.reservation_minutes),
         announcer=request.app.state.hub,
+        admission=admission,
     )
     assert order.id is not None
     rendered = render_order(order, events, ctx.locale)

@@ -26,8 +26,12 @@ from livecommerce import jobs
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.catalog.models import Product
-from livecommerce.db import after_commit, dialect_insert, is_postgres, session_scope
+from livecommerce.db import after_commit, is_postgres, session_scope
 from livecommerce.errors import Conflict, NotFound, ValidationFailed
+from livecommerce.flashsales import service as flashsales
+from livecommerce.flashsales.admission import Admission
+from livecommerce.flashsales.models import FlashSale
+from livecommerce.flashsales.service import FlashSaleNotFound
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
 from livecommerce.inventory import service as inventory
@@ -35,7 +39,6 @@ from livecommerce.logistics.allocation import Shortage
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.orders import states
 from livecommerce.orders.models import (
-    FlashSaleClaim,
     Order,
     OrderEvent,
     OrderLine,
@@ -46,9 +49,9 @@ from livecommerce.orders.quotes import BasketLine, Quote, build_quote
 from livecommerce.orders.schemas import OrderIn, QuoteIn
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms import render
+from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
-from livecommerce.streams.models import FlashSale, Stream
-from livecommerce.streams.service import flash_sale_card, room_of
+from livecommerce.streams.models import Stream
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -78,29 +81,9 @@ class NotThisStream(ValidationFailed):
     message = N_("These products are not sold in this stream.")
 
 
-class FlashSaleNotFound(NotFound):
-    code = "flash_sale_not_found"
-    message = N_("This flash sale does not exist.")
-
-
 class FlashSaleNotInBasket(ValidationFailed):
     code = "flash_sale_product_missing"
     message = N_("The basket does not contain the flash sale's product.")
-
-
-class FlashSaleEnded(Conflict):
-    code = "flash_sale_ended"
-    message = N_("This flash sale has ended.")
-
-
-class FlashSaleSoldOut(Conflict):
-    code = "flash_sale_sold_out"
-    message = N_("The flash sale is sold out.")
-
-
-class LimitExceeded(Conflict):
-    code = "limit_exceeded"
-    message = N_("You can buy at most %(limit)s of this item in the flash sale.")
 
 
 class OutOfStock(Conflict):
@@ -186,7 +169,7 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
     for item in data.items:
         product = products[item.product_id]
         on_sale = sale is not None and sale.product_id == item.product_id
-        if on_sale and sale is not None and _sale_open(sale, now):
+        if on_sale and sale is not None and flashsales.is_open(sale, now):
             price = Money.from_minor(sale.price_minor, sale.price_currency)
             sale_id: int | None = sale.id
         else:
@@ -203,10 +186,6 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
             )
         )
     return Basket(merchant_id, products, lines, sale, stream)
-
-
-def _sale_open(sale: FlashSale, now: datetime) -> bool:
-    return sale.cancelled_at is None and sale.starts_at <= now < sale.ends_at
 
 
 def _month_start(now: datetime, destination: Destination) -> datetime:
@@ -311,48 +290,6 @@ async def quote(
 # --- Placing an order --------------------------------------------------------------------
 
 
-async def _claim_flash_sale(
-    session: AsyncSession, sale: FlashSale, buyer_id: int, quantity: int, now: datetime
-) -> None:
-    """Count the units against the buyer's limit, then take them from the sale."""
-    assert sale.id is not None
-    limit = sale.per_customer_limit
-    if limit is not None and quantity > limit:
-        raise LimitExceeded(limit=limit, details={"limit": limit})
-    claims = FlashSaleClaim.__table__  # type: ignore[attr-defined]
-    stmt = dialect_insert(session, claims).values(
-        flash_sale_id=sale.id, buyer_id=buyer_id, quantity=quantity
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["flash_sale_id", "buyer_id"],
-        set_={"quantity": claims.c.quantity + stmt.excluded.quantity},
-        where=(claims.c.quantity + stmt.excluded.quantity <= limit) if limit else None,
-    ).returning(claims.c.quantity)
-    if (await session.execute(stmt)).first() is None:
-        raise LimitExceeded(limit=limit, details={"limit": limit})
-
-    result = await session.execute(
-        update(FlashSale)
-        .where(
-            col(FlashSale.id) == sale.id,
-            col(FlashSale.remaining) >= quantity,
-            col(FlashSale.cancelled_at).is_(None),
-            col(FlashSale.starts_at) <= now,
-            col(FlashSale.ends_at) > now,
-        )
-        .values(remaining=col(FlashSale.remaining) - quantity)
-        .returning(col(FlashSale.remaining))
-        .execution_options(synchronize_session=False)
-    )
-    remaining = result.scalar_one_or_none()
-    if remaining is None:
-        await session.refresh(sale)
-        if not _sale_open(sale, now):
-            raise FlashSaleEnded()
-        raise FlashSaleSoldOut(details={"remaining": sale.remaining})
-    set_committed_value(sale, "remaining", remaining)
-
-
 def _short_line(basket: Basket, stock: Mapping[int, Mapping[str, int]]) -> OutOfStock | None:
     """The 409 for the first line that all warehouses together cannot fill, if any."""
     for line in basket.lines:
@@ -410,6 +347,35 @@ async def _reserve_stock(
     )
 
 
+async def admit(
+    *,
+    session: AsyncSession,
+    admission: Admission | None,
+    data: OrderIn,
+    buyer_id: int,
+    keyed: bool,
+) -> None:
+    """Refuse, from the admission gate and before any database work, an order that cannot
+    win: a product out of stock everywhere moments ago, a flash sale with nothing left for
+    this buyer. ``keyed``: the request carries an Idempotency-Key (it may be a retry of an
+    order that already won, whose stored answer the database must give)."""
+    if admission is None or not admission.usable:
+        return
+    for item in data.items:
+        if await admission.product_sold_out(
+            product_id=item.product_id, buyer_id=buyer_id, keyed=keyed
+        ):
+            raise out_of_stock(item.product_id, item.quantity, 0)
+    if data.flash_sale_id is not None:
+        await admission.enter_sale(
+            session=session,
+            sale_id=data.flash_sale_id,
+            items=[(item.product_id, item.quantity) for item in data.items],
+            buyer_id=buyer_id,
+            keyed=keyed,
+        )
+
+
 async def place_order(
     *,
     session: AsyncSession,
@@ -420,6 +386,7 @@ async def place_order(
     locale: str,
     reservation: timedelta,
     announcer: OrderAnnouncer | None,
+    admission: Admission | None = None,
     now: datetime | None = None,
 ) -> tuple[Order, list[OrderEvent]]:
     """Reserve and record an order; returns it with the events of its opening moves."""
@@ -432,12 +399,17 @@ async def place_order(
     stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
     short = _short_line(basket, stock)
     if short is not None:
+        if admission is not None and short.details["available"] == 0:
+            # Gone everywhere: the next buyers of this product hear it from the gate.
+            await admission.mark_sold_out(short.details["product_id"])
         raise short
     if basket.sale is not None:
         if not any(line.flash_sale_id for line in basket.lines):
-            raise FlashSaleEnded()
+            raise flashsales.FlashSaleEnded()
         qty = next(line.quantity for line in basket.lines if line.flash_sale_id)
-        await _claim_flash_sale(session, basket.sale, buyer.id, qty, now)
+        await flashsales.claim(
+            session=session, sale=basket.sale, buyer_id=buyer.id, quantity=qty, now=now
+        )
     book = await load_rate_book(session)
     key = recipient_key(data.ship_to.phone, buyer.id)
     earlier = await earlier_imports(
@@ -508,6 +480,8 @@ async def place_order(
     await session.flush()
     if announcer is not None and basket.stream is not None:
         _announce(session, announcer, order, basket, landed, buyer, book)
+    if admission is not None:
+        after_commit(session, partial(admission.bought, sorted(basket.products), buyer.id))
     if order.status == OrderStatus.FULFILLING:  # cash on delivery: straight to the warehouse
         jobs.enqueue(session, "fulfil_order", order.id)
     return order, events
@@ -523,7 +497,7 @@ def _announce(
     book: RateBook,
 ) -> None:
     assert basket.stream is not None and basket.stream.id is not None
-    room = room_of(basket.stream.id)
+    room = stream_room(basket.stream.id)
     first = landed.lines[0]
     name = (buyer.display_name or "").split()[:1]
     city = dict(landed.destination.city.names)
@@ -557,7 +531,7 @@ async def _sale_update(
     announcer: OrderAnnouncer, room: str, sale: FlashSale, product: Product, book: RateBook
 ) -> None:
     assert sale.id is not None
-    announcer.announce_flash_sale(room, sale.id, flash_sale_card(sale, product, book))
+    announcer.announce_flash_sale(room, sale.id, flashsales.card(sale, product, book))
 
 
 # --- Reading -------------------------------------------------------------------------------
@@ -644,24 +618,8 @@ async def release(session: AsyncSession, order: Order) -> None:
         if line.flash_sale_id is not None:
             on_sale[line.flash_sale_id] = on_sale.get(line.flash_sale_id, 0) + line.quantity
     for sale_id, qty in sorted(on_sale.items()):
-        await session.execute(
-            update(FlashSaleClaim)
-            .where(
-                col(FlashSaleClaim.flash_sale_id) == sale_id,
-                col(FlashSaleClaim.buyer_id) == order.buyer_id,
-            )
-            .values(quantity=col(FlashSaleClaim.quantity) - qty)
-            .execution_options(synchronize_session=False)
-        )
-        # Back into the sale, so another buyer can have them; "sold" stays quantity - remaining.
-        await session.execute(
-            update(FlashSale)
-            .where(
-                col(FlashSale.id) == sale_id,
-                col(FlashSale.remaining) + qty <= col(FlashSale.quantity),
-            )
-            .values(remaining=col(FlashSale.remaining) + qty)
-            .execution_options(synchronize_session=False)
+        await flashsales.release(
+            session=session, sale_id=sale_id, buyer_id=order.buyer_id, quantity=qty
         )
     await inventory.give_back(
         session=session,

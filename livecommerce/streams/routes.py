@@ -8,9 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import TypeAdapter
 
+from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, session_scope
 from livecommerce.deps import ContextDep, CurrentUser, IdPath, OptionalPrincipal, SessionDep
 from livecommerce.errors import NotAuthenticated
+from livecommerce.flashsales import service as flashsales
+from livecommerce.flashsales.admission import Admission
 from livecommerce.i18n.money import Money
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms.broker import Broker
@@ -42,6 +45,11 @@ _sale = TypeAdapter(FlashSaleOut)
 def _broker(request: Request) -> Broker:
     broker: Broker = request.app.state.broker
     return broker
+
+
+def _admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 async def _out(
@@ -168,7 +176,9 @@ async def end_stream(
     stream_id: IdPath, user: CurrentUser, request: Request, session: SessionDep, ctx: ContextDep
 ) -> StreamOut:
     stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
-    await service.end_stream(session=session, broker=_broker(request), stream=stream)
+    await service.end_stream(
+        session=session, broker=_broker(request), stream=stream, admission=_admission(request)
+    )
     return await _out(request, session, ctx, stream, stats=False)
 
 
@@ -210,6 +220,7 @@ async def announce(
     "/streams/{stream_id}/flash-sales",
     status_code=status.HTTP_201_CREATED,
     response_model=FlashSaleOut,
+    responses={409: {"description": "flash_sale_active: a sale with units left is running"}},
 )
 async def start_flash_sale(
     stream_id: IdPath,
@@ -220,18 +231,62 @@ async def start_flash_sale(
     ctx: ContextDep,
 ) -> FlashSaleOut:
     stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
+    service.require_live(stream)
+    product = await service.product_of(session=session, stream=stream, product_id=body.product_id)
     book = await load_rate_book(session)
-    sale, product = await service.start_flash_sale(
-        session=session, broker=_broker(request), stream=stream, data=body, book=book
+    sale = await flashsales.start(
+        session=session,
+        broker=_broker(request),
+        admission=_admission(request),
+        stream_id=stream_id,
+        product=product,
+        price=body.price.to_money(),
+        quantity=body.quantity,
+        duration_s=body.duration_s,
+        per_customer_limit=body.per_customer_limit,
+        book=book,
     )
     assert sale.id is not None
     # The end timer starts once the sale is committed: a rolled-back sale has no timer.
-    end_timer = partial(_close_sale, request.app.state.sessions, _broker(request), sale.id)
+    end_timer = partial(
+        _close_sale, request.app.state.sessions, _broker(request), _admission(request), sale.id
+    )
     after_commit(
         session, partial(_start_timer, request.app.state.hub, body.duration_s + 0.05, end_timer)
     )
     return _sale.validate_python(
-        render(service.flash_sale_card(sale, product, book), ctx.locale, ctx.currency)
+        render(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
+    )
+
+
+@router.post(
+    "/streams/{stream_id}/flash-sales/{sale_id}/end",
+    response_model=FlashSaleOut,
+    responses={409: {"description": "flash_sale_ended: the sale is already over"}},
+)
+async def end_flash_sale(
+    stream_id: IdPath,
+    sale_id: IdPath,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+) -> FlashSaleOut:
+    """End a running sale early; the room hears ``flash_sale`` with status ``ended``."""
+    await service.require_driver(session=session, user=user, stream_id=stream_id)
+    book = await load_rate_book(session)
+    sale = await flashsales.end(
+        session=session,
+        broker=_broker(request),
+        admission=_admission(request),
+        stream_id=stream_id,
+        sale_id=sale_id,
+        book=book,
+    )
+    product = await session.get(Product, sale.product_id)
+    assert product is not None
+    return _sale.validate_python(
+        render(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
     )
 
 
@@ -239,10 +294,14 @@ async def _start_timer(hub: Hub, delay_s: float, job: Callable[[], Awaitable[Non
     hub.call_later(delay_s, job)
 
 
-async def _close_sale(sessions: Any, broker: Broker, sale_id: int) -> None:
+async def _close_sale(sessions: Any, broker: Broker, admission: Admission, sale_id: int) -> None:
     async with session_scope(sessions) as session:
-        await service.close_flash_sale_if_due(
-            session=session, broker=broker, sale_id=sale_id, book=await load_rate_book(session)
+        await flashsales.close_if_due(
+            session=session,
+            broker=broker,
+            admission=admission,
+            sale_id=sale_id,
+            book=await load_rate_book(session),
         )
 
 

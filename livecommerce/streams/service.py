@@ -1,4 +1,4 @@
-"""Stream lifecycle, pins, announcements, flash sales and moderation.
+"""Stream lifecycle, pins, announcements and moderation (flash sales: ``livecommerce.flashsales``).
 
 Every change a room must see is published as a room event *after* the transaction commits
 (``after_commit``), so a viewer never sees a pin or a sale that was rolled back.
@@ -7,9 +7,9 @@ Every change a room must see is published as a room event *after* the transactio
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,23 +17,27 @@ from sqlmodel import col, select
 
 from livecommerce.accounts import service as accounts
 from livecommerce.accounts.models import MerchantHost, Role, User
+from livecommerce.catalog.cards import product_card
 from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, dialect_insert, session_scope
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from livecommerce.flashsales import service as flashsales
 from livecommerce.i18n.messages import N_
-from livecommerce.i18n.money import Money
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms import render
 from livecommerce.rooms.broker import Broker
+from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams.models import (
-    FlashSale,
     Stream,
     StreamModeration,
     StreamStatus,
     StreamViewer,
 )
-from livecommerce.streams.schemas import FlashSaleIn, StreamCreate
+from livecommerce.streams.schemas import StreamCreate
+
+if TYPE_CHECKING:
+    from livecommerce.flashsales.admission import Admission
 
 PAGE_SIZE = 20
 log = logging.getLogger(__name__)
@@ -64,11 +68,6 @@ class MerchantRequired(ValidationFailed):
     message = N_("Name the merchant this stream is for (merchant_id).")
 
 
-class FlashSaleActive(Conflict):
-    code = "flash_sale_active"
-    message = N_("Another flash sale is still running in this stream.")
-
-
 class ProductNotInCatalog(NotFound):
     code = "product_not_found"
     message = N_("Product %(id)s does not exist.")
@@ -87,8 +86,7 @@ class CannotModerateDriver(Conflict):
 CONTROL_RELOAD = "_reload"  # internal signal between hubs, never sent to a client
 
 
-def room_of(stream_id: int) -> str:
-    return f"stream:{stream_id}"
+room_of = stream_room
 
 
 def _publish(session: AsyncSession, broker: Broker, stream_id: int, kind: str, data: Any) -> None:
@@ -141,58 +139,6 @@ async def list_streams(
     return list(rows), total
 
 
-def product_card(product: Product, book: RateBook) -> dict[str, Any]:
-    """A product as room events carry it: title in every language, price in every currency."""
-    return {
-        "id": product.id,
-        "sku": product.sku,
-        "title": render.text(product.title or {"en": product.sku}),
-        "price": render.money(Money.from_minor(product.price_minor, product.price_currency), book),
-        "image_url": product.image_urls[0] if product.image_urls else None,
-    }
-
-
-def flash_sale_status(sale: FlashSale, now: datetime | None = None) -> str:
-    now = now or utcnow()
-    if sale.cancelled_at is not None or now >= sale.ends_at:
-        return "ended"
-    if sale.remaining <= 0:
-        return "sold_out"
-    if now < sale.starts_at:
-        return "scheduled"
-    return "active"
-
-
-def flash_sale_card(sale: FlashSale, product: Product, book: RateBook) -> dict[str, Any]:
-    return {
-        "id": sale.id,
-        "status": flash_sale_status(sale),
-        "product": product_card(product, book),
-        "price": render.money(Money.from_minor(sale.price_minor, sale.price_currency), book),
-        "quantity": sale.quantity,
-        "remaining": sale.remaining,
-        "per_customer_limit": sale.per_customer_limit,
-        "starts_at": sale.starts_at.isoformat(),
-        "ends_at": sale.ends_at.isoformat(),
-    }
-
-
-async def current_flash_sale(*, session: AsyncSession, stream_id: int) -> FlashSale | None:
-    now = utcnow()
-    return (
-        await session.scalars(
-            select(FlashSale)
-            .where(
-                col(FlashSale.stream_id) == stream_id,
-                col(FlashSale.cancelled_at).is_(None),
-                col(FlashSale.ends_at) > now,
-            )
-            .order_by(col(FlashSale.id).desc())
-            .limit(1)
-        )
-    ).first()
-
-
 async def room_state(*, session: AsyncSession, stream: Stream, book: RateBook) -> dict[str, Any]:
     """What a viewer needs on arrival (language-neutral; rendered per viewer)."""
     assert stream.id is not None
@@ -203,11 +149,11 @@ async def room_state(*, session: AsyncSession, stream: Stream, book: RateBook) -
         if product is not None and product.deleted_at is None:
             pinned = product_card(product, book)
     sale_card = None
-    sale = await current_flash_sale(session=session, stream_id=stream.id)
+    sale = await flashsales.current(session=session, stream_id=stream.id)
     if sale is not None:
         product = await session.get(Product, sale.product_id)
         if product is not None:
-            sale_card = flash_sale_card(sale, product, book)
+            sale_card = flashsales.card(sale, product, book)
     return {
         "stream": {
             "id": stream.id,
@@ -307,33 +253,23 @@ async def start_stream(*, session: AsyncSession, broker: Broker, stream: Stream)
     return stream
 
 
-async def end_stream(*, session: AsyncSession, broker: Broker, stream: Stream) -> Stream:
+async def end_stream(
+    *, session: AsyncSession, broker: Broker, stream: Stream, admission: Admission | None = None
+) -> Stream:
     if stream.status == StreamStatus.ENDED:
         raise InvalidTransition(status=stream.status, target="ended")
-    now = utcnow()
     stream.status = StreamStatus.ENDED
-    stream.ended_at = now
+    stream.ended_at = utcnow()
     assert stream.id is not None
-    running = list(
-        await session.scalars(
-            select(FlashSale).where(
-                col(FlashSale.stream_id) == stream.id,
-                col(FlashSale.cancelled_at).is_(None),
-                col(FlashSale.ends_at) > now,
-            )
-        )
-    )
-    for sale in running:
-        sale.cancelled_at = now
     await session.flush()
-    if running:
-        book = await load_rate_book(session)
-        for sale in running:
-            product = await session.get(Product, sale.product_id)
-            if product is not None:  # viewers see the sale end with the stream
-                _publish(
-                    session, broker, stream.id, "flash_sale", flash_sale_card(sale, product, book)
-                )
+    # Viewers see the running sale end with the stream.
+    await flashsales.end_all(
+        session=session,
+        broker=broker,
+        admission=admission,
+        stream_id=stream.id,
+        book=await load_rate_book(session),
+    )
     _publish(
         session,
         broker,
@@ -344,12 +280,12 @@ async def end_stream(*, session: AsyncSession, broker: Broker, stream: Stream) -
     return stream
 
 
-def _require_live(stream: Stream) -> None:
+def require_live(stream: Stream) -> None:
     if stream.status != StreamStatus.LIVE:
         raise StreamNotLive()
 
 
-async def _product_of(session: AsyncSession, stream: Stream, product_id: int) -> Product:
+async def product_of(*, session: AsyncSession, stream: Stream, product_id: int) -> Product:
     product = await session.get(Product, product_id)
     if (
         product is None
@@ -368,9 +304,13 @@ async def pin_product(
     product_id: int | None,
     book: RateBook,
 ) -> Product | None:
-    _require_live(stream)
+    require_live(stream)
     assert stream.id is not None
-    product = await _product_of(session, stream, product_id) if product_id else None
+    product = (
+        await product_of(session=session, stream=stream, product_id=product_id)
+        if product_id
+        else None
+    )
     stream.pinned_product_id = product.id if product else None
     await session.flush()
     _publish(
@@ -386,89 +326,9 @@ async def pin_product(
 async def announce(
     *, session: AsyncSession, broker: Broker, stream: Stream, text: dict[str, str]
 ) -> None:
-    _require_live(stream)
+    require_live(stream)
     assert stream.id is not None
     _publish(session, broker, stream.id, "announcement", {"text": render.text(text)})
-
-
-async def start_flash_sale(
-    *, session: AsyncSession, broker: Broker, stream: Stream, data: FlashSaleIn, book: RateBook
-) -> tuple[FlashSale, Product]:
-    _require_live(stream)
-    assert stream.id is not None
-    product = await _product_of(session, stream, data.product_id)
-    if await current_flash_sale(session=session, stream_id=stream.id) is not None:
-        raise FlashSaleActive()
-    price = data.price.to_money()
-    now = utcnow()
-    sale = FlashSale(
-        stream_id=stream.id,
-        product_id=data.product_id,
-        price_minor=price.to_minor(),
-        price_currency=price.currency,
-        quantity=data.quantity,
-        remaining=data.quantity,
-        per_customer_limit=data.per_customer_limit,
-        starts_at=now,
-        ends_at=now + timedelta(seconds=data.duration_s),
-    )
-    session.add(sale)
-    await session.flush()
-    _publish(session, broker, stream.id, "flash_sale", flash_sale_card(sale, product, book))
-    return sale, product
-
-
-async def due_flash_sales(
-    *, session: AsyncSession, now: datetime | None = None, limit: int = 100
-) -> list[int]:
-    """Sales whose end is due and not yet announced (ended within the last hour: older ones
-    are long over for every viewer, who also counts down to ``ends_at``)."""
-    now = now or utcnow()
-    rows = await session.scalars(
-        select(col(FlashSale.id))
-        .where(
-            col(FlashSale.end_announced_at).is_(None),
-            col(FlashSale.cancelled_at).is_(None),
-            col(FlashSale.ends_at) <= now,
-            col(FlashSale.ends_at) > now - timedelta(hours=1),
-        )
-        .order_by(col(FlashSale.ends_at))
-        .limit(limit)
-    )
-    return [i for i in rows if i is not None]
-
-
-async def close_flash_sale_if_due(
-    *, session: AsyncSession, broker: Broker, sale_id: int, book: RateBook
-) -> bool:
-    """Announce the end of a sale whose time is up, once.
-
-    Two timers watch every sale: one in the API process that started it (immediate, and
-    the only one that reaches in-process rooms) and the workers' periodic sweep of due
-    sales (``due_flash_sales``; it survives that process). Whichever claims the sale first
-    announces; the other finds it claimed. The sale's state lives in the database (clients
-    also count down to ``ends_at``), so even a lost announcement never loses the end itself.
-    """
-    now = utcnow()
-    claimed = await session.execute(
-        update(FlashSale)
-        .where(
-            col(FlashSale.id) == sale_id,
-            col(FlashSale.end_announced_at).is_(None),
-            col(FlashSale.cancelled_at).is_(None),
-            col(FlashSale.ends_at) <= now,
-        )
-        .values(end_announced_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    sale = await session.get(FlashSale, sale_id)
-    product = await session.get(Product, sale.product_id) if sale is not None else None
-    if sale is None or product is None:
-        return False
-    _publish(session, broker, sale.stream_id, "flash_sale", flash_sale_card(sale, product, book))
-    return True
 
 
 # --- Moderation -------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from livecommerce.accounts.models import User
 from livecommerce.accounts.service import issue_user_token
 from livecommerce.db import session_scope
+from livecommerce.flashsales.models import FlashSale
 from livecommerce.orders.models import OrderLine
-from livecommerce.streams.models import FlashSale
 from tests.orders.shop import merchant, order, stocked_product
 from tests.orders.test_orders_api import flash_sale, levels, live_stream
 

@@ -11,12 +11,13 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from livecommerce.db import session_scope
+from livecommerce.flashsales import service as flashsales
+from livecommerce.flashsales.models import FlashSale
 from livecommerce.rates.service import load_rate_book
 from livecommerce.rooms.broker import MemoryBroker
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams import rollup
 from livecommerce.streams import service as streams
-from livecommerce.streams.models import FlashSale
 from tests.fixtures.factories import account
 from tests.orders.shop import ALMATY, TASHKENT, merchant, order, stocked_product
 from tests.orders.test_orders_api import flash_sale, live_stream
@@ -87,9 +88,10 @@ async def test_a_flash_sale_end_is_announced_once_by_whichever_timer_is_first(
 
     async def close() -> bool:
         async with session_scope(app.state.sessions) as session:
-            return await streams.close_flash_sale_if_due(
+            return await flashsales.close_if_due(
                 session=session,
                 broker=broker,
+                admission=None,
                 sale_id=sale["id"],
                 book=await load_rate_book(session),
             )

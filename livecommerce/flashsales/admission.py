@@ -1,0 +1,223 @@
+"""The order path's use of the gate: refuse a loser before the database, admit the rest.
+
+``Admission`` is one per API process. It turns the gate's verdicts into the order path's
+answers (the same localized 409s the database path gives), gives admitted units back when
+the order does not commit, rebuilds the gate from the database when it is empty, checks a
+"sold out" against the database at most once a second per sale, and steps aside for a
+moment whenever the gate itself fails (Redis down): orders then go through the database
+alone, slower but with the same answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.db import on_rollback
+from livecommerce.flashsales import service
+from livecommerce.flashsales.gate import Breaker, Gate, Verdict
+from livecommerce.sqltypes import utcnow
+
+log = logging.getLogger(__name__)
+
+VERIFY_EVERY_S = 1.0  # a gate's "sold out" is checked against the database this often
+
+
+class Admission:
+    def __init__(self, gate: Gate | None) -> None:
+        self.gate = gate
+        self.breaker = Breaker()
+        self._verified: dict[int, float] = {}
+        self._products: dict[int, int] = {}  # sale -> its product (never changes)
+
+    def _remember(self, sale_id: int, product_id: int) -> int:
+        if len(self._products) > 10_000:
+            self._products.clear()
+        self._products[sale_id] = product_id
+        return product_id
+
+    def _failed(self, what: str) -> None:
+        if not self.breaker.open:
+            log.warning("admission gate unavailable (%s); orders go to the database", what)
+        self.breaker.trip()
+
+    @property
+    def usable(self) -> bool:
+        return self.gate is not None and not self.breaker.open
+
+    async def enter_sale(
+        self,
+        *,
+        session: AsyncSession,
+        sale_id: int,
+        items: list[tuple[int, int]],
+        buyer_id: int,
+        keyed: bool,
+    ) -> None:
+        """Raise the sale's 409 when this request cannot win; otherwise let it go on to the
+        database, with the units it took from the gate given back if it does not commit.
+
+        ``items`` are the basket's (product id, quantity); the sale's product decides how
+        many units this request asks of the sale.
+        """
+        gate = self.gate
+        if gate is None or self.breaker.open:
+            return
+        product_id = self._products.get(sale_id)
+        if product_id is None:
+            sale, _ = await service.snapshot(session=session, sale_id=sale_id)
+            if sale is None:
+                return  # the database answers flash_sale_not_found
+            product_id = self._remember(sale_id, sale.product_id)
+        quantity = sum(q for p, q in items if p == product_id)
+        if quantity <= 0:
+            return  # not in the basket: the database answers flash_sale_product_missing
+        try:
+            verdict, limit = await gate.admit(sale_id, buyer_id, quantity, keyed)
+            if verdict is Verdict.UNKNOWN:
+                if not await self._rebuild(session, gate, sale_id, replace=False):
+                    return  # not running: the database gives the precise answer
+                verdict, limit = await gate.admit(sale_id, buyer_id, quantity, keyed)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
+            return
+        if verdict is Verdict.ADMIT:
+            on_rollback(session, partial(self._give_back, sale_id, buyer_id, quantity))
+            return
+        if verdict in (Verdict.PASS, Verdict.UNKNOWN):
+            return
+        if verdict is Verdict.SOLD_OUT:
+            if await self._gate_was_wrong(session, gate, sale_id):
+                return  # the database still has units: it decides this one
+            raise service.sold_out()
+        assert limit is not None
+        if await self._limit_was_wrong(session, gate, sale_id, buyer_id, quantity, limit):
+            return
+        raise service.limit_exceeded(limit)
+
+    async def _give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
+        if self.gate is None:
+            return
+        try:
+            await self.gate.give_back(sale_id, buyer_id, quantity)
+        except Exception as exc:  # corrected by the next verification against the database
+            self._failed(type(exc).__name__)
+
+    async def released(self, sale_id: int, buyer_id: int, quantity: int) -> None:
+        """Units of a committed order came back to the sale (cancelled, refunded, expired)."""
+        await self._give_back(sale_id, buyer_id, quantity)
+
+    async def _rebuild(
+        self, session: AsyncSession, gate: Gate, sale_id: int, *, replace: bool
+    ) -> bool:
+        sale, claims = await service.snapshot(session=session, sale_id=sale_id)
+        if sale is None or not service.is_open(sale, utcnow()):
+            return False
+        self._remember(sale_id, sale.product_id)
+        await gate.load_sale(
+            sale_id, sale.remaining, claims, sale.per_customer_limit, sale.ends_at, replace=replace
+        )
+        return True
+
+    async def _gate_was_wrong(self, session: AsyncSession, gate: Gate, sale_id: int) -> bool:
+        """At most once a second per sale: does the database still have units the gate has
+        given away? Then the gate lost give-backs (a process died mid-order): rebuild it."""
+        now = time.monotonic()
+        if now - self._verified.get(sale_id, 0.0) < VERIFY_EVERY_S:
+            return False
+        self._verified[sale_id] = now
+        if len(self._verified) > 10_000:
+            self._verified = {s: t for s, t in self._verified.items() if now - t < 60}
+        sale, _ = await service.snapshot(session=session, sale_id=sale_id)
+        if sale is None or sale.remaining <= 0 or not service.is_open(sale, utcnow()):
+            return False
+        log.info("flash sale %s: gate said sold out with %s left; rebuilt", sale_id, sale.remaining)
+        try:
+            await self._rebuild(session, gate, sale_id, replace=True)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
+        return True
+
+    async def _limit_was_wrong(
+        self,
+        session: AsyncSession,
+        gate: Gate,
+        sale_id: int,
+        buyer_id: int,
+        quantity: int,
+        limit: int,
+    ) -> bool:
+        """A buyer over the limit is one buyer, not the rush: ask the database every time.
+        The gate can count too many when an order gave its units back without it (a card
+        order whose hold expired, a cancellation in another process)."""
+        held = await service.claimed(session=session, sale_id=sale_id, buyer_id=buyer_id)
+        if held + quantity > limit:
+            return False
+        try:
+            await self._rebuild(session, gate, sale_id, replace=True)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
+        return True
+
+    async def product_sold_out(self, *, product_id: int, buyer_id: int, keyed: bool) -> bool:
+        """True when the product was out of stock everywhere moments ago."""
+        gate = self.gate
+        if gate is None or self.breaker.open:
+            return False
+        try:
+            return await gate.sold_out(product_id, buyer_id, keyed)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
+            return False
+
+    async def mark_sold_out(self, product_id: int) -> None:
+        if self.gate is None or self.breaker.open:
+            return
+        try:
+            await self.gate.mark_sold_out(product_id)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
+
+    async def restocked(self, product_ids: list[int]) -> None:
+        """After commit: these products may have stock again."""
+        if self.gate is None:
+            return
+        try:
+            await self.gate.restocked(product_ids)
+        except Exception as exc:  # the marker's own short life ends it
+            self._failed(type(exc).__name__)
+
+    async def bought(self, product_ids: list[int], buyer_id: int) -> None:
+        """After commit: these products' keyed retries by this buyer may be replays."""
+        if self.gate is None or self.breaker.open:
+            return
+        try:
+            for product_id in product_ids:
+                await self.gate.note_buyer(product_id, buyer_id)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
+
+    async def opened(
+        self, sale_id: int, product_id: int, quantity: int, limit: int | None, ends_at: datetime
+    ) -> None:
+        """After commit: a new sale's gate, full."""
+        if self.gate is None:
+            return
+        self._remember(sale_id, product_id)
+        try:
+            await self.gate.load_sale(sale_id, quantity, {}, limit, ends_at, replace=True)
+        except Exception as exc:  # rebuilt from the database by the first order
+            self._failed(type(exc).__name__)
+
+    async def ended(self, sale_id: int) -> None:
+        """After commit: the sale is over; its gate goes (late orders meet the database)."""
+        if self.gate is None:
+            return
+        try:
+            await self.gate.forget_sale(sale_id)
+        except Exception as exc:  # the gate's own expiry removes it
+            self._failed(type(exc).__name__)
