@@ -76,28 +76,31 @@ class Admission:
         quantity = sum(q for p, q in items if p == product_id)
         if quantity <= 0:
             return  # not in the basket: the database answers flash_sale_product_missing
-        try:
-            verdict, limit = await gate.admit(sale_id, buyer_id, quantity, keyed)
-            if verdict is Verdict.UNKNOWN:
-                if not await self._rebuild(session, gate, sale_id, replace=False):
-                    return  # not running: the database gives the precise answer
+        for attempt in range(2):
+            try:
                 verdict, limit = await gate.admit(sale_id, buyer_id, quantity, keyed)
-        except Exception as exc:
-            self._failed(type(exc).__name__)
-            return
-        if verdict is Verdict.ADMIT:
-            on_rollback(session, partial(self._give_back, sale_id, buyer_id, quantity))
-            return
-        if verdict in (Verdict.PASS, Verdict.UNKNOWN):
-            return
-        if verdict is Verdict.SOLD_OUT:
-            if await self._gate_was_wrong(session, gate, sale_id):
-                return  # the database still has units: it decides this one
-            raise service.sold_out()
-        assert limit is not None
-        if await self._limit_was_wrong(session, gate, sale_id, buyer_id, quantity, limit):
-            return
-        raise service.limit_exceeded(limit)
+                if verdict is Verdict.UNKNOWN:
+                    if not await self._rebuild(session, gate, sale_id, replace=False):
+                        return  # not running: the database gives the precise answer
+                    verdict, limit = await gate.admit(sale_id, buyer_id, quantity, keyed)
+            except Exception as exc:
+                self._failed(type(exc).__name__)
+                return
+            if verdict is Verdict.ADMIT:
+                on_rollback(session, partial(self._give_back, sale_id, buyer_id, quantity))
+                return
+            if verdict in (Verdict.PASS, Verdict.UNKNOWN):
+                return
+            # A refusal the database contradicts rebuilds the gate; then ask it once more.
+            if verdict is Verdict.SOLD_OUT:
+                if attempt or not await self._gate_was_wrong(session, gate, sale_id):
+                    raise service.sold_out()
+                continue
+            assert limit is not None
+            if attempt or not await self._limit_was_wrong(
+                session, gate, sale_id, buyer_id, quantity, limit
+            ):
+                raise service.limit_exceeded(limit)
 
     async def _give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         if self.gate is None:
@@ -136,11 +139,7 @@ class Admission:
         if sale is None or sale.remaining <= 0 or not service.is_open(sale, utcnow()):
             return False
         log.info("flash sale %s: gate said sold out with %s left; rebuilt", sale_id, sale.remaining)
-        try:
-            await self._rebuild(session, gate, sale_id, replace=True)
-        except Exception as exc:
-            self._failed(type(exc).__name__)
-        return True
+        return await self._rebuild_or_step_aside(session, gate, sale_id)
 
     async def _limit_was_wrong(
         self,
@@ -157,11 +156,14 @@ class Admission:
         held = await service.claimed(session=session, sale_id=sale_id, buyer_id=buyer_id)
         if held + quantity > limit:
             return False
+        return await self._rebuild_or_step_aside(session, gate, sale_id)
+
+    async def _rebuild_or_step_aside(self, session: AsyncSession, gate: Gate, sale_id: int) -> bool:
         try:
-            await self._rebuild(session, gate, sale_id, replace=True)
-        except Exception as exc:
+            return await self._rebuild(session, gate, sale_id, replace=True)
+        except Exception as exc:  # the next admit fails too and the database decides
             self._failed(type(exc).__name__)
-        return True
+            return True
 
     async def product_sold_out(self, *, product_id: int, buyer_id: int, keyed: bool) -> bool:
         """True when the product was out of stock everywhere moments ago."""

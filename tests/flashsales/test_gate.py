@@ -1,0 +1,101 @@
+"""One contract for both admission gates: in process and in Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from livecommerce.flashsales.gate import Gate, MemoryGate, RedisGate, Verdict
+from livecommerce.sqltypes import utcnow
+from tests.fixtures.redis import prepare_redis
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def gate(request: pytest.FixtureRequest) -> AsyncIterator[Gate]:
+    if request.param == "memory":
+        made: Gate = MemoryGate()
+    else:
+        made = RedisGate(await prepare_redis(), prefix=f"test:{uuid.uuid4().hex}:")
+    yield made
+    await made.close()
+
+
+def soon() -> object:
+    return utcnow() + timedelta(minutes=10)
+
+
+async def test_unknown_sale_is_unknown(gate: Gate) -> None:
+    """A sale the gate was never told of is UNKNOWN (the caller rebuilds it)."""
+    assert (await gate.admit(7, 1, 1, False))[0] is Verdict.UNKNOWN
+
+
+async def test_admits_until_sold_out(gate: Gate) -> None:
+    """Units are handed out one request at a time until none are left."""
+    await gate.load_sale(1, 3, {}, None, soon())  # type: ignore[arg-type]
+    verdicts = [(await gate.admit(1, buyer, 1, False))[0] for buyer in range(5)]
+    assert verdicts == [Verdict.ADMIT] * 3 + [Verdict.SOLD_OUT] * 2
+
+
+async def test_per_customer_limit(gate: Gate) -> None:
+    """A buyer gets at most the limit, counted over requests, and hears the limit."""
+    await gate.load_sale(1, 10, {}, 2, soon())  # type: ignore[arg-type]
+    assert (await gate.admit(1, 5, 2, False)) == (Verdict.ADMIT, 2)
+    assert (await gate.admit(1, 5, 1, False)) == (Verdict.LIMIT, 2)
+    assert (await gate.admit(1, 6, 3, False)) == (Verdict.LIMIT, 2)
+    assert (await gate.admit(1, 6, 2, False))[0] is Verdict.ADMIT
+
+
+async def test_give_back_reopens_units_and_the_limit(gate: Gate) -> None:
+    """Units given back can be won again, by the same buyer too."""
+    await gate.load_sale(1, 1, {}, 1, soon())  # type: ignore[arg-type]
+    assert (await gate.admit(1, 5, 1, False))[0] is Verdict.ADMIT
+    assert (await gate.admit(1, 6, 1, False))[0] is Verdict.SOLD_OUT
+    await gate.give_back(1, 5, 1)
+    assert (await gate.admit(1, 5, 1, False))[0] is Verdict.ADMIT
+
+
+async def test_a_keyed_holder_passes_to_the_database(gate: Gate) -> None:
+    """A refused buyer who holds units and sends a key may be retrying: PASS, not a 409."""
+    await gate.load_sale(1, 1, {}, 1, soon())  # type: ignore[arg-type]
+    assert (await gate.admit(1, 5, 1, True))[0] is Verdict.ADMIT
+    assert (await gate.admit(1, 5, 1, True))[0] is Verdict.PASS
+    assert (await gate.admit(1, 5, 1, False))[0] is Verdict.LIMIT
+    assert (await gate.admit(1, 6, 1, True))[0] is Verdict.SOLD_OUT
+
+
+async def test_load_keeps_a_live_gate_unless_replaced(gate: Gate) -> None:
+    """Loading twice does not refill a running gate; a replace does, claims included."""
+    await gate.load_sale(1, 2, {}, 1, soon())  # type: ignore[arg-type]
+    assert (await gate.admit(1, 5, 1, False))[0] is Verdict.ADMIT
+    await gate.load_sale(1, 2, {}, 1, soon())  # type: ignore[arg-type]
+    assert (await gate.admit(1, 6, 1, False))[0] is Verdict.ADMIT
+    assert (await gate.admit(1, 7, 1, False))[0] is Verdict.SOLD_OUT
+    await gate.load_sale(1, 5, {5: 1}, 1, soon(), replace=True)  # type: ignore[arg-type]
+    assert (await gate.admit(1, 5, 1, False))[0] is Verdict.LIMIT
+    assert (await gate.admit(1, 7, 1, False))[0] is Verdict.ADMIT
+
+
+async def test_forgotten_sale_is_unknown_and_ignores_give_backs(gate: Gate) -> None:
+    """After forget_sale the gate holds nothing, and a late give-back creates nothing."""
+    await gate.load_sale(1, 2, {}, None, soon())  # type: ignore[arg-type]
+    await gate.forget_sale(1)
+    await gate.give_back(1, 5, 1)
+    assert (await gate.admit(1, 5, 1, False))[0] is Verdict.UNKNOWN
+
+
+async def test_sold_out_marker_until_restocked(gate: Gate) -> None:
+    """A product marked sold out is refused, except a keyed retry by one of its buyers, until
+    it is restocked."""
+    assert not await gate.sold_out(3, 1, False)
+    await gate.note_buyer(3, 1)
+    await gate.mark_sold_out(3)
+    assert await gate.sold_out(3, 2, False)
+    assert await gate.sold_out(3, 2, True)
+    assert await gate.sold_out(3, 1, False)
+    assert not await gate.sold_out(3, 1, True)
+    assert not await gate.sold_out(4, 2, False)
+    await gate.restocked([3])
+    assert not await gate.sold_out(3, 2, False)
