@@ -7,6 +7,7 @@ import asyncio
 import csv
 import getpass
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     asyncio.run(_check())  # fail with one clear line before the server starts
     host, port = args.host or settings.host, args.port or settings.port
+    workers = args.workers or settings.workers
+    if workers > 1 and not settings.redis_url:
+        print(
+            "Several API processes share their rooms and flash-sale admission through Redis:"
+            " set LIVECOMMERCE_REDIS_URL, or serve with one worker.",
+            file=sys.stderr,
+        )
+        return 2
     # The app (and the sandbox provider's default webhook address) sees where it listens.
     settings = settings.model_copy(update={"host": host, "port": port})
     base = f"http://{host}:{port}"
@@ -77,14 +86,28 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             preexec_fn=_die_with_parent,  # one prctl call; no threads run yet
         )
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=settings.log_level,
-            workers=1,
-            **WEBSOCKET_OPTIONS,
-        )
+        if workers == 1:
+            uvicorn.run(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level=settings.log_level,
+                **WEBSOCKET_OPTIONS,
+            )
+        else:
+            # Each process builds its own app from the environment. All must sign tokens with
+            # one key: when none is configured, the one in the data dir is made now, once.
+            settings.resolved_secret_key()
+            os.environ.update(LIVECOMMERCE_HOST=host, LIVECOMMERCE_PORT=str(port))
+            uvicorn.run(
+                "livecommerce.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                log_level=settings.log_level,
+                workers=workers,
+                **WEBSOCKET_OPTIONS,
+            )
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:
@@ -204,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP and WebSocket server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, 65),
+        metavar="N",
+        help="API processes on the one port (more than one needs LIVECOMMERCE_REDIS_URL)",
+    )
     serve.add_argument(
         "--no-worker",
         action="store_true",

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     guest_token_minutes: int = Field(default=4 * 60, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # API processes ``serve`` runs on one port; more than one needs Redis (rooms and the
+    # flash-sale admission gate are then shared through it).
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     import_batch_size: int = Field(default=1000, ge=1, le=5000)
