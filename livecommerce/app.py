@@ -39,6 +39,7 @@ from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
 from livecommerce.notifications.routes import router as notifications_router
 from livecommerce.notifications.routes import routes as notification_routes
+from livecommerce.orders.front_door import OrderFrontDoor
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
 from livecommerce.orders.sandbox import SandboxProvider, storage_url
@@ -257,6 +258,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Flash-sale losers hear their 409 before the request machinery (inside CORS, so its
+    # answers carry the same headers).
+    app.add_middleware(OrderFrontDoor)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -21,6 +21,11 @@ class AppError(Exception):
         self.details = details or {}
         self.params = params
 
+    def body(self, locale: str) -> dict[str, Any]:
+        """The API's error object, the message in ``locale``."""
+        message = translate(locale, self.message, **self.params)
+        return {"error": {"code": self.code, "message": message, "details": self.details}}
+
 
 class BadRequest(AppError):
     pass

@@ -12,19 +12,45 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.db import on_rollback
+from livecommerce.errors import AppError
 from livecommerce.flashsales import service
 from livecommerce.flashsales.gate import Breaker, Gate, Verdict
+from livecommerce.inventory.service import out_of_stock
 from livecommerce.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
 VERIFY_EVERY_S = 1.0  # a gate's "sold out" is checked against the database this often
+
+
+@dataclass(eq=False)
+class Ticket:
+    """Units the front door took from the gate for one order. The order path claims it
+    (and gives the units back if its transaction rolls back); unclaimed, the front door
+    gives them back once the request is answered."""
+
+    admission: Admission
+    sale_id: int
+    buyer_id: int
+    quantity: int
+    claimed: bool = False
+
+    def claim(self, session: AsyncSession, sale_id: int | None, buyer_id: int) -> bool:
+        if self.claimed or sale_id != self.sale_id or buyer_id != self.buyer_id:
+            return False
+        self.claimed = True
+        on_rollback(session, self.release)
+        return True
+
+    async def release(self) -> None:
+        await self.admission.give_back(self.sale_id, self.buyer_id, self.quantity)
 
 
 class Admission:
@@ -78,23 +104,23 @@ class Admission:
             return  # not in the basket: the database answers flash_sale_product_missing
         for attempt in range(2):
             try:
-                verdict, limit = await gate.admit(sale_id, buyer_id, quantity, keyed)
+                verdict, limit, left = await gate.admit(sale_id, buyer_id, quantity, keyed)
                 if verdict is Verdict.UNKNOWN:
                     if not await self._rebuild(session, gate, sale_id, replace=False):
                         return  # not running: the database gives the precise answer
-                    verdict, limit = await gate.admit(sale_id, buyer_id, quantity, keyed)
+                    verdict, limit, left = await gate.admit(sale_id, buyer_id, quantity, keyed)
             except Exception as exc:
                 self._failed(type(exc).__name__)
                 return
             if verdict is Verdict.ADMIT:
-                on_rollback(session, partial(self._give_back, sale_id, buyer_id, quantity))
+                on_rollback(session, partial(self.give_back, sale_id, buyer_id, quantity))
                 return
             if verdict in (Verdict.PASS, Verdict.UNKNOWN):
                 return
             # A refusal the database contradicts rebuilds the gate; then ask it once more.
             if verdict is Verdict.SOLD_OUT:
                 if attempt or not await self._gate_was_wrong(session, gate, sale_id):
-                    raise service.sold_out()
+                    raise service.sold_out(max(left, 0))
                 continue
             assert limit is not None
             if attempt or not await self._limit_was_wrong(
@@ -102,7 +128,43 @@ class Admission:
             ):
                 raise service.limit_exceeded(limit)
 
-    async def _give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
+    async def at_door(
+        self, *, sale_id: int | None, items: list[tuple[int, int]], buyer_id: int, keyed: bool
+    ) -> AppError | Ticket | None:
+        """Admission before the request machinery, with what the gate alone can tell.
+
+        The order's 409 when it cannot win whatever the database says (a product marked
+        sold out; a sale the gate holds with nothing left, no check against the database
+        due); a ``Ticket`` when it took units for the order (the caller gives them back
+        unless the order path claims it); None when it cannot tell (the order path then
+        asks the gate, and the database, itself).
+        """
+        gate = self.gate
+        if gate is None or self.breaker.open:
+            return None
+        try:
+            for product_id, quantity in items:
+                if await gate.sold_out(product_id, buyer_id, keyed):
+                    return out_of_stock(product_id, quantity, 0)
+            if sale_id is None:
+                return None
+            on_sale = self._products.get(sale_id)
+            asked = sum(q for p, q in items if p == on_sale)
+            if on_sale is None or asked <= 0:
+                return None
+            verdict, _, left = await gate.admit(sale_id, buyer_id, asked, keyed)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
+            return None
+        if verdict is Verdict.ADMIT:
+            return Ticket(self, sale_id, buyer_id, asked)
+        if verdict is not Verdict.SOLD_OUT:
+            return None
+        if time.monotonic() - self._verified.get(sale_id, 0.0) >= VERIFY_EVERY_S:
+            return None  # the order path checks this one against the database
+        return service.sold_out(max(left, 0))
+
+    async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         if self.gate is None:
             return
         try:
@@ -112,7 +174,7 @@ class Admission:
 
     async def released(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         """Units of a committed order came back to the sale (cancelled, refunded, expired)."""
-        await self._give_back(sale_id, buyer_id, quantity)
+        await self.give_back(sale_id, buyer_id, quantity)
 
     async def _rebuild(
         self, session: AsyncSession, gate: Gate, sale_id: int, *, replace: bool

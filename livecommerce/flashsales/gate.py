@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from livecommerce.sqltypes import utcnow
 
@@ -49,11 +49,19 @@ class Verdict(StrEnum):
     UNKNOWN = "unknown"  # the gate does not hold this sale
 
 
+class Answer(NamedTuple):
+    verdict: Verdict
+    limit: int | None  # the sale's per-customer limit (for the 409's message)
+    remaining: int  # units the gate still holds (after this admission)
+
+
 class Gate(Protocol):
-    async def admit(
-        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool
-    ) -> tuple[Verdict, int | None]:
-        """The verdict, and the sale's per-customer limit (for the 409's message)."""
+    async def admit(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
+        """The verdict; on ADMIT the units are taken (give them back if unused)."""
+        ...
+
+    async def peek(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
+        """What ``admit`` would answer, taking nothing."""
         ...
 
     async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None: ...
@@ -114,19 +122,25 @@ class MemoryGate:
         self._sold_out: dict[int, float] = {}
         self._holders: dict[int, tuple[float, set[int]]] = {}
 
-    async def admit(
-        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool
-    ) -> tuple[Verdict, int | None]:
+    async def admit(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
+        return self._admit(sale_id, buyer_id, quantity, keyed, take=True)
+
+    async def peek(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
+        return self._admit(sale_id, buyer_id, quantity, keyed, take=False)
+
+    def _admit(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, *, take: bool
+    ) -> Answer:
         sale = self._sales.get(sale_id)
         if sale is None or sale.expires <= time.monotonic():
             self._sales.pop(sale_id, None)
-            return Verdict.UNKNOWN, None
+            return Answer(Verdict.UNKNOWN, None, 0)
         held = sale.claims.get(buyer_id, 0)
         verdict = _decide(held, quantity, sale.remaining, sale.limit, keyed)
-        if verdict is Verdict.ADMIT:
+        if verdict is Verdict.ADMIT and take:
             sale.remaining -= quantity
             sale.claims[buyer_id] = held + quantity
-        return verdict, sale.limit
+        return Answer(verdict, sale.limit, sale.remaining)
 
     async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         sale = self._sales.get(sale_id)
@@ -195,10 +209,11 @@ class MemoryGate:
         self._holders.clear()
 
 
-# KEYS: the sale's hash (remaining, limit) and its claims hash. ARGV: buyer, quantity, keyed.
-# Returns the verdict and the limit (0: none).
+# KEYS: the sale's hash (remaining, limit) and its claims hash. ARGV: buyer, quantity, keyed,
+# take (0: only say what the answer would be).
+# Returns the verdict, the limit (0: none) and the units left.
 _ADMIT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', 0, 0} end
 local qty = tonumber(ARGV[2])
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining'))
@@ -207,12 +222,14 @@ local refusal = false
 if limit > 0 and held + qty > limit then refusal = 'limit'
 elseif remaining < qty then refusal = 'sold_out' end
 if refusal then
-  if ARGV[3] == '1' and held > 0 then return {'pass', limit} end
-  return {refusal, limit}
+  if ARGV[3] == '1' and held > 0 then return {'pass', limit, remaining} end
+  return {refusal, limit, remaining}
 end
-redis.call('HINCRBY', KEYS[1], 'remaining', -qty)
-redis.call('HINCRBY', KEYS[2], ARGV[1], qty)
-return {'admit', limit}
+if ARGV[4] == '1' then
+  remaining = redis.call('HINCRBY', KEYS[1], 'remaining', -qty)
+  redis.call('HINCRBY', KEYS[2], ARGV[1], qty)
+end
+return {'admit', limit, remaining}
 """
 
 # Only into a gate that still exists: a give-back after the sale was forgotten is dropped.
@@ -262,13 +279,20 @@ class RedisGate:
         # One hash tag: both keys of a sale land on the same Redis Cluster slot.
         return [f"{base}:{{s{sale_id}}}", f"{base}:claims:{{s{sale_id}}}"]
 
-    async def admit(
-        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool
-    ) -> tuple[Verdict, int | None]:
-        answer, limit = await self._admit(
-            keys=self._sale_keys(sale_id), args=[buyer_id, quantity, 1 if keyed else 0]
+    async def admit(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
+        return await self._run_admit(sale_id, buyer_id, quantity, keyed, take=True)
+
+    async def peek(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
+        return await self._run_admit(sale_id, buyer_id, quantity, keyed, take=False)
+
+    async def _run_admit(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, *, take: bool
+    ) -> Answer:
+        verdict, limit, remaining = await self._admit(
+            keys=self._sale_keys(sale_id),
+            args=[buyer_id, quantity, 1 if keyed else 0, 1 if take else 0],
         )
-        return Verdict(answer), int(limit) or None
+        return Answer(Verdict(verdict), int(limit) or None, int(remaining))
 
     async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         await self._give_back(keys=self._sale_keys(sale_id), args=[buyer_id, quantity])

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from livecommerce.db import after_commit, asyncpg_connection, dialect_insert, is_postgres
-from livecommerce.errors import NotFound, ValidationFailed
+from livecommerce.errors import Conflict, NotFound, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.inventory.models import Stock, Warehouse
 from livecommerce.sqltypes import utcnow
@@ -46,6 +46,18 @@ DO UPDATE SET quantity = excluded.quantity, updated_at = excluded.updated_at
 class WarehouseNotFound(NotFound):
     code = "warehouse_not_found"
     message = N_("Warehouse %(code)s does not exist.")
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+    message = N_("Not enough stock: only %(available)s left.")
+
+
+def out_of_stock(product_id: int, requested: int, available: int) -> OutOfStock:
+    return OutOfStock(
+        available=available,
+        details={"product_id": product_id, "requested": requested, "available": available},
+    )
 
 
 class NegativeStock(ValidationFailed):

@@ -231,6 +231,7 @@ async def create_order(
         data=body,
         buyer_id=user.id,
         keyed=idempotency_key is not None,
+        ticket=getattr(request.state, "order_ticket", None),
     )
     if idempotency_key is not None:
         replay = await idempotency.begin(

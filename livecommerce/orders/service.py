@@ -29,12 +29,13 @@ from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, is_postgres, session_scope
 from livecommerce.errors import Conflict, NotFound, ValidationFailed
 from livecommerce.flashsales import service as flashsales
-from livecommerce.flashsales.admission import Admission
+from livecommerce.flashsales.admission import Admission, Ticket
 from livecommerce.flashsales.models import FlashSale
 from livecommerce.flashsales.service import FlashSaleNotFound
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
 from livecommerce.inventory import service as inventory
+from livecommerce.inventory.service import OutOfStock, out_of_stock
 from livecommerce.logistics.allocation import Shortage
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.orders import states
@@ -84,18 +85,6 @@ class NotThisStream(ValidationFailed):
 class FlashSaleNotInBasket(ValidationFailed):
     code = "flash_sale_product_missing"
     message = N_("The basket does not contain the flash sale's product.")
-
-
-class OutOfStock(Conflict):
-    code = "out_of_stock"
-    message = N_("Not enough stock: only %(available)s left.")
-
-
-def out_of_stock(product_id: int, requested: int, available: int) -> OutOfStock:
-    return OutOfStock(
-        available=available,
-        details={"product_id": product_id, "requested": requested, "available": available},
-    )
 
 
 class OrderNotFound(NotFound):
@@ -354,11 +343,15 @@ async def admit(
     data: OrderIn,
     buyer_id: int,
     keyed: bool,
+    ticket: Ticket | None = None,
 ) -> None:
     """Refuse, from the admission gate and before any database work, an order that cannot
     win: a product out of stock everywhere moments ago, a flash sale with nothing left for
     this buyer. ``keyed``: the request carries an Idempotency-Key (it may be a retry of an
-    order that already won, whose stored answer the database must give)."""
+    order that already won, whose stored answer the database must give). ``ticket``: units
+    the front door already took for this order."""
+    if ticket is not None and ticket.claim(session, data.flash_sale_id, buyer_id):
+        return
     if admission is None or not admission.usable:
         return
     for item in data.items:

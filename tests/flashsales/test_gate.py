@@ -42,9 +42,9 @@ async def test_admits_until_sold_out(gate: Gate) -> None:
 async def test_per_customer_limit(gate: Gate) -> None:
     """A buyer gets at most the limit, counted over requests, and hears the limit."""
     await gate.load_sale(1, 10, {}, 2, soon())  # type: ignore[arg-type]
-    assert (await gate.admit(1, 5, 2, False)) == (Verdict.ADMIT, 2)
-    assert (await gate.admit(1, 5, 1, False)) == (Verdict.LIMIT, 2)
-    assert (await gate.admit(1, 6, 3, False)) == (Verdict.LIMIT, 2)
+    assert (await gate.admit(1, 5, 2, False)) == (Verdict.ADMIT, 2, 8)
+    assert (await gate.admit(1, 5, 1, False)) == (Verdict.LIMIT, 2, 8)
+    assert (await gate.admit(1, 6, 3, False)) == (Verdict.LIMIT, 2, 8)
     assert (await gate.admit(1, 6, 2, False))[0] is Verdict.ADMIT
 
 
@@ -64,6 +64,15 @@ async def test_a_keyed_holder_passes_to_the_database(gate: Gate) -> None:
     assert (await gate.admit(1, 5, 1, True))[0] is Verdict.PASS
     assert (await gate.admit(1, 5, 1, False))[0] is Verdict.LIMIT
     assert (await gate.admit(1, 6, 1, True))[0] is Verdict.SOLD_OUT
+
+
+async def test_peek_takes_nothing(gate: Gate) -> None:
+    """peek answers as admit would, and the units stay."""
+    await gate.load_sale(1, 1, {}, None, soon())  # type: ignore[arg-type]
+    assert (await gate.peek(1, 5, 1, False)) == (Verdict.ADMIT, None, 1)
+    assert (await gate.peek(1, 5, 2, False)) == (Verdict.SOLD_OUT, None, 1)
+    assert (await gate.admit(1, 6, 1, False)) == (Verdict.ADMIT, None, 0)
+    assert (await gate.peek(1, 5, 1, False))[0] is Verdict.SOLD_OUT
 
 
 async def test_load_keeps_a_live_gate_unless_replaced(gate: Gate) -> None:

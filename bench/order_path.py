@@ -1,0 +1,364 @@
+"""Where a flash-sale order's server CPU goes, stage by stage, one request at a time.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/order_path.py [--orders 300] [--backend postgresql|sqlite]
+                                         [--admin-dsn postgresql://postgres@127.0.0.1:5432/test]
+
+The app runs in this process (no HTTP server, no sockets: each request is one ASGI call
+with a prepared scope), on a scratch database (PostgreSQL ``bench_order_path``, created and
+dropped, or a SQLite file in a temporary directory). A live stream runs a flash sale with
+more units than orders. Then, one request after another:
+
+- ``winner``: ``POST /api/v1/orders`` that wins a unit (COD, with an Idempotency-Key);
+- ``loser (route)``: an order for the sold-out sale whose language is not in the request, so
+  the front door lets it through and the order route refuses it from the gate;
+- ``loser (door)``: the same with ``?locale=ru``: refused by the front door.
+
+For each kind it prints the CPU per request of this process (``time.process_time``, so the
+database server's own work is not in it), then for winners a cProfile breakdown by stage
+(cumulative time of the functions that make each stage, as a share of the whole request;
+the profiler's own overhead inflates every share alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from livecommerce.accounts.security import create_token  # noqa: E402
+from livecommerce.app import create_app  # noqa: E402
+from livecommerce.config import Settings  # noqa: E402
+from livecommerce.migrate import upgrade  # noqa: E402
+
+SECRET = "order-path-benchmark-secret-key-not-for-production"
+SHIP_TO = {
+    "country": "KZ",
+    "city": "Almaty",
+    "postal_code": "050000",
+    "address_line1": "Abay Ave 10",
+    "recipient_name": "Test Buyer",
+    "phone": "+7 701 123 45 67",
+}
+# Stage -> the functions whose cumulative time makes it (file suffix, function name).
+STAGES: dict[str, list[tuple[str, str]]] = {
+    "front door (parse, token, gate peek)": [("orders/front_door.py", "_refusal")],
+    "dependencies (session, token, buyer row, locale)": [
+        ("fastapi/dependencies/utils.py", "solve_dependencies")
+    ],
+    "body validation": [("fastapi/routing.py", "_extract_endpoint_context")],
+    "gate admission": [("orders/service.py", "admit")],
+    "idempotency key": [("orders/idempotency.py", "begin"), ("orders/idempotency.py", "finish")],
+    "basket (products, stream, sale)": [("orders/service.py", "_load_basket")],
+    "stock snapshot": [("inventory/service.py", "stock_by_product")],
+    "sale claim": [("flashsales/service.py", "claim")],
+    "rates": [("rates/service.py", "load_rate_book")],
+    "customs history": [("orders/service.py", "earlier_imports")],
+    "quote and stock reservation": [("orders/service.py", "_reserve_stock")],
+    "order rows (insert, events)": [("orm/session.py", "flush")],
+    "render": [("orders/routes.py", "render_order")],
+    "commit and after-commit": [("db.py", "commit_and_run_effects")],
+}
+
+
+class Caller:
+    """Calls the ASGI app directly: one request, its status and body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def post(
+        self, path: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        raw = json.dumps(body).encode()
+        target, _, query = path.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": target,
+            "raw_path": target.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            + [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
+        sent = False
+        out: dict[str, Any] = {"status": 0, "body": b""}
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                out["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                out["body"] += message.get("body", b"")
+
+        await self.app(scope, receive, send)
+        return out["status"], json.loads(out["body"] or b"null")
+
+
+async def setup(app: Any, client: Any) -> tuple[int, int, int, dict[str, str]]:
+    import httpx
+
+    async def call(method: str, path: str, **kw: Any) -> Any:
+        response = await client.request(method, path, **kw)
+        if response.status_code >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    assert isinstance(client, httpx.AsyncClient)
+    await call(
+        "POST",
+        "/api/v1/auth/register",
+        json={
+            "email": "shop@order-path.example.kz",
+            "password": "order-path-password",
+            "display_name": "Shop",
+            "role": "merchant",
+        },
+    )
+    token = await call(
+        "POST",
+        "/api/v1/auth/token",
+        data={"username": "shop@order-path.example.kz", "password": "order-path-password"},
+    )
+    mh = {"Authorization": f"Bearer {token['access_token']}"}
+    product = await call(
+        "POST",
+        "/api/v1/products",
+        headers=mh,
+        json={
+            "sku": "PATH-1",
+            "title": {"ru": "Крем", "en": "Cream"},
+            "price": {"amount": "120.00", "currency": "CNY"},
+            "weight_grams": 180,
+            "hs_code": "330499",
+            "origin_country": "CN",
+        },
+    )
+    await call(
+        "PUT",
+        f"/api/v1/products/{product['id']}/stock/KZALA",
+        headers=mh,
+        json={"quantity": 1_000_000},
+    )
+    stream = await call("POST", "/api/v1/streams", headers=mh, json={"title": {"ru": "Эфир"}})
+    await call("POST", f"/api/v1/streams/{stream['id']}/start", headers=mh)
+    return product["id"], stream["id"], 0, mh
+
+
+async def start_sale(client: Any, mh: dict[str, str], product: int, stream: int, units: int) -> int:
+    response = await client.post(
+        f"/api/v1/streams/{stream}/flash-sales",
+        headers=mh,
+        json={
+            "product_id": product,
+            "price": {"amount": "80.00", "currency": "CNY"},
+            "quantity": units,
+            "duration_s": 3600,
+        },
+    )
+    if response.status_code != 201:
+        raise RuntimeError(f"sale: {response.status_code} {response.text[:300]}")
+    return int(response.json()["id"])
+
+
+async def buyers(app: Any, count: int) -> list[str]:
+    from livecommerce.accounts.models import User
+    from livecommerce.db import session_scope
+
+    async with session_scope(app.state.sessions) as session:
+        users = [
+            User(
+                email=f"path-{i}@order-path.example.kz",
+                password_hash="-",
+                display_name=f"Buyer {i}",
+                role="viewer",
+                locale="ru",
+                currency="RUB",
+            )
+            for i in range(count)
+        ]
+        session.add_all(users)
+        await session.flush()
+        ids = [u.id for u in users]
+    return [
+        create_token(secret=SECRET, subject=str(i), role="viewer", lifetime=timedelta(hours=2))[0]
+        for i in ids
+    ]
+
+
+def stage_table(profile: cProfile.Profile, requests: int) -> list[tuple[str, float]]:
+    stats = pstats.Stats(profile)
+    total_cpu = 0.0
+    found: dict[str, float] = {}
+    for (filename, _line, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        cumulative = row[3]
+        if name == "create_order" and filename.endswith("orders/routes.py"):
+            total_cpu = max(total_cpu, cumulative)
+        for stage, functions in STAGES.items():
+            for suffix, function in functions:
+                if name == function and filename.endswith(suffix):
+                    found[stage] = found.get(stage, 0.0) + cumulative
+    whole = max(v for v in [*found.values(), total_cpu, 1e-9])
+    return [(stage, found.get(stage, 0.0) / requests * 1000) for stage in STAGES] + [
+        ("(whole route)", whole / requests * 1000)
+    ]
+
+
+async def run(args: argparse.Namespace) -> None:
+    import httpx
+
+    tmp = Path(tempfile.mkdtemp(prefix="lc-order-path-"))
+    if args.backend == "postgresql":
+        base, _, _ = args.admin_dsn.rpartition("/")
+        admin = await asyncpg.connect(args.admin_dsn)
+        await admin.execute("DROP DATABASE IF EXISTS bench_order_path WITH (FORCE)")
+        await admin.execute("CREATE DATABASE bench_order_path")
+        await admin.close()
+        url = f"postgresql+asyncpg://{base.split('://', 1)[1]}/bench_order_path"
+    else:
+        url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        settings = Settings(
+            database_url=url,
+            data_dir=tmp,
+            secret_key=SECRET,
+            log_level="warning",
+            embedded_worker=False,
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                product, stream, _, mh = await setup(app, client)
+                tokens = await buyers(app, args.orders * 3 + 40)
+                caller = Caller(app)
+                sale = await start_sale(client, mh, product, stream, args.orders + 40)
+
+                def body() -> dict[str, Any]:
+                    return {
+                        "items": [{"product_id": product, "quantity": 1}],
+                        "ship_to": SHIP_TO,
+                        "payment_method": "cod",
+                        "stream_id": stream,
+                        "flash_sale_id": sale,
+                    }
+
+                async def one(token: str, n: int, query: str = "") -> int:
+                    status, _ = await caller.post(
+                        f"/api/v1/orders{query}",
+                        body(),
+                        {"Authorization": f"Bearer {token}", "Idempotency-Key": f"path-{n}"},
+                    )
+                    return status
+
+                for n in range(40):  # warm-up: caches, pools, statements
+                    assert await one(tokens[n], n, "?locale=ru") == 201
+                figures: dict[str, float] = {}
+                start = time.process_time()
+                for n in range(args.orders):
+                    status = await one(tokens[40 + n], 40 + n, "?locale=ru")
+                    assert status == 201, status
+                figures["winner"] = (time.process_time() - start) / args.orders * 1000
+                await start_sale_sold_out(client, mh, product, stream)
+                sold_out = await start_sale(client, mh, product, stream, 1)
+                sale = sold_out
+                await one(tokens[0], 10_000)  # takes the only unit
+                first_loser = 40 + args.orders
+                await one(tokens[first_loser], 10_001)  # the once-a-second database check
+                for kind, query in (("loser (route)", ""), ("loser (door)", "?locale=ru")):
+                    start = time.process_time()
+                    for n in range(args.orders):
+                        index = first_loser + 1 + n
+                        status = await one(tokens[index % len(tokens)], 20_000 + n, query)
+                        assert status == 409, status
+                    figures[kind] = (time.process_time() - start) / args.orders * 1000
+                # The same winners again, under the profiler, for the stages.
+                sale = await start_sale_fresh(client, mh, product, stream, args.orders)
+                profile = cProfile.Profile()
+                profile.enable()
+                for n in range(args.orders):
+                    assert await one(tokens[40 + n], 30_000 + n, "?locale=ru") == 201
+                    await asyncio.sleep(0)  # after-commit work scheduled meanwhile runs here
+                profile.disable()
+    finally:
+        if args.backend == "postgresql":
+            admin = await asyncpg.connect(args.admin_dsn)
+            await admin.execute("DROP DATABASE IF EXISTS bench_order_path WITH (FORCE)")
+            await admin.close()
+    print(
+        f"Backend: {args.backend}; {args.orders} requests of each kind, one at a time, in process"
+    )
+    print()
+    print("| request | server CPU ms per request |")
+    print("|---|---:|")
+    for kind, value in figures.items():
+        print(f"| {kind} | {value:.2f} |")
+    print()
+    print("Winner, by stage (cProfile, cumulative; shares of the whole route):")
+    print()
+    rows = stage_table(profile, args.orders)
+    whole = rows[-1][1]
+    print("| stage | ms per order (profiled) | share |")
+    print("|---|---:|---:|")
+    for stage, ms in rows:
+        print(f"| {stage} | {ms:.3f} | {ms / whole:.0%} |")
+    if args.top:
+        print()
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+
+
+async def start_sale_sold_out(client: Any, mh: dict[str, str], product: int, stream: int) -> None:
+    """End whatever sale runs, so a new one can start."""
+    current = (await client.get(f"/api/v1/streams/{stream}")).json().get("flash_sale")
+    if current:
+        await client.post(f"/api/v1/streams/{stream}/flash-sales/{current['id']}/end", headers=mh)
+
+
+async def start_sale_fresh(
+    client: Any, mh: dict[str, str], product: int, stream: int, units: int
+) -> int:
+    await start_sale_sold_out(client, mh, product, stream)
+    return await start_sale(client, mh, product, stream, units)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--top", type=int, default=0, help="also print the N costliest calls")
+    parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
