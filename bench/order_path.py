@@ -261,7 +261,8 @@ async def run(args: argparse.Namespace) -> None:
                 product, stream, _, mh = await setup(app, client)
                 tokens = await buyers(app, args.orders * 3 + 40)
                 caller = Caller(app)
-                sale = await start_sale(client, mh, product, stream, args.orders + 40)
+                waves = 1 + len(args.concurrency)
+                sale = await start_sale(client, mh, product, stream, args.orders * waves + 40)
 
                 def body() -> dict[str, Any]:
                     return {
@@ -288,6 +289,20 @@ async def run(args: argparse.Namespace) -> None:
                     status = await one(tokens[40 + n], 40 + n, "?locale=ru")
                     assert status == 201, status
                 figures["winner"] = (time.process_time() - start) / args.orders * 1000
+                for width in args.concurrency:
+                    start = time.process_time()
+                    for first in range(0, args.orders, width):
+                        batch = range(first, min(first + width, args.orders))
+                        statuses = await asyncio.gather(
+                            *(
+                                one(tokens[40 + n], 50_000 + width * 1000 + n, "?locale=ru")
+                                for n in batch
+                            )
+                        )
+                        assert set(statuses) == {201}, statuses
+                    figures[f"winner, {width} at once"] = (
+                        (time.process_time() - start) / args.orders * 1000
+                    )
                 await start_sale_sold_out(client, mh, product, stream)
                 sold_out = await start_sale(client, mh, product, stream, 1)
                 sale = sold_out
@@ -353,6 +368,12 @@ async def start_sale_fresh(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(p) for p in text.split(",") if p],
+        default=[10, 50],
+        help="also winners in batches of this many at once",
+    )
     parser.add_argument("--top", type=int, default=0, help="also print the N costliest calls")
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/test")

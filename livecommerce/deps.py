@@ -27,7 +27,9 @@ from livecommerce.i18n.locales import DEFAULT_CURRENCY, normalize_locale, parse_
 from livecommerce.i18n.money import is_supported_currency, supported_currencies
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop per
+    # request for a dictionary read.
     settings: Settings = request.app.state.settings
     return settings
 
