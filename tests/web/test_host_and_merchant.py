@@ -134,3 +134,39 @@ async def test_a_merchant_imports_a_csv_and_sees_each_bad_row(
     assert page.errors == [] and mobile.errors == []
     await page.context.close()
     await mobile.context.close()
+
+
+async def test_a_host_ends_a_flash_sale_early_from_the_console(
+    browser: Any, web_base: str, screenshots: Path
+) -> None:
+    """A running sale shows an end button; pressing it ends the sale for everyone, and the
+    form for the next sale comes back."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        host_auth = await bearer(http, DEMO_HOST)
+        created = await http.post(
+            "/api/v1/streams",
+            json={"title": {"ru": "Распродажа", "kk": "Сатылым", "uz": "Savdo"}},
+            headers=host_auth,
+        )
+        sid = created.json()["id"]
+        assert (await http.post(f"/api/v1/streams/{sid}/start", headers=host_auth)).is_success
+        merchant = await bearer(http, DEMO_MERCHANT)
+        product = (await http.get("/api/v1/products?page_size=1", headers=merchant)).json()
+        sale = await http.post(
+            f"/api/v1/streams/{sid}/flash-sales",
+            json={
+                "product_id": product["items"][0]["id"],
+                "price": {"amount": "50.00", "currency": "CNY"},
+                "quantity": 5,
+                "duration_s": 600,
+            },
+            headers=host_auth,
+        )
+        assert sale.status_code == 201, sale.text
+        host = await open_page(browser, f"{web_base}/host?stream={sid}", locale="ru-RU")
+        await sign_in(host, DEMO_HOST)
+        await host.locator("#end-sale").click()
+        await host.locator("#start-sale").wait_for()
+        shown = (await http.get(f"/api/v1/streams/{sid}")).json()["flash_sale"]
+        assert shown is None  # no running sale any more
+        await host.screenshot(path=str(screenshots / "host-sale-ended-ru.png"), full_page=True)

@@ -89,6 +89,8 @@ STRINGS: dict[str, str] = {
     "host.sale.limit": N_("Per customer (optional)"),
     "host.sale.start": N_("Start the flash sale"),
     "host.sale.started": N_("The flash sale has started."),
+    "host.sale.end": N_("End the sale now"),
+    "host.sale.ended": N_("The flash sale has ended"),
     "host.sale.need_product": N_("Choose a product for the sale."),
     "host.sale.regular": N_("Regular price %(price)s"),
     "host.sale.sold": N_("%(sold)s sold"),

@@ -1035,6 +1035,11 @@ class StreamConsole {
           h("span", { class: "muted" }, t("host.sale.sold", { sold })),
         ),
         sale.per_customer_limit ? h("p", { class: "muted small" }, t("sale.limit", { limit: sale.per_customer_limit })) : null,
+        h(
+          "button",
+          { type: "button", id: "end-sale", disabled: this.busy.has("sale"), onclick: () => this.endSale() },
+          t("host.sale.end"),
+        ),
       ),
     );
   }
@@ -1443,6 +1448,16 @@ class StreamConsole {
       const sale = await api(`/streams/${this.stream.id}/flash-sales`, { method: "POST", body });
       this.mergeSale(sale);
       toast(t("host.sale.started"), "ok");
+    });
+  }
+
+  endSale() {
+    const sale = this.sale;
+    if (!sale) return undefined;
+    return this.call("sale", ["sale"], async () => {
+      const ended = await api(`/streams/${this.stream.id}/flash-sales/${sale.id}/end`, { method: "POST" });
+      this.mergeSale(ended);
+      toast(t("host.sale.ended"), "ok");
     });
   }
 
