@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -92,8 +93,12 @@ async def begin(
 async def finish(
     session: AsyncSession, *, user_id: int, key: str, status_code: int, body: dict[str, Any]
 ) -> None:
-    record = await session.get(IdempotencyRecord, (user_id, key))
-    assert record is not None, "finish() without begin()"
-    record.status_code = status_code
-    record.response = body
-    await session.flush()
+    # One UPDATE: the row was claimed by ``begin`` with a Core insert, so it is not in the
+    # session and loading it first would cost a round trip for nothing.
+    done = await session.execute(
+        update(IdempotencyRecord)
+        .where(col(IdempotencyRecord.user_id) == user_id, col(IdempotencyRecord.key) == key)
+        .values(status_code=status_code, response=body)
+        .execution_options(synchronize_session=False)
+    )
+    assert done.rowcount == 1, "finish() without begin()"  # type: ignore[attr-defined]
