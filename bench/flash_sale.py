@@ -200,7 +200,8 @@ def run_naive_server(port: int, dsn: str) -> None:
             )
         return JSONResponse({"id": order_id}, status_code=201)
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    # The same idle keep-alive as livecommerce serve: buyers hold their connection open.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=30)
 
 
 # --- Processes ---------------------------------------------------------------------------------

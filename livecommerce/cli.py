@@ -92,6 +92,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 host=host,
                 port=port,
                 log_level=settings.log_level,
+                timeout_keep_alive=settings.keep_alive_seconds,
                 **WEBSOCKET_OPTIONS,
             )
         else:
@@ -105,6 +106,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 host=host,
                 port=port,
                 log_level=settings.log_level,
+                timeout_keep_alive=settings.keep_alive_seconds,
                 workers=workers,
                 **WEBSOCKET_OPTIONS,
             )

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # API processes ``serve`` runs on one port; more than one needs Redis (rooms and the
     # flash-sale admission gate are then shared through it).
     workers: int = Field(default=1, ge=1, le=64)
+    # How long an idle HTTP connection stays open. Viewers keep a stream's page open and
+    # order at the moment a sale starts: a connection kept that long saves them a new one.
+    keep_alive_seconds: int = Field(default=30, ge=1, le=3600)
     log_level: str = "info"
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     import_batch_size: int = Field(default=1000, ge=1, le=5000)

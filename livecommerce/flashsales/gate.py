@@ -260,15 +260,28 @@ class RedisGate:
     to the database (``flashsales.admission``) instead of waiting.
     """
 
-    def __init__(self, url: str, *, prefix: str = "lc:gate:", timeout_s: float = 0.5) -> None:
-        from redis.asyncio import Redis
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "lc:gate:",
+        timeout_s: float = 1.0,
+        max_connections: int = 32,
+    ) -> None:
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        self._redis: Any = Redis.from_url(
+        # A bounded pool: a rush of a thousand requests queues for a few connections instead
+        # of opening a thousand sockets at once (whose connect timeouts, on a busy event
+        # loop, would look like Redis being down).
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout_s * 2,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
         )
+        self._redis: Any = Redis(connection_pool=pool)
         self._prefix = prefix
         self._admit = self._redis.register_script(_ADMIT)
         self._give_back = self._redis.register_script(_GIVE_BACK)
@@ -342,6 +355,7 @@ class RedisGate:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()
 
 
 class Breaker:
