@@ -200,6 +200,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             broker=broker,
             presence=presence,
             load_settings=partial(streams_service.load_room_settings, sessions),
+            load_state=partial(streams_service.load_room_state, sessions),
             flush_stats=partial(streams_service.record_room_stats, sessions),
         )
         app.state.broker = broker

@@ -7,7 +7,9 @@ the same bytes go to thousands of sockets; through the generic ``websocket.send`
 them would be framed again and pass through several layers of calls, which costs several times
 the write itself (docs/benchmarks.md has the figures).
 
-Everything else (handshake, pings, closing, reading) is uvicorn's, and an app served by any
+At shutdown it closes each WebSocket with 1001 and a reconnect delay in the reason
+(``retry_after_ms=N``, drawn per socket) instead of uvicorn's bare 1012. Everything else
+(handshake, pings, closing, reading) is uvicorn's, and an app served by any
 other ASGI server simply does not see the extension and uses ``websocket.send``.
 
 Per-message deflate is off for room sockets (``ws_per_message_deflate=False`` in the serve
@@ -21,6 +23,7 @@ import contextlib
 import socket
 from typing import Any
 
+from livecommerce.rooms.hub import CLOSE_GOING_AWAY, reconnect_reason
 from livecommerce.rooms.wire import FRAMES_EXTENSION
 
 # The kernel's send buffer per WebSocket (Linux doubles it). Left alone it grows to several
@@ -72,6 +75,22 @@ if _Base is not None:
                 if sock is not None:
                     with contextlib.suppress(OSError, AttributeError):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+
+        def shutdown(self) -> None:
+            """The server is stopping: close with 1001 and a randomised reconnect delay in
+            the reason (uvicorn's own 1012 carries none), so that the viewers of a drained
+            process come back spread out rather than all at once."""
+            if not self.handshake_complete or self.close_sent:
+                super().shutdown()
+                return
+            self.stop_keepalive()
+            reason = reconnect_reason(
+                "server restarting: reconnect with last_seq", len(self.connections)
+            )
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_GOING_AWAY})
+            self.conn.send_close(CLOSE_GOING_AWAY, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
 
         async def send(self, message: Any) -> None:
             await super().send(message)
