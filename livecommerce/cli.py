@@ -46,7 +46,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from livecommerce.app import create_app
     from livecommerce.migrate import ensure_migrated
-    from livecommerce.rooms.server import WEBSOCKET_OPTIONS
+    from livecommerce.rooms.server import WEBSOCKET_OPTIONS, tune_collector
 
     async def _check() -> None:
         engine = create_engine(settings.resolved_database_url)
@@ -76,9 +76,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             [sys.executable, "-m", "livecommerce.cli", "worker", "--beat", "--embedded"],
             preexec_fn=_die_with_parent,  # one prctl call; no threads run yet
         )
+    app = create_app(settings)
+    tune_collector()
     try:
         uvicorn.run(
-            create_app(settings),
+            app,
             host=host,
             port=port,
             log_level=settings.log_level,
