@@ -19,7 +19,8 @@ room or grows the server's memory.
 A room also keeps what a joining viewer's ``welcome`` shows (the stream, the pinned
 product, the flash sale): loaded once when the room opens in the process (after
 subscribing and reading the head, so nothing is missed) and from then on kept current by
-the room's own events, which every process applies as it receives them. The welcome is
+the room's own events, which every process applies as it receives them (and read again
+once a minute, in case an event was lost before it reached the broker). The welcome is
 rendered once per group and spliced with the viewer's own fields, so a join costs no
 database read and no full serialisation.
 """
@@ -63,6 +64,10 @@ ORDER_TICKER_MAX = 5  # orders listed by name in one ticker event (the rest are 
 FLASH_SALE_S = 0.25  # a sale's remaining quantity reaches the room at most 4 times a second
 PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
 STATS_FLUSH_S = 5.0
+# A room's welcome state is read again this often, in case an event never reached the broker
+# (its publish failed after the commit) or a pinned product was edited.
+STATE_REFRESH_S = 60.0
+STATE_LOG_MAX = 256  # state events kept to re-apply over a refresh read while they arrived
 SLOW_REASON = "slow consumer: reconnect with last_seq"
 # Reconnects after a drain are spread over a window long enough for this many joins a
 # second, between these bounds; each socket's close reason carries its own random delay.
@@ -238,6 +243,9 @@ class Room:
     # Per group: the welcome's shared part as JSON, up to where the viewer's own fields go,
     # and until when it holds (a flash sale's end); dropped whenever the state changes.
     welcomes: dict[Group, tuple[str, float]] = field(default_factory=dict)
+    state_read_at: float = 0.0  # monotonic
+    # The latest events that changed the state, to re-apply over a read made while they came.
+    state_events: deque[Event] = field(default_factory=lambda: deque(maxlen=STATE_LOG_MAX))
 
     def connections(self) -> list[Connection]:
         return [c for conns in self.groups.values() for c in conns]
@@ -355,7 +363,7 @@ class Hub:
                 with contextlib.suppress(Exception):
                     await room.subscription.close()
                 raise NoSuchRoom(name)
-            room.state = state
+            room.state, room.state_read_at = state, time.monotonic()
             room.settings = await self._load_settings(stream_id)
             room.consumer = asyncio.create_task(self._consume(room), name=f"room-{name}")
             self.rooms[name] = room
@@ -474,42 +482,57 @@ class Hub:
         room.last_seq = event.seq
         if event.type == "moderation":
             self._apply_moderation(room, event.data)
-        elif event.type == "stream_status":
+            return event
+        if event.type == "stream_status":
             room.settings["status"] = event.data["status"]
-            self._apply_status(room, event)
-        elif event.type == "product_pinned":
-            room.state["pinned_product"] = event.data.get("product")
+        if self._apply_state(room.state, event):
+            room.state_events.append(event)
             room.welcomes.clear()
-        elif event.type == "flash_sale":
-            self._apply_sale(room, event.data)
         return event
 
     @staticmethod
-    def _apply_status(room: Room, event: Event) -> None:
-        stream = room.state.get("stream")
-        if stream is None:
-            return
-        status = event.data["status"]
-        # The event does not carry the stream's times; its own stamp is when it changed.
-        if status == "live" and not stream.get("started_at"):
-            stream["started_at"] = event.ts
-        elif status == "ended" and not stream.get("ended_at"):
-            stream["ended_at"] = event.ts
-        stream["status"] = status
-        room.welcomes.clear()
+    def _apply_state(state: dict[str, Any], event: Event) -> bool:
+        """Apply a room event to a welcome state; False when it is not one that changes it.
 
-    @staticmethod
-    def _apply_sale(room: Room, card: dict[str, Any]) -> None:
-        current = room.state.get("flash_sale")
-        same = current is not None and current.get("id") == card.get("id")
-        if card.get("status") == "ended":
-            if same:
-                room.state["flash_sale"] = None
-                room.welcomes.clear()
+        Each sets values rather than adding to them, so applying an event the state already
+        reflects changes nothing."""
+        if event.type == "product_pinned":
+            state["pinned_product"] = event.data.get("product")
+        elif event.type == "flash_sale":
+            card = event.data
+            current = state.get("flash_sale")
+            same = current is not None and current.get("id") == card.get("id")
+            if card.get("status") == "ended":
+                if same:
+                    state["flash_sale"] = None
+            elif not (current is not None and same and current["remaining"] < card["remaining"]):
+                # (else an older update overtaken by a newer one, from another process)
+                state["flash_sale"] = card
+        elif event.type == "stream_status":
+            stream = state.get("stream")
+            if stream is not None:
+                status = event.data["status"]
+                # The event does not carry the stream's times; its stamp is when it changed.
+                if status == "live" and not stream.get("started_at"):
+                    stream["started_at"] = event.ts
+                elif status == "ended" and not stream.get("ended_at"):
+                    stream["ended_at"] = event.ts
+                stream["status"] = status
+        else:
+            return False
+        return True
+
+    async def refresh_state(self, room: Room) -> None:
+        """Read the room's welcome state again, keeping what arrived while it was read."""
+        since = room.last_seq
+        state = await self._load_state(room.stream_id)
+        if state is None or self.rooms.get(room.name) is not room:
             return
-        if current is not None and same and current["remaining"] < card["remaining"]:
-            return  # an older update overtaken by a newer one (several processes)
-        room.state["flash_sale"] = card
+        # Events from ``since`` on may have committed after the read: apply them over it.
+        for event in room.state_events:
+            if event.seq is not None and event.seq > since:
+                self._apply_state(state, event)
+        room.state, room.state_read_at = state, time.monotonic()
         room.welcomes.clear()
 
     # --- the welcome -------------------------------------------------------------------
@@ -720,6 +743,8 @@ class Hub:
                 next_stats = now + STATS_FLUSH_S
                 for room in list(self.rooms.values()):
                     await self._guard(self._flush_room_stats(room))
+                    if time.monotonic() - room.state_read_at >= STATE_REFRESH_S:
+                        await self._guard(self.refresh_state(room))
 
     @staticmethod
     async def _guard(job: Awaitable[None]) -> None:

@@ -98,7 +98,7 @@ def _publish(session: AsyncSession, broker: Broker, stream_id: int, kind: str, d
 
 async def _send(broker: Broker, room: str, payload: bytes) -> None:
     # The change is committed: a broker outage must not turn it into an error response.
-    # Viewers who missed the event get the current state in their next welcome frame.
+    # Rooms read their state again within a minute (STATE_REFRESH_S), so joiners see it then.
     try:
         await broker.publish(room, payload)
     except Exception:

@@ -465,3 +465,32 @@ def test_the_reconnect_window_grows_with_the_sockets_closed() -> None:
 
     assert 4000 < longest(5000) <= 5000
     assert 25_000 < longest(10**6) <= 30_000
+
+
+async def test_a_refresh_reads_the_state_again_and_keeps_what_arrived_meanwhile() -> None:
+    """A re-read replaces the state (a lost event's effect shows) yet keeps later events."""
+    hook = StateHook(opening_state())
+    hub = await _state_hub(hook)
+    room_name = "stream:7"
+    conn = viewer("ru", "RUB")
+    await _live(hub, room_name, conn)
+    room = hub.rooms[room_name]
+    # The database now has a sale whose event never reached the broker.
+    assert hook.state is not None
+    hook.state["flash_sale"] = sale_card(8, 4)
+    pin = {"product": {"id": 3, "title": text({"ru": "Крем"})}}
+
+    async def read_while_a_pin_arrives(stream_id: int) -> dict[str, Any] | None:
+        # The pin commits and is delivered while the read is under way; the read misses it.
+        state = await hook(stream_id)
+        seq = await hub.broker.publish(room_name, encode_event("product_pinned", pin))
+        await _settled(hub, room_name, seq)
+        return state
+
+    hub._load_state = read_while_a_pin_arrives
+    await hub.refresh_state(room)
+    data = welcome_data(hub, conn)
+    assert data["flash_sale"]["id"] == 8
+    assert data["pinned_product"]["title"] == "Крем"
+    assert hook.loads == 2
+    await hub.close()
