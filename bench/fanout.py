@@ -160,10 +160,20 @@ class Viewer(asyncio.Protocol):
                     self._control(buffer[start:stop])
                 elif self.socketio and buffer[start:stop] == b"2":
                     self._send_text(b"3")  # Engine.IO ping
+                else:
+                    self.on_text(buffer, start, stop)
+            elif opcode == 0x8:
+                self.on_close(buffer[start:stop])
             elif opcode == 0x9:
                 assert self.transport is not None
                 self.transport.write(masked(0xA, buffer[start:stop]))
         self.buffer = buffer[at:] if at < end else b""
+
+    def on_text(self, buffer: bytes, start: int, stop: int) -> None:
+        """Any other text frame after the welcome (bench/join_storm.py looks at them)."""
+
+    def on_close(self, payload: bytes) -> None:
+        """The server's close frame: a 2-byte code, then the reason."""
 
     def _send_text(self, payload: bytes) -> None:
         assert self.transport is not None

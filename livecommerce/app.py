@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecommerce import __version__, jobs
@@ -174,6 +175,31 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+class SocketRoutes:
+    """Serves the WebSocket routes before the HTTP layers and the API router.
+
+    A join storm is thousands of handshakes a second; through the whole stack each would pass
+    the body limit, the exception and exit-stack layers and be matched against every API
+    route before reaching its own, which costs more than the join itself. The socket
+    handlers answer their own errors (an ``error`` frame and a close code), so none of those
+    layers has anything to do for them.
+    """
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            for route in self.routes:
+                match, child_scope = route.matches(scope)
+                if match == Match.FULL:
+                    scope.update(child_scope)
+                    await route.handle(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def make_realtime(settings: Settings) -> tuple[Broker, Presence]:
     """The embedded in-process broker, or Redis when ``LIVECOMMERCE_REDIS_URL`` is set."""
     if not settings.redis_url:
@@ -219,6 +245,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             broker=broker,
             presence=presence,
             load_settings=partial(streams_service.load_room_settings, sessions),
+            load_state=partial(streams_service.load_room_state, sessions),
             flush_stats=partial(streams_service.record_room_stats, sessions),
         )
         app.state.broker = broker
@@ -271,6 +298,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         )
     # Multipart framing adds a little to the file itself.
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + 64 * 1024)
+    # Outermost but for the server-error layer (added last): sockets skip the HTTP layers.
+    app.add_middleware(SocketRoutes, routes=[*room_routes, *notification_routes])
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")

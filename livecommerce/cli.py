@@ -47,7 +47,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from livecommerce.app import create_app
     from livecommerce.migrate import ensure_migrated
-    from livecommerce.rooms.server import WEBSOCKET_OPTIONS
+    from livecommerce.rooms.server import WEBSOCKET_OPTIONS, tune_collector
 
     async def _check() -> None:
         engine = create_engine(settings.resolved_database_url)
@@ -87,8 +87,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     try:
         if workers == 1:
+            app = create_app(settings)
+            tune_collector()
             uvicorn.run(
-                create_app(settings),
+                app,
                 host=host,
                 port=port,
                 log_level=settings.log_level,
@@ -101,7 +103,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             settings.resolved_secret_key()
             os.environ.update(LIVECOMMERCE_HOST=host, LIVECOMMERCE_PORT=str(port))
             uvicorn.run(
-                "livecommerce.app:create_app",
+                "livecommerce.cli:worker_app",
                 factory=True,
                 host=host,
                 port=port,
@@ -120,6 +122,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one ``serve --workers N`` process, built from the environment."""
+    from livecommerce.app import create_app
+    from livecommerce.rooms.server import tune_collector
+
+    app = create_app()
+    tune_collector()
+    return app
 
 
 def _die_with_parent() -> None:

@@ -15,13 +15,23 @@ bounded queue; otherwise each connection has a bounded queue drained by a writer
 ``websocket.send``. Either way a client that cannot keep up is closed with ``CLOSE_SLOW``
 (it may reconnect with ``last_seq`` and resume), so one slow phone never holds back the
 room or grows the server's memory.
+
+A room also keeps what a joining viewer's ``welcome`` shows (the stream, the pinned
+product, the flash sale): loaded once when the room opens in the process (after
+subscribing and reading the head, so nothing is missed) and from then on kept current by
+the room's own events, which every process applies as it receives them (and read again
+once a minute, in case an event was lost before it reached the broker). The welcome is
+rendered once per group and spliced with the viewer's own fields, so a join costs no
+database read and no full serialisation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -31,8 +41,9 @@ from typing import Any, Protocol
 
 from livecommerce.rooms.broker import Broker, Envelope, Subscription
 from livecommerce.rooms.presence import PRESENCE_TTL_S, Presence
-from livecommerce.rooms.render import Event, Group, encode_event, frame
+from livecommerce.rooms.render import Event, Group, encode_event, frame, render
 from livecommerce.rooms.wire import Batch, FrameWriter
+from livecommerce.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +64,39 @@ ORDER_TICKER_MAX = 5  # orders listed by name in one ticker event (the rest are 
 FLASH_SALE_S = 0.25  # a sale's remaining quantity reaches the room at most 4 times a second
 PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
 STATS_FLUSH_S = 5.0
+# A room's welcome state is read again this often, in case an event never reached the broker
+# (its publish failed after the commit) or a pinned product was edited.
+STATE_REFRESH_S = 60.0
+STATE_LOG_MAX = 256  # state events kept to re-apply over a refresh read while they arrived
 SLOW_REASON = "slow consumer: reconnect with last_seq"
+# Reconnects after a drain are spread over a window long enough for this many joins a
+# second, between these bounds; each socket's close reason carries its own random delay.
+RECONNECT_JOINS_PER_S = 1000
+RECONNECT_SPREAD_MIN_S = 1.0
+RECONNECT_SPREAD_MAX_S = 30.0
 # Joins remembered between two stats flushes; a flood beyond is not counted as unique viewers
 # rather than held in memory.
 MAX_NEW_VIEWERS = 50_000
+
+
+_GUEST_YOU = '{"user_id":null,"name":"","guest":true,"can_chat":false}'
+_JSON_BOOL = {True: "true", False: "false", None: "null"}
+
+
+def reconnect_reason(text: str, sockets: int) -> str:
+    """A close reason telling the client when to come back: ``... (retry_after_ms=N)``.
+
+    ``N`` is drawn per socket from a window that grows with the number of sockets being
+    closed, so that a drained process's viewers do not all return in the same instant.
+    """
+    window = min(
+        RECONNECT_SPREAD_MAX_S, max(RECONNECT_SPREAD_MIN_S, sockets / RECONNECT_JOINS_PER_S)
+    )
+    return f"{text} (retry_after_ms={int(random.uniform(0, window) * 1000)})"
+
+
+class NoSuchRoom(Exception):
+    """The room's state hook found nothing to open (for a stream: no such stream)."""
 
 
 class SocketLike(Protocol):
@@ -198,6 +238,14 @@ class Room:
     settings: dict[str, Any] = field(default_factory=dict)
     # user id -> (action, until epoch or None), updated by moderation events
     moderation: dict[int, tuple[str, float | None]] = field(default_factory=dict)
+    # What the welcome shows, language-neutral: {"stream", "pinned_product", "flash_sale"}.
+    state: dict[str, Any] = field(default_factory=dict)
+    # Per group: the welcome's shared part as JSON, up to where the viewer's own fields go,
+    # and until when it holds (a flash sale's end); dropped whenever the state changes.
+    welcomes: dict[Group, tuple[str, float]] = field(default_factory=dict)
+    state_read_at: float = 0.0  # monotonic
+    # The latest events that changed the state, to re-apply over a read made while they came.
+    state_events: deque[Event] = field(default_factory=lambda: deque(maxlen=STATE_LOG_MAX))
 
     def connections(self) -> list[Connection]:
         return [c for conns in self.groups.values() for c in conns]
@@ -206,12 +254,18 @@ class Room:
 # Hooks the hub calls into the rest of the application (the streams domain and the
 # database), kept as plain callables so that this module imports no domain.
 LoadSettings = Callable[[int], Awaitable[dict[str, Any]]]
+# The welcome's state of a stream's room (see ``Room.state``), or None: no such stream.
+LoadState = Callable[[int], Awaitable[dict[str, Any] | None]]
 # stream id, peak viewers, new chat messages, viewers who joined since (key -> locale)
 FlushStats = Callable[[int, int, int, dict[str, str]], Awaitable[None]]
 
 
 async def _no_settings(_stream_id: int) -> dict[str, Any]:
     return {}
+
+
+async def _no_state(stream_id: int) -> dict[str, Any] | None:
+    return {"stream": {"id": stream_id}, "pinned_product": None, "flash_sale": None}
 
 
 async def _no_stats(_stream_id: int, _peak: int, _chats: int, _viewers: dict[str, str]) -> None:
@@ -225,12 +279,14 @@ class Hub:
         broker: Broker,
         presence: Presence,
         load_settings: LoadSettings = _no_settings,
+        load_state: LoadState = _no_state,
         flush_stats: FlushStats = _no_stats,
         queue_max: int = QUEUE_MAX_FRAMES,
     ) -> None:
         self.broker = broker
         self.presence = presence
         self._load_settings = load_settings
+        self._load_state = load_state
         self._flush_stats = flush_stats
         self.queue_max = queue_max
         self.rooms: dict[str, Room] = {}
@@ -259,9 +315,13 @@ class Hub:
             task.cancel()
         with contextlib.suppress(Exception):
             await self.flush_pending()
+        sockets = sum(room.size for room in self.rooms.values())
         for room in list(self.rooms.values()):
             for conn in room.connections():
-                conn.shut(CLOSE_GOING_AWAY, "server restarting: reconnect with last_seq")
+                conn.shut(
+                    CLOSE_GOING_AWAY,
+                    reconnect_reason("server restarting: reconnect with last_seq", sockets),
+                )
             await self._close_room(room)
         await self.presence.close()
         await self.broker.close()
@@ -296,6 +356,14 @@ class Hub:
             room.subscription = await self.broker.subscribe(name)
             # Subscribed first, then read the head: nothing published in between is missed.
             room.last_seq = await self.broker.last_seq(name)
+            # Read after the head: events from here on are applied to it by the consumer
+            # (they set values, so applying one the read already saw changes nothing).
+            state = await self._load_state(stream_id)
+            if state is None:
+                with contextlib.suppress(Exception):
+                    await room.subscription.close()
+                raise NoSuchRoom(name)
+            room.state, room.state_read_at = state, time.monotonic()
             room.settings = await self._load_settings(stream_id)
             room.consumer = asyncio.create_task(self._consume(room), name=f"room-{name}")
             self.rooms[name] = room
@@ -312,7 +380,8 @@ class Hub:
         """Add ``conn`` to the room; returns the room's ``seq`` at the moment it joined.
 
         Room events after that ``seq`` go to the connection's queue; events up to it are the
-        caller's to replay (from history) before starting the writer.
+        caller's to replay (from history) before starting the writer. Raises
+        :class:`NoSuchRoom` when the room's state hook found nothing.
         """
         room = await self._open_room(room_name, stream_id)
         conn.room = room
@@ -377,8 +446,12 @@ class Hub:
             raise
         except Exception:
             log.exception("room %s: subscription failed", room.name)
-            for conn in room.connections():
-                conn.shut(CLOSE_GOING_AWAY, "room unavailable: reconnect with last_seq")
+            conns = room.connections()
+            for conn in conns:
+                conn.shut(
+                    CLOSE_GOING_AWAY,
+                    reconnect_reason("room unavailable: reconnect with last_seq", len(conns)),
+                )
 
     async def _receive(self, room: Room, envelope: Envelope, events: list[Event]) -> None:
         if envelope.seq is None:
@@ -409,9 +482,116 @@ class Hub:
         room.last_seq = event.seq
         if event.type == "moderation":
             self._apply_moderation(room, event.data)
-        elif event.type == "stream_status":
+            return event
+        if event.type == "stream_status":
             room.settings["status"] = event.data["status"]
+        if self._apply_state(room.state, event):
+            room.state_events.append(event)
+            room.welcomes.clear()
         return event
+
+    @staticmethod
+    def _apply_state(state: dict[str, Any], event: Event) -> bool:
+        """Apply a room event to a welcome state; False when it is not one that changes it.
+
+        Each sets values rather than adding to them, so applying an event the state already
+        reflects changes nothing."""
+        if event.type == "product_pinned":
+            state["pinned_product"] = event.data.get("product")
+        elif event.type == "flash_sale":
+            card = event.data
+            current = state.get("flash_sale")
+            same = current is not None and current.get("id") == card.get("id")
+            if card.get("status") == "ended":
+                if same:
+                    state["flash_sale"] = None
+            elif not (current is not None and same and current["remaining"] < card["remaining"]):
+                # (else an older update overtaken by a newer one, from another process)
+                state["flash_sale"] = card
+        elif event.type == "stream_status":
+            stream = state.get("stream")
+            if stream is not None:
+                status = event.data["status"]
+                # The event does not carry the stream's times; its stamp is when it changed.
+                if status == "live" and not stream.get("started_at"):
+                    stream["started_at"] = event.ts
+                elif status == "ended" and not stream.get("ended_at"):
+                    stream["ended_at"] = event.ts
+                stream["status"] = status
+        else:
+            return False
+        return True
+
+    async def refresh_state(self, room: Room) -> None:
+        """Read the room's welcome state again, keeping what arrived while it was read."""
+        since = room.last_seq
+        state = await self._load_state(room.stream_id)
+        if state is None or self.rooms.get(room.name) is not room:
+            return
+        # Events from ``since`` on may have committed after the read: apply them over it.
+        for event in room.state_events:
+            if event.seq is not None and event.seq > since:
+                self._apply_state(state, event)
+        room.state, room.state_read_at = state, time.monotonic()
+        room.welcomes.clear()
+
+    # --- the welcome -------------------------------------------------------------------
+
+    def welcome_state(self, conn: Connection) -> str:
+        """The shared part of ``conn``'s welcome as the room is now (see :meth:`welcome`)."""
+        assert conn.room is not None
+        return self._welcome_shared(conn.room, conn.group)
+
+    def welcome(
+        self, conn: Connection, *, last_seq: int, resumed: bool | None, shared: str | None = None
+    ) -> str:
+        """The ``welcome`` frame for ``conn``: the group's shared part (``shared``, taken
+        earlier with :meth:`welcome_state`, or as the room is now), rendered once per group,
+        with the viewer's own fields spliced in (docs/protocol.md lists them)."""
+        room = conn.room
+        assert room is not None
+        if shared is None:
+            shared = self._welcome_shared(room, conn.group)
+        guest = conn.user_id is None
+        if guest:
+            you = _GUEST_YOU
+        else:
+            can_chat = self.restriction(room, conn.user_id) is None
+            you = (
+                f'{{"user_id":{conn.user_id},"name":{json.dumps(conn.name, ensure_ascii=False)},'
+                f'"guest":false,"can_chat":{"true" if can_chat else "false"}}}'
+            )
+        return (
+            f'{{"type":"welcome","seq":null,"ts":"{utcnow().isoformat()}","data":{shared}'
+            f',"viewer_count":{max(room.viewer_count, room.size)},"last_seq":{last_seq}'
+            f',"resumed":{_JSON_BOOL[resumed]},"you":{you}}}}}'
+        )
+
+    def _welcome_shared(self, room: Room, group: Group) -> str:
+        now = time.time()
+        cached = room.welcomes.get(group)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        sale = room.state.get("flash_sale")
+        holds_until = float("inf")
+        if sale is not None:
+            ends = datetime.fromisoformat(sale["ends_at"]).timestamp()
+            if ends <= now:
+                # Over by the clock, its end not yet heard of: nobody joins into it.
+                sale = None
+            else:
+                holds_until = ends
+        locale, currency = group
+        data = {
+            "stream": render(room.state.get("stream"), locale, currency),
+            "pinned_product": render(room.state.get("pinned_product"), locale, currency),
+            "flash_sale": render(sale, locale, currency),
+            "locale": locale,
+            "currency": currency,
+        }
+        shared = json.dumps(data, ensure_ascii=False, separators=(",", ":"))[:-1]
+        room.welcomes[group] = (shared, holds_until)
+        return shared
 
     def fan_out(self, room: Room, events: list[Event]) -> None:
         """Render each event once per group (once for all if uniform); one batch per group.
@@ -563,6 +743,8 @@ class Hub:
                 next_stats = now + STATS_FLUSH_S
                 for room in list(self.rooms.values()):
                     await self._guard(self._flush_room_stats(room))
+                    if time.monotonic() - room.state_read_at >= STATE_REFRESH_S:
+                        await self._guard(self.refresh_state(room))
 
     @staticmethod
     async def _guard(job: Awaitable[None]) -> None:

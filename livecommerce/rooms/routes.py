@@ -23,15 +23,15 @@ from livecommerce.errors import AppError
 from livecommerce.i18n.locales import DEFAULT_CURRENCY
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import is_supported_currency
-from livecommerce.rates.service import load_rate_book
 from livecommerce.rooms.hub import (
     CLOSE_BANNED,
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHORIZED,
     Connection,
     Hub,
+    NoSuchRoom,
 )
-from livecommerce.rooms.render import Event, encode_event, frame, render
+from livecommerce.rooms.render import Event, encode_event, frame
 from livecommerce.rooms.wire import FRAMES_EXTENSION, Batch
 from livecommerce.streams import service as streams
 from livecommerce.streams.models import StreamStatus
@@ -114,7 +114,11 @@ async def stream_room(websocket: WebSocket) -> None:
     if admission is None:
         return
     conn = admission.conn
-    joined_at = await hub.join(conn, room_name=streams.room_of(stream_id), stream_id=stream_id)
+    try:
+        joined_at = await hub.join(conn, room_name=streams.room_of(stream_id), stream_id=stream_id)
+    except NoSuchRoom:
+        await _refuse(websocket, conn.locale, "stream_not_found", CLOSE_NOT_FOUND)
+        return
     room = conn.room
     assert room is not None
     if admission.restriction is not None and conn.user_id is not None:
@@ -122,7 +126,7 @@ async def stream_room(websocket: WebSocket) -> None:
         room.moderation[conn.user_id] = (action, until.timestamp() if until else None)
     started = False
     try:
-        first = await _first_frames(websocket, hub, conn, stream_id, admission.last_seq, joined_at)
+        first = await _first_frames(hub, conn, admission.last_seq, joined_at)
         started = True
         conn.start(first)
         del admission, first  # this frame lives as long as the viewer: keep it small
@@ -138,7 +142,12 @@ async def stream_room(websocket: WebSocket) -> None:
 
 
 async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
-    """Who, in which language and currency; None once the socket has been refused."""
+    """Who, in which language and currency; None once the socket has been refused.
+
+    A guest costs no database read: the token is signed, and whether the stream exists is
+    the room's to say (the hub reads it once when the room opens in this process). A
+    signed-in viewer's row and standing in the stream are one query.
+    """
     settings: Settings = websocket.app.state.settings
     params = websocket.query_params
     fallback_locale = settings.default_locale
@@ -152,41 +161,39 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
     except AppError:
         await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
         return None
-    async with session_scope(websocket.app.state.sessions, read_only=True) as session:
-        if not claims.is_guest:
-            user = await session.get(User, claims.user_id)
-            if user is None or not user.is_active:
-                await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
-                return None
-        try:
-            locale = negotiate_locale(websocket, user, settings.default_locale)
-        except AppError:
-            await _refuse(websocket, fallback_locale, "unsupported_locale", CLOSE_BAD_REQUEST)
-            return None
-        currency = (params.get("currency") or "").strip().upper() or (
-            user.currency if user else DEFAULT_CURRENCY[locale]
-        )
-        if not is_supported_currency(currency):
-            await _refuse(websocket, locale, "unsupported_currency", CLOSE_BAD_REQUEST)
-            return None
-        raw_last_seq = params.get("last_seq")
-        last_seq: int | None = None
-        if raw_last_seq is not None:
-            try:
-                last_seq = int(raw_last_seq)
-            except ValueError:
-                last_seq = -1  # unusable: answered with resumed=false
-        stream = await session.get(streams.Stream, stream_id) if 0 < stream_id < 2**31 else None
-        if stream is None:
-            await _refuse(websocket, locale, "stream_not_found", CLOSE_NOT_FOUND)
-            return None
-        restriction = None
-        if user is not None and user.id is not None:
-            record = await streams.moderation_of(
-                session=session, stream_id=stream_id, user_id=user.id
+    if not 0 < stream_id < 2**31:
+        await _refuse(websocket, fallback_locale, "stream_not_found", CLOSE_NOT_FOUND)
+        return None
+    restriction = None
+    if not claims.is_guest:
+        assert claims.user_id is not None
+        async with session_scope(websocket.app.state.sessions, read_only=True) as session:
+            user, record = await streams.viewer_in_room(
+                session=session, stream_id=stream_id, user_id=claims.user_id
             )
-            if record is not None:
-                restriction = (record.action, record.until)
+        if user is None or not user.is_active:
+            await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
+            return None
+        if record is not None:
+            restriction = (record.action, record.until)
+    try:
+        locale = negotiate_locale(websocket, user, settings.default_locale)
+    except AppError:
+        await _refuse(websocket, fallback_locale, "unsupported_locale", CLOSE_BAD_REQUEST)
+        return None
+    currency = (params.get("currency") or "").strip().upper() or (
+        user.currency if user else DEFAULT_CURRENCY[locale]
+    )
+    if not is_supported_currency(currency):
+        await _refuse(websocket, locale, "unsupported_currency", CLOSE_BAD_REQUEST)
+        return None
+    raw_last_seq = params.get("last_seq")
+    last_seq: int | None = None
+    if raw_last_seq is not None:
+        try:
+            last_seq = int(raw_last_seq)
+        except ValueError:
+            last_seq = -1  # unusable: answered with resumed=false
     if restriction is not None and restriction[0] == "ban":
         await _refuse(websocket, locale, "banned", CLOSE_BANNED)
         return None
@@ -203,49 +210,24 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
     return Admission(conn, last_seq, restriction)
 
 
-async def _first_frames(
-    websocket: WebSocket,
-    hub: Hub,
-    conn: Connection,
-    stream_id: int,
-    last_seq: int | None,
-    joined_at: int,
-) -> Batch:
+async def _first_frames(hub: Hub, conn: Connection, last_seq: int | None, joined_at: int) -> Batch:
     """The welcome snapshot, then the replay of what the viewer missed (up to ``joined_at``;
     later events reach the connection live)."""
     room = conn.room
     assert room is not None
-    resumed: bool | None = None
-    replay: list[Event] = []
-    if last_seq is not None:
-        history = await hub.broker.history(room.name, last_seq) if last_seq >= 0 else None
-        resumed = history is not None
-        for envelope in history or []:
-            if envelope.seq is not None and envelope.seq <= joined_at:
-                replay.append(Event.decode(envelope.payload, envelope.seq))
-    async with session_scope(websocket.app.state.sessions, read_only=True) as session:
-        current = await session.get(streams.Stream, stream_id)
-        assert current is not None
-        state = await streams.room_state(
-            session=session, stream=current, book=await load_rate_book(session)
-        )
+    if last_seq is None:
+        return Batch([hub.welcome(conn, last_seq=joined_at, resumed=None)])
+    # The room's state now is the state at joined_at: nothing below waits before it is read.
+    state = hub.welcome_state(conn)
+    history = await hub.broker.history(room.name, last_seq) if last_seq >= 0 else None
+    replay = [
+        Event.decode(envelope.payload, envelope.seq)
+        for envelope in history or []
+        if envelope.seq is not None and envelope.seq <= joined_at
+    ]
+    welcome = hub.welcome(conn, last_seq=joined_at, resumed=history is not None, shared=state)
     locale, currency = conn.locale, conn.currency
-    guest = conn.user_id is None
-    welcome = render(state, locale, currency)
-    welcome.update(
-        locale=locale,
-        currency=currency,
-        viewer_count=max(room.viewer_count, room.size),
-        last_seq=joined_at,
-        resumed=resumed,
-        you={
-            "user_id": conn.user_id,
-            "name": conn.name,
-            "guest": guest,
-            "can_chat": not guest and hub.restriction(room, conn.user_id) is None,
-        },
-    )
-    return Batch([frame("welcome", welcome), *(e.frame(locale, currency) for e in replay)])
+    return Batch([welcome, *(e.frame(locale, currency) for e in replay)])
 
 
 async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id: int) -> None:

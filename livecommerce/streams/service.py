@@ -96,7 +96,7 @@ def _publish(session: AsyncSession, broker: Broker, stream_id: int, kind: str, d
 
 async def _send(broker: Broker, room: str, payload: bytes) -> None:
     # The change is committed: a broker outage must not turn it into an error response.
-    # Viewers who missed the event get the current state in their next welcome frame.
+    # Rooms read their state again within a minute (STATE_REFRESH_S), so joiners see it then.
     try:
         await broker.publish(room, payload)
     except Exception:
@@ -402,6 +402,30 @@ async def moderation_of(
     return record
 
 
+async def viewer_in_room(
+    *, session: AsyncSession, stream_id: int, user_id: int
+) -> tuple[User | None, StreamModeration | None]:
+    """A signed-in viewer and their standing in the stream, in one query (a room join)."""
+    row = (
+        await session.execute(
+            select(User, StreamModeration)
+            .outerjoin(
+                StreamModeration,
+                (col(StreamModeration.user_id) == col(User.id))
+                & (col(StreamModeration.stream_id) == stream_id),
+            )
+            .where(col(User.id) == user_id)
+        )
+    ).first()
+    if row is None:
+        return None, None
+    user: User = row[0]
+    record: StreamModeration | None = row[1]
+    if record is not None and record.until is not None and record.until <= utcnow():
+        record = None
+    return user, record
+
+
 async def delete_chat_message(
     *, session: AsyncSession, broker: Broker, stream: Stream, seq: int
 ) -> None:
@@ -421,6 +445,18 @@ async def load_room_settings(
         if stream is None:
             return {"status": StreamStatus.ENDED, "blocked_words": []}
         return {"status": stream.status, "blocked_words": list(stream.blocked_words)}
+
+
+async def load_room_state(
+    sessions: async_sessionmaker[AsyncSession], stream_id: int
+) -> dict[str, Any] | None:
+    """What a room's welcome shows (``room_state``), read once when the room opens in a
+    process; None when there is no such stream."""
+    async with session_scope(sessions, read_only=True) as session:
+        stream = await session.get(Stream, stream_id)
+        if stream is None:
+            return None
+        return await room_state(session=session, stream=stream, book=await load_rate_book(session))
 
 
 async def record_room_stats(

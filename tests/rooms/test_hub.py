@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from livecommerce.rooms.broker import MemoryBroker
-from livecommerce.rooms.hub import CLOSE_SLOW, SEND_BUFFER_MAX, Connection, Hub
+from livecommerce.rooms.hub import (
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW,
+    SEND_BUFFER_MAX,
+    Connection,
+    Hub,
+    NoSuchRoom,
+    reconnect_reason,
+)
 from livecommerce.rooms.presence import MemoryPresence
 from livecommerce.rooms.render import encode_event, text
 from livecommerce.rooms.wire import Batch
+from livecommerce.sqltypes import utcnow
 
 
 class FakeSocket:
@@ -18,6 +32,7 @@ class FakeSocket:
     def __init__(self, *, stall: bool = False) -> None:
         self.frames: list[str] = []
         self.closed_with: int | None = None
+        self.reason: str | None = None
         self.stall = stall
 
     async def send_text(self, data: str) -> None:
@@ -27,6 +42,7 @@ class FakeSocket:
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.closed_with = code
+        self.reason = reason
 
 
 class FakeWriter:
@@ -284,3 +300,197 @@ async def test_joins_are_flushed_as_unique_viewers_with_their_locale() -> None:
         assert flushed == [(4, {"user:1": "kk", "guest-9": "uz"})]
     finally:
         await hub.close()
+
+
+# --- the room's welcome state ---------------------------------------------------------------
+
+
+def sale_card(sale_id: int, remaining: int, status: str = "active", **extra: Any) -> dict[str, Any]:
+    ends = extra.pop("ends_at", utcnow() + timedelta(minutes=5))
+    return {
+        "id": sale_id,
+        "status": status,
+        "product": {"id": 1, "title": text({"kk": "Орамал", "ru": "Платок"})},
+        "remaining": remaining,
+        "ends_at": ends.isoformat(),
+        **extra,
+    }
+
+
+class StateHook:
+    """The room's state as the streams domain would load it, counting the loads."""
+
+    def __init__(self, state: dict[str, Any] | None) -> None:
+        self.state = state
+        self.loads = 0
+
+    async def __call__(self, stream_id: int) -> dict[str, Any] | None:
+        self.loads += 1
+        return json.loads(json.dumps(self.state)) if self.state is not None else None
+
+
+def opening_state() -> dict[str, Any]:
+    return {
+        "stream": {"id": 7, "status": "live", "title": text({"ru": "Эфир"}), "ended_at": None},
+        "pinned_product": None,
+        "flash_sale": None,
+    }
+
+
+async def _state_hub(hook: StateHook) -> Hub:
+    hub = Hub(broker=MemoryBroker(), presence=MemoryPresence(), load_state=hook)
+    await hub.start()
+    return hub
+
+
+def welcome_data(hub: Hub, conn: Connection) -> dict[str, Any]:
+    welcome = json.loads(
+        hub.welcome(conn, last_seq=conn.room.last_seq if conn.room else 0, resumed=None)
+    )
+    assert welcome["type"] == "welcome" and welcome["seq"] is None
+    data: dict[str, Any] = welcome["data"]
+    return data
+
+
+async def _settled(hub: Hub, room: str, seq: int) -> None:
+    async with asyncio.timeout(2):
+        while hub.rooms[room].last_seq < seq:  # noqa: ASYNC110 (the consumer is a task)
+            await asyncio.sleep(0.005)
+
+
+async def test_welcome_state_follows_pins_sales_and_status_from_one_load() -> None:
+    """Pins, sale updates (lowest remaining wins), a sale's end and the stream's end apply."""
+    hook = StateHook(opening_state())
+    hub = await _state_hub(hook)
+    room = "stream:7"
+    kk, ru = viewer("kk", "KZT"), viewer("ru", "RUB")
+    await _live(hub, room, kk, ru)
+    assert welcome_data(hub, kk)["pinned_product"] is None
+    pin = {"product": {"id": 3, "title": text({"kk": "Крем", "ru": "Крем для лица"})}}
+    await hub.broker.publish(room, encode_event("product_pinned", pin))
+    await hub.broker.publish(room, encode_event("flash_sale", sale_card(5, 30)))
+    await hub.broker.publish(room, encode_event("flash_sale", sale_card(5, 12)))
+    # Overtaken by the update above (another process published it later): ignored.
+    seq = await hub.broker.publish(room, encode_event("flash_sale", sale_card(5, 20)))
+    await _settled(hub, room, seq)
+    data = welcome_data(hub, ru)
+    assert data["pinned_product"]["title"] == "Крем для лица"
+    assert welcome_data(hub, kk)["pinned_product"]["title"] == "Крем"
+    assert data["flash_sale"]["remaining"] == 12
+    assert data["flash_sale"]["product"]["title"] == "Платок"
+    assert data["last_seq"] == seq
+    # The end of another sale leaves this one; its own end clears it.
+    await hub.broker.publish(room, encode_event("flash_sale", sale_card(4, 0, "ended")))
+    seq = await hub.broker.publish(room, encode_event("flash_sale", sale_card(5, 12, "ended")))
+    await _settled(hub, room, seq)
+    assert welcome_data(hub, ru)["flash_sale"] is None
+    status = {"status": "ended", "text": text({"ru": "Эфир окончен"})}
+    seq = await hub.broker.publish(room, encode_event("stream_status", status))
+    await _settled(hub, room, seq)
+    stream = welcome_data(hub, ru)["stream"]
+    assert stream["status"] == "ended" and stream["ended_at"] is not None
+    assert stream["title"] == "Эфир"
+    assert hub.rooms[room].settings["status"] == "ended"
+    assert hook.loads == 1
+    await hub.close()
+
+
+async def test_a_sale_over_by_the_clock_is_not_in_the_welcome() -> None:
+    """A sale whose end time passed before its end was announced is left out of welcomes."""
+    state = opening_state()
+    state["flash_sale"] = sale_card(5, 3, ends_at=utcnow() + timedelta(milliseconds=200))
+    hub = await _state_hub(StateHook(state))
+    conn = viewer("ru", "RUB")
+    await _live(hub, "stream:7", conn)
+    assert welcome_data(hub, conn)["flash_sale"]["id"] == 5
+    await asyncio.sleep(0.3)
+    assert welcome_data(hub, conn)["flash_sale"] is None
+    await hub.close()
+
+
+async def test_a_stream_the_state_hook_does_not_know_opens_no_room() -> None:
+    """join raises NoSuchRoom and leaves nothing subscribed; the next try asks again."""
+    hook = StateHook(None)
+    hub = await _state_hub(hook)
+    for _ in range(2):
+        with pytest.raises(NoSuchRoom):
+            await hub.join(viewer("ru", "RUB"), room_name="stream:9", stream_id=9)
+    assert hub.rooms == {}
+    assert hook.loads == 2
+    await hub.close()
+
+
+async def test_the_welcome_splices_a_signed_in_viewer_and_a_muted_one() -> None:
+    """``you`` carries the viewer's id and name (escaped) and whether they may chat."""
+    hub = await _state_hub(StateHook(opening_state()))
+    talker = Connection(
+        socket=FakeSocket(), locale="ru", currency="RUB", user_id=11, name='Айгерим "A"'
+    )
+    muted = Connection(socket=FakeSocket(), locale="ru", currency="RUB", user_id=12, name="B")
+    await _live(hub, "stream:7", talker, muted)
+    hub.rooms["stream:7"].moderation[12] = ("mute", None)
+    assert welcome_data(hub, talker)["you"] == {
+        "user_id": 11,
+        "name": 'Айгерим "A"',
+        "guest": False,
+        "can_chat": True,
+    }
+    assert welcome_data(hub, muted)["you"]["can_chat"] is False
+    assert welcome_data(hub, muted)["viewer_count"] == 2
+    await hub.close()
+
+
+async def test_closing_the_hub_tells_each_viewer_when_to_come_back() -> None:
+    """On shutdown every socket closes with 1001 and its own retry_after_ms in the reason."""
+    hub = await _hub()
+    sockets = [FakeSocket() for _ in range(40)]
+    await _live(hub, "stream:1", *(viewer("ru", "RUB", socket=s) for s in sockets))
+    await hub.close()
+    await asyncio.sleep(0.05)
+    delays = []
+    for socket in sockets:
+        assert socket.closed_with == CLOSE_GOING_AWAY
+        found = re.search(r"retry_after_ms=(\d+)", socket.reason or "")
+        assert found is not None, socket.reason
+        delays.append(int(found.group(1)))
+    assert all(0 <= d <= 1000 for d in delays)  # 40 sockets: the shortest window, 1 s
+    assert len(set(delays)) > 10, "each socket draws its own delay"
+
+
+def test_the_reconnect_window_grows_with_the_sockets_closed() -> None:
+    """5,000 sockets spread over 5 s; a huge process is capped at 30 s."""
+
+    def longest(sockets: int) -> int:
+        return max(int(re.findall(r"\d+", reconnect_reason("x", sockets))[-1]) for _ in range(2000))
+
+    assert 4000 < longest(5000) <= 5000
+    assert 25_000 < longest(10**6) <= 30_000
+
+
+async def test_a_refresh_reads_the_state_again_and_keeps_what_arrived_meanwhile() -> None:
+    """A re-read replaces the state (a lost event's effect shows) yet keeps later events."""
+    hook = StateHook(opening_state())
+    hub = await _state_hub(hook)
+    room_name = "stream:7"
+    conn = viewer("ru", "RUB")
+    await _live(hub, room_name, conn)
+    room = hub.rooms[room_name]
+    # The database now has a sale whose event never reached the broker.
+    assert hook.state is not None
+    hook.state["flash_sale"] = sale_card(8, 4)
+    pin = {"product": {"id": 3, "title": text({"ru": "Крем"})}}
+
+    async def read_while_a_pin_arrives(stream_id: int) -> dict[str, Any] | None:
+        # The pin commits and is delivered while the read is under way; the read misses it.
+        state = await hook(stream_id)
+        seq = await hub.broker.publish(room_name, encode_event("product_pinned", pin))
+        await _settled(hub, room_name, seq)
+        return state
+
+    hub._load_state = read_while_a_pin_arrives
+    await hub.refresh_state(room)
+    data = welcome_data(hub, conn)
+    assert data["flash_sale"]["id"] == 8
+    assert data["pinned_product"]["title"] == "Крем"
+    assert hook.loads == 2
+    await hub.close()

@@ -76,3 +76,57 @@ async def test_a_room_spans_two_processes(clients: tuple[httpx.AsyncClient, ...]
         detail = (await b.get(f"/api/v1/streams/{live.stream_id}")).json()
         assert detail["stats"]["viewer_count"] == 2
         assert detail["stats"]["last_seq"] == chat["seq"]
+
+
+async def test_both_processes_keep_the_welcome_current(
+    clients: tuple[httpx.AsyncClient, ...],
+) -> None:
+    """With the room open on A and B, a pin and a sale made on B (and the stream's end on A)
+    are in the welcome of viewers joining either process."""
+    a, b = clients
+    live = await live_stream(b)
+    guest = await guest_token(a)
+    async with (
+        connect(ws_url(a, live.stream_id, guest, locale="kk")) as on_a,
+        connect(ws_url(b, live.stream_id, guest, locale="ru")) as on_b,
+    ):
+        await next_frame(on_a, "welcome")
+        await next_frame(on_b, "welcome")
+        pinned = await b.post(
+            f"/api/v1/streams/{live.stream_id}/pins",
+            json={"product_id": live.product["id"]},
+            headers=live.host,
+        )
+        assert pinned.status_code == 200, pinned.text
+        sale = await b.post(
+            f"/api/v1/streams/{live.stream_id}/flash-sales",
+            json={
+                "product_id": live.product["id"],
+                "price": {"amount": "99.00", "currency": "CNY"},
+                "quantity": 7,
+                "duration_s": 300,
+            },
+            headers=live.host,
+        )
+        assert sale.status_code == 201, sale.text
+        for ws in (on_a, on_b):  # each process has applied both events
+            await next_frame(ws, "flash_sale")
+        for client, locale, title in (
+            (a, "uz", "Namlovchi krem"),
+            (b, "kk", "Ылғалдандыратын крем"),
+        ):
+            async with connect(ws_url(client, live.stream_id, guest, locale=locale)) as ws:
+                welcome = (await next_frame(ws, "welcome"))["data"]
+            assert welcome["pinned_product"]["title"] == title
+            assert welcome["flash_sale"]["remaining"] == 7
+            assert welcome["flash_sale"]["product"]["title"] == title
+        ended = await a.post(f"/api/v1/streams/{live.stream_id}/end", headers=live.host)
+        assert ended.status_code == 200, ended.text
+        for ws in (on_a, on_b):
+            await next_frame(ws, "stream_status")
+        for client in (a, b):
+            async with connect(ws_url(client, live.stream_id, guest)) as ws:
+                welcome = (await next_frame(ws, "welcome"))["data"]
+            assert welcome["stream"]["status"] == "ended"
+            assert welcome["flash_sale"] is None
+            assert welcome["pinned_product"]["title"] == "Увлажняющий крем"

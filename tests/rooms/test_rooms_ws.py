@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -459,3 +460,33 @@ async def test_a_viewer_that_stops_reading_is_closed_with_4008_and_the_room_goes
     assert int.from_bytes(payload[:2], "big") == 4008
     announcements = [f for f in frames if f[0] == 0x1 and b'"announcement"' in f[1]]
     assert 0 < len(announcements) < sent
+
+
+async def test_a_draining_server_tells_each_viewer_when_to_reconnect(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Stopping livecommerce serve closes room sockets with 1001 and a retry_after_ms each."""
+    data = tmp_path_factory.mktemp("draining-server")
+    env = server_env(data)
+    migrate(env)
+    sockets: list[ClientConnection] = []
+    with running_server(env, data / "server.log") as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            live = await live_stream(http)
+            token = await guest_token(http)
+            for locale in ("kk", "ru", "uz"):
+                ws = await connect(ws_url(http, live.stream_id, token, locale=locale))
+                await next_frame(ws, "welcome")
+                sockets.append(ws)
+    # Leaving the block stopped the server (SIGTERM) and waited for it to exit.
+    delays = []
+    for ws in sockets:
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(10):
+                while True:
+                    await ws.recv()
+        assert ws.close_code == 1001
+        found = re.search(r"retry_after_ms=(\d+)", ws.close_reason or "")
+        assert found is not None, ws.close_reason
+        delays.append(int(found.group(1)))
+    assert all(0 <= delay <= 1000 for delay in delays)  # three sockets: the 1 s window

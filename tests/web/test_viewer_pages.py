@@ -202,3 +202,31 @@ async def test_a_viewer_pays_by_card_through_the_sandbox(
         assert order["currency"] == "RUB" and order["payment_method"] == "card"
         assert page.errors == []
         await page.context.close()
+
+
+async def test_the_room_socket_waits_the_delay_a_draining_server_asks_for(
+    browser: Any, web_base: str
+) -> None:
+    """A close reason's retry_after_ms sets the reconnect delay (plus jitter); else backoff."""
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{web_base}/")
+        delays = await page.evaluate(
+            """async () => {
+                const { reconnectDelay } = await import("/static/js/room.js");
+                const draw = (reason, attempt) =>
+                    Array.from({ length: 200 }, () => reconnectDelay(reason, attempt));
+                const drained = "server restarting: reconnect with last_seq (retry_after_ms=1234)";
+                return {
+                    hinted: draw(drained, 5),
+                    first: draw("", 0),
+                    late: draw("dropped", 10),
+                };
+            }"""
+        )
+    finally:
+        await page.close()
+    assert all(1234 <= d < 1484 for d in delays["hinted"])
+    assert len(set(delays["hinted"])) > 100, "jittered, not one instant for everyone"
+    assert all(250 <= d <= 500 for d in delays["first"])
+    assert all(7500 <= d <= 15000 for d in delays["late"])

@@ -2,6 +2,15 @@
 // last event seen, so a network drop loses nothing the room still remembers.
 
 const FINAL = new Set([4403, 4404, 4400]); // banned, no such stream, bad query: do not retry
+// A server that drains says when to come back ("... (retry_after_ms=N)", docs/protocol.md).
+const RETRY_HINT = /retry_after_ms=(\d+)/;
+
+/** When to reconnect after a close: the server's hint, else exponential backoff; jittered. */
+export function reconnectDelay(reason, attempt) {
+  const hint = RETRY_HINT.exec(reason || "");
+  if (hint) return Number(hint[1]) + Math.random() * 250;
+  return Math.min(15000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+}
 
 export class RoomSocket {
   /**
@@ -67,7 +76,7 @@ export class RoomSocket {
         return;
       }
       this.onState("offline");
-      const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+      const delay = reconnectDelay(event.reason, this.attempt);
       this.attempt += 1;
       setTimeout(() => this.connect(), delay);
     };
