@@ -36,6 +36,7 @@ from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
 from livecommerce.notifications.routes import router as notifications_router
 from livecommerce.notifications.routes import routes as notification_routes
+from livecommerce.orders.estimates import EstimateCache
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
 from livecommerce.orders.sandbox import SandboxProvider, storage_url
@@ -236,6 +237,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.estimates = EstimateCache()  # per process; see livecommerce/orders/estimates.py
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
