@@ -327,11 +327,11 @@ def _marker(per_currency: dict[str, Estimate], base: str, field: str) -> dict[st
 
 
 async def room_estimates(
+    product_id: int,
     *,
     session: AsyncSession,
     cache: EstimateCache,
     network: Network,
-    product_id: int,
     currencies: Sequence[str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
