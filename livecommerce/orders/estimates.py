@@ -20,6 +20,7 @@ customs value against their earlier imports (one more query), never a whole quot
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import unicodedata
 from collections import OrderedDict
@@ -84,6 +85,10 @@ class Estimate:
     rule: CustomsRule | None
     weight_grams: int
     rates: tuple[RateQuote, ...]
+    # What was converted into ``currency``: the price, and the shipping and duty as the
+    # tariff and the customs rule state them (unrounded), so other currencies follow exactly.
+    price: Money
+    shipping_source: Money
     personal: bool = False  # re-assessed against the signed-in buyer's earlier imports
 
     @property
@@ -192,6 +197,9 @@ def _build(
         now=now,
     )
     [shipment] = quote.shipments  # one unit is one parcel
+    shipping_source = Money(
+        shipment.route.shipping_cost(shipment.weight_grams), network.tariff_currency
+    )
     return Estimate(
         product_id=inputs.product_id,
         currency=currency,
@@ -206,6 +214,8 @@ def _build(
         rule=network.crosses_customs(shipment.warehouse, destination),
         weight_grams=inputs.weight_grams,
         rates=tuple(quote.rates),
+        price=inputs.price,
+        shipping_source=shipping_source,
     )
 
 
@@ -320,9 +330,24 @@ def _fold(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
-def _marker(per_currency: dict[str, Estimate], base: str, field: str) -> dict[str, Any]:
+def _figures(estimate: Estimate, book: RateBook, currency: str) -> dict[str, Money]:
+    """The estimate's amounts in another currency, converted and rounded as ``build_quote``
+    converts them (each from its own source amount, once)."""
+
+    def charged(amount: Money) -> Money:
+        return book.convert(amount, currency)[0].rounded_for_display()
+
+    unit, shipping = charged(estimate.price), charged(estimate.shipping_source)
+    duties = Money(ZERO, currency)
+    if estimate.customs is not None and estimate.customs.duty > 0:
+        duties = charged(Money(estimate.customs.duty, estimate.customs.currency))
+    total = Money(unit.amount + shipping.amount + duties.amount, currency)
+    return {"unit_price": unit, "shipping": shipping, "duties": duties, "total": total}
+
+
+def _marker(per_currency: dict[str, dict[str, Money]], base: str, field: str) -> dict[str, Any]:
     """One figure of the estimates in every currency, as a ``$money`` marker."""
-    prices = {code: getattr(e, field).amount_str() for code, e in per_currency.items()}
+    prices = {code: figures[field].amount_str() for code, figures in per_currency.items()}
     return {"$money": prices, "$base": base if base in prices else next(iter(prices))}
 
 
@@ -343,28 +368,31 @@ async def room_estimates(
     if not inputs.in_stock:
         return {"out_of_stock": True, "destinations": []}
     codes = list(currencies or supported_currencies())
+    base = inputs.price.currency
+    book = await cache.book(session, inputs.rates_version)
     out = []
     for country, place, aliases in network.cities():
         destination = network.destination(country, place.key or "")
-        per_currency: dict[str, Estimate] = {}
+        try:
+            # Routing and customs once per city; then only conversions per currency.
+            first = await _anonymous(
+                session,
+                cache,
+                inputs,
+                network=network,
+                destination=destination,
+                currency=base,
+                now=now,
+            )
+        except (RateUnavailable, OutOfStock):
+            continue
+        per_currency: dict[str, dict[str, Money]] = {}
         for code in codes:
-            try:
-                per_currency[code] = await _anonymous(
-                    session,
-                    cache,
-                    inputs,
-                    network=network,
-                    destination=destination,
-                    currency=code,
-                    now=now,
-                )
-            except (RateUnavailable, OutOfStock):
-                continue
+            with contextlib.suppress(RateUnavailable):
+                per_currency[code] = _figures(first, book, code)
         if not per_currency:
             continue
-        first = next(iter(per_currency.values()))
-        marker = partial(_marker, per_currency, inputs.price.currency)
-
+        marker = partial(_marker, per_currency, base)
         out.append(
             {
                 "country": country,

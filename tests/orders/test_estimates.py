@@ -288,3 +288,37 @@ async def test_bad_input_gets_localized_errors(client: httpx.AsyncClient) -> Non
     await error(f"{url}?country=KAZ&city=Almaty", 422, "validation_error")
     await error(f"{url}?country=KZ&city=Almaty&currency=XYZ&locale=kk", 422, "unsupported_currency")
     await error(f"{base}/0/delivery-estimate?country=KZ&city=Almaty", 422, "validation_error")
+
+
+async def test_room_estimates_equal_the_endpoint_in_every_currency(
+    client: httpx.AsyncClient,
+) -> None:
+    """What a pin carries, rendered for any currency, is what the endpoint answers there,
+    duties included."""
+    from livecommerce.db import session_scope
+    from livecommerce.i18n.money import supported_currencies
+    from livecommerce.logistics.network import load_network
+    from livecommerce.orders.estimates import room_estimates
+    from livecommerce.rooms.render import render
+
+    _, mh = await merchant(client)
+    coat = await stocked_product(
+        client, mh, DEDUI=5, weight_grams=1200, price={"amount": "260.00", "currency": "EUR"}
+    )
+    app = client._transport.app  # type: ignore[attr-defined]
+    async with session_scope(app.state.sessions, read_only=True) as session:
+        carried = await room_estimates(
+            coat["id"], session=session, cache=app.state.estimates, network=load_network()
+        )
+    assert carried["out_of_stock"] is False
+    cities = {(d["country"], d["city_key"]): d for d in carried["destinations"]}
+    assert {("KZ", "almaty"), ("UZ", "tashkent"), ("RU", "moscow")} <= set(cities)
+    for country, key, city in (("RU", "moscow", "Москва"), ("UZ", "samarkand", "Samarqand")):
+        for currency in supported_currencies():
+            shown = render(cities[(country, key)], "ru", currency)
+            body = await estimate(client, coat["id"], country, city, currency, locale="ru")
+            assert [shown[f] for f in ("unit_price", "shipping", "duties", "total")] == [
+                body[f] for f in ("unit_price", "shipping", "duties", "total")
+            ], (country, currency)
+            assert shown["eta"] == body["eta"] and shown["city"] == body["destination"]["city"]
+    assert render(cities[("RU", "moscow")], "ru", "RUB")["duties"]["amount"] != "0.00"
