@@ -123,7 +123,8 @@ class Herd:
     driver: RawDriver
     product_id: int = 0
     t_pin: float = 0.0
-    done: array = field(default_factory=lambda: array("d"))
+    done: array = field(default_factory=lambda: array("d"))  # the final figure
+    shown: array = field(default_factory=lambda: array("d"))  # the first figure on the page
     requests: int = 0
     failures: int = 0
     frames: int = 0
@@ -131,7 +132,8 @@ class Herd:
 
     def start(self, product_id: int) -> None:
         self.product_id, self.t_pin = product_id, time.perf_counter()
-        self.done, self.requests, self.failures = array("d"), 0, 0
+        self.done, self.shown = array("d"), array("d")
+        self.requests, self.failures = 0, 0
 
     def on_pin(self, spec: Spec, payload: bytes) -> None:
         if self.mode == "old":
@@ -150,9 +152,12 @@ class Herd:
             ),
             None,
         )
-        if found is not None and not (found["monthly_allowance"] and spec.token):
-            self.done.append(time.perf_counter() - self.t_pin)
-            return
+        if found is not None:
+            # viewer.js shows the carried figure at once, then refines a signed-in buyer's.
+            self.shown.append(time.perf_counter() - self.t_pin)
+            if not (found["monthly_allowance"] and spec.token):
+                self.done.append(self.shown[-1])
+                return
         self._spawn(self.get_estimate(spec, random.uniform(0, SPREAD_S)))
 
     def _spawn(self, job: Any) -> None:
@@ -177,6 +182,8 @@ class Herd:
         if status != 200:
             self.failures += 1
         self.done.append(time.perf_counter() - self.t_pin)
+        if self.mode == "old":
+            self.shown.append(self.done[-1])
 
     async def get_estimate(self, spec: Spec, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -255,7 +262,9 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serve(tree: Path, data: Path) -> AsyncIterator[Server]:
+async def serve(tree: Path, data: Path, kind: str = "serve") -> AsyncIterator[Server]:
+    """``serve``: ``livecommerce serve``. ``bench``: the same application with bench/fanout.py's
+    in-process paced publisher (``POST /bench/publish``), for the load run."""
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOMMERCE_")}
@@ -271,9 +280,11 @@ async def serve(tree: Path, data: Path) -> AsyncIterator[Server]:
     subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True, cwd=tree)
     log = data / "server.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*cli, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tree
-        )
+        argv = [*cli, "serve"]
+        if kind == "bench":
+            argv = [PYTHON, str(ROOT / "bench" / "fanout_servers.py"), "livecommerce"]
+            argv += ["--port", str(port)]
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tree)
     try:
         await wait_listening(port, proc, log)
         yield Server(port, proc.pid, f"http://127.0.0.1:{port}")
@@ -383,6 +394,8 @@ class HerdRun:
     p100_ms: float
     cpu_s: float
     client_cpu_s: float
+    shown_p50_ms: float
+    shown_p99_ms: float
 
 
 async def pin(http: httpx.AsyncClient, shop: Shop, product_id: int) -> None:
@@ -419,6 +432,8 @@ async def one_herd(
         max(herd.done) * 1000 if herd.done else float("nan"),
         u1 - u0 + s1 - s0,
         client_cpu() - c0,
+        percentile(herd.shown, 0.5),
+        percentile(herd.shown, 0.99),
     )
 
 
@@ -429,6 +444,7 @@ class LoadRun:
     cpu_s: float
     wall_s: float
     herd_p99_ms: float
+    failed_events: int = 0  # room events the host's REST call could not publish
 
     @property
     def per_cpu(self) -> float:
@@ -439,32 +455,33 @@ async def herd_under_load(
     server: Server,
     shop: Shop,
     herd: Herd,
+    tally: Tally,
     product_id: int,
     viewers: int,
     rate: float,
     seconds: float,
 ) -> LoadRun:
-    """Room events at ``rate`` per second for ``seconds``, a pin at the start."""
+    """Room events at ``rate`` per second for ``seconds`` (published in the server, as
+    bench/fanout.py does), and a pin at the start."""
     events = int(rate * seconds)
-    text = {"kk": "Жеңілдік!", "ru": "Скидка!", "uz": "Chegirma!"}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as http:
-        url = f"/api/v1/streams/{shop.stream_id}/announcements"
-        herd.frames = 0
+        herd.frames, tally.frames = 0, 0
         (u0, s0), wall0 = cpu_seconds([server.pid]), time.perf_counter()
+        publish = asyncio.create_task(
+            http.post(f"/bench/publish?count={events}&rate={rate}&stream_id={shop.stream_id}")
+        )
         herd.start(product_id)
         await pin(http, shop, product_id)
-        for n in range(events):
-            due = wall0 + n / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            said = await http.post(url, json={"text": text}, headers=shop.host)
-            said.raise_for_status()
+        (await publish).raise_for_status()
         expected = (events + 1) * viewers
         deadline = time.perf_counter() + 60
-        while (herd.frames < expected or herd.tasks) and time.perf_counter() < deadline:
+        while (
+            tally.frames + herd.frames < expected or herd.tasks
+        ) and time.perf_counter() < deadline:
             await asyncio.sleep(0.005)
         u1, s1 = cpu_seconds([server.pid])
     return LoadRun(
-        herd.frames,
+        tally.frames + herd.frames,
         expected,
         u1 - u0 + s1 - s0,
         time.perf_counter() - wall0,
@@ -500,14 +517,16 @@ class Variant:
     load: LoadRun
 
 
-async def run_variant(
-    name: str, tree: Path, viewers: int, args: argparse.Namespace, workdir: Path
-) -> Variant:
-    async with serve(tree, workdir / f"{name}-{viewers}") as server:
+@contextlib.asynccontextmanager
+async def room(
+    name: str, tree: Path, viewers: int, args: argparse.Namespace, data: Path, kind: str
+) -> AsyncIterator[tuple[Server, Shop, Herd, Tally]]:
+    """A server with a live stream, ``viewers`` connected, and their HTTP connections."""
+    async with serve(tree, data, kind) as server:
         shop = await prepare(server.base_url, products=4, buyers=args.buyers)
         specs = viewer_specs(viewers, shop, args.signed_in)
         driver = RawDriver()
-        herd = Herd("new" if name == "new" else "old", f"127.0.0.1:{server.port}", driver)
+        herd = Herd(name, f"127.0.0.1:{server.port}", driver)
         needs_http = [s for s in specs if name == "old" or s.token]
         await driver.open(server.base_url, len(needs_http))
         for n, spec in enumerate(needs_http):
@@ -517,19 +536,34 @@ async def run_variant(
         await asyncio.sleep(2.0)
         await one_herd(server, shop, herd, shop.products[1], viewers)  # warm-up, not counted
         await asyncio.sleep(1.0)
+        try:
+            yield server, shop, herd, tally
+        finally:
+            lost = tally.closed
+            for transport in transports:
+                transport.abort()
+            await driver.close()
+            if lost > 0:
+                print(f"    note: {lost} viewers were disconnected by the server", flush=True)
+
+
+async def run_variant(
+    name: str, tree: Path, viewers: int, args: argparse.Namespace, workdir: Path
+) -> Variant:
+    data = workdir / f"{name}-{viewers}"
+    async with room(name, tree, viewers, args, data, "serve") as (server, shop, herd, _):
         run = await one_herd(server, shop, herd, shop.products[2], viewers)
-        await asyncio.sleep(1.0)
-        rate = max(1.0, round(args.load / viewers))
+    rate = max(1.0, round(args.load / viewers))
+    async with room(name, tree, viewers, args, data / "load", "bench") as (
+        server,
+        shop,
+        herd,
+        tally,
+    ):
         load = await herd_under_load(
-            server, shop, herd, shop.products[3], viewers, rate, args.seconds
+            server, shop, herd, tally, shop.products[3], viewers, rate, args.seconds
         )
-        for transport in transports:
-            transport.abort()
-        await driver.close()
-        lost = tally.closed - len(transports)
-        if lost > 0:
-            print(f"    note: {lost} viewers were disconnected by the server", flush=True)
-        return Variant(name, run, load)
+    return Variant(name, run, load)
 
 
 # --- the endpoint alone -------------------------------------------------------------------
@@ -648,26 +682,28 @@ async def main_async(args: argparse.Namespace) -> None:
         for viewers in sizes:
             for name, tree in trees:
                 print(f"## {viewers:,} viewers, {name}", flush=True)
-                results.setdefault(viewers, []).append(
-                    await run_variant(name, tree, viewers, args, workdir)
-                )
+                variant = await run_variant(name, tree, viewers, args, workdir)
+                results.setdefault(viewers, []).append(variant)
+                print(f"   {variant}", flush=True)
             rate = max(1.0, round(args.load / viewers))
             print(f"## {viewers:,} viewers, ceiling", flush=True)
             ceilings[viewers] = await ceiling_load(viewers, rate, args.seconds, workdir)
-        rows = await endpoint_alone(args, workdir)
+            print(f"   {ceilings[viewers]}", flush=True)
+        rows = await endpoint_alone(args, workdir) if args.requests else []
 
     print()
     print(
-        "| viewers | client | HTTP requests | 50 % / 99 % / 100 % (ms) | server CPU "
-        "| CPU per viewer | got |"
+        "| viewers | client | HTTP requests | first figure shown 50 % / 99 % (ms) "
+        "| final figure 50 % / 99 % / 100 % (ms) | server CPU | CPU per viewer | got |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for viewers, variants in results.items():
         for v in variants:
             h = v.herd
             kind = "pin frame (+ endpoint, jittered)" if v.name == "new" else "POST /quotes at once"
             print(
                 f"| {viewers:,} | {v.name}: {kind} | {h.requests:,} ({h.failures} failed) | "
+                f"{ms(h.shown_p50_ms)} / {ms(h.shown_p99_ms)} | "
                 f"{ms(h.p50_ms)} / {ms(h.p99_ms)} / {ms(h.p100_ms)} | {h.cpu_s:.2f} s | "
                 f"{h.cpu_s * 1000 / viewers:.3f} ms | {h.got:,} |"
             )
@@ -689,6 +725,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"| {viewers:,} | {v.name} | {load.frames:,} / {load.expected:,} "
                 f"| {load.cpu_s:.2f} s | {load.per_cpu:,.0f} "
                 f"| {load.per_cpu / ceiling.per_cpu:.2f}x | {ms(load.herd_p99_ms)} |"
+                + (f" {load.failed_events} events failed" if load.failed_events else "")
             )
     print()
     print("| request (sequential, one connection) | n | server CPU ms/request | wall ms/request |")
