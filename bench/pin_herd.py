@@ -177,8 +177,11 @@ class Herd:
         except (ConnectionError, asyncio.IncompleteReadError):
             # The server closed the idle keep-alive connection; a browser opens another.
             host, port = self.base.split(":")
-            self.driver.streams[spec.conn] = await asyncio.open_connection(host, int(port))
-            status, _ = await self.driver._roundtrip(spec.conn, payload)
+            try:
+                self.driver.streams[spec.conn] = await asyncio.open_connection(host, int(port))
+                status, _ = await self.driver._roundtrip(spec.conn, payload)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                status = 0  # the server dropped the request: a failure the page would show
         if status != 200:
             self.failures += 1
         self.done.append(time.perf_counter() - self.t_pin)
