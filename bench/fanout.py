@@ -171,9 +171,14 @@ class Viewer(asyncio.Protocol):
 
     def on_text(self, buffer: bytes, start: int, stop: int) -> None:
         """Any other text frame after the welcome (bench/join_storm.py looks at them)."""
+        self.on_frame(buffer[start:stop])
 
     def on_close(self, payload: bytes) -> None:
         """The server's close frame: a 2-byte code, then the reason."""
+
+    def on_frame(self, payload: bytes) -> None:
+        """A text frame after the welcome without a ``t0`` stamp (bench/pin_herd.py reads
+        them); ignored here."""
 
     def _send_text(self, payload: bytes) -> None:
         assert self.transport is not None

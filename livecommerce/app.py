@@ -40,6 +40,7 @@ from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
 from livecommerce.notifications.routes import router as notifications_router
 from livecommerce.notifications.routes import routes as notification_routes
+from livecommerce.orders.estimates import EstimateCache
 from livecommerce.orders.front_door import OrderFrontDoor
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
@@ -288,6 +289,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     # Flash-sale losers hear their 409 before the request machinery (inside CORS, so its
     # answers carry the same headers).
     app.add_middleware(OrderFrontDoor)
+    app.state.estimates = EstimateCache()  # per process; see livecommerce/orders/estimates.py
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -125,7 +125,8 @@ class Network:
             self._aliases[_fold(key)] = key
             for name in place.names.values():
                 self._aliases[_fold(name)] = key
-        for alias, key in raw.get("city_aliases", {}).items():
+        self._raw_aliases: dict[str, str] = dict(raw.get("city_aliases", {}))
+        for alias, key in self._raw_aliases.items():
             self._aliases[_fold(alias)] = key
 
     def destination(self, country: str, city: str) -> Destination:
@@ -140,6 +141,18 @@ class Network:
             # A city off the network: the route ends at the country's hub, then a road leg.
             place = Place(None, {"en": city.strip()})
         return Destination(country, place, ZoneInfo(info["timezone"]), info["customs_union"])
+
+    def cities(self) -> list[tuple[str, Place, tuple[str, ...]]]:
+        """The network's cities in served countries: ``(country, place, aliases)``, in file
+        order (a handful; every other city is reached through its country's hub)."""
+        aliases: dict[str, list[str]] = {}
+        for alias, key in self._raw_aliases.items():
+            aliases.setdefault(key, []).append(alias)
+        return [
+            (self._node_country[key], place, tuple(aliases.get(key, ())))
+            for key, place in self.nodes.items()
+            if self._node_country[key] in self.countries
+        ]
 
     def route(self, warehouse: str, destination: Destination) -> Route | None:
         """The fastest route (fewest days, then cheapest) from a warehouse to the buyer."""

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from livecommerce.config import Settings
@@ -24,11 +24,12 @@ from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import Money
 from livecommerce.logistics.network import Network, load_network
-from livecommerce.orders import idempotency, payments, service
+from livecommerce.orders import estimates, idempotency, payments, service
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus, Payment
 from livecommerce.orders.payments import PaymentProvider, ProviderIntent, UnknownProvider
 from livecommerce.orders.sandbox import SandboxProvider
 from livecommerce.orders.schemas import (
+    EstimateOut,
     OrderIn,
     OrderOut,
     PaymentOut,
@@ -206,6 +207,76 @@ async def create_quote(
     )
     rendered = render_quote(landed.as_data(), ctx.locale)
     return QuoteOut.model_validate(rendered).model_dump(mode="json", by_alias=True)
+
+
+def render_estimate(answer: estimates.Answer, locale: str) -> dict[str, Any]:
+    e, where = answer.estimate, answer.destination
+    return EstimateOut(
+        product_id=e.product_id,
+        destination={
+            "country": where.country,
+            "city": where.city.name(locale),
+            "city_key": where.city.key,
+        },
+        currency=e.currency,
+        eta=e.eta,
+        days=e.days,
+        warehouse=e.warehouse,
+        unit_price=MoneyOut.of(e.unit_price, locale),
+        shipping=MoneyOut.of(e.shipping, locale),
+        duties=MoneyOut.of(e.duties, locale),
+        total=MoneyOut.of(e.total, locale),
+        customs=e.customs.as_data() if e.customs else None,
+        monthly_allowance=e.monthly,
+        personal=e.personal,
+        rates=[r.as_dict() for r in e.rates],
+    ).model_dump(mode="json")
+
+
+# Browsers and shared caches may reuse an anonymous estimate this long without asking; after
+# that a conditional request costs one small query and a 304.
+ESTIMATE_MAX_AGE = 30
+
+
+@router.get(
+    "/products/{product_id}/delivery-estimate",
+    response_model=EstimateOut,
+    responses={304: {"description": "unchanged since the ETag in If-None-Match"}},
+)
+async def delivery_estimate(
+    product_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    settings: SettingsDep,
+    country: Annotated[str, Query(min_length=2, max_length=2, examples=["KZ"])],
+    city: Annotated[str, Query(min_length=1, max_length=120, examples=["Almaty"])],
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+) -> Response:
+    """One unit of the product delivered to the city: anonymous, cheap and cacheable."""
+    buyer = ctx.principal.user if ctx.principal else None
+    answer = await estimates.delivery_estimate(
+        session=session,
+        cache=request.app.state.estimates,
+        network=network_of(settings),
+        product_id=product_id,
+        country=country,
+        city=city,
+        currency=ctx.currency,
+        buyer_id=buyer.id if buyer else None,
+    )
+    etag = f'"{answer.etag}-{ctx.locale}"'
+    headers = {
+        "ETag": etag,
+        "Vary": "Accept-Language, Authorization",
+        # Signed in, the currency may be the user's saved one and the allowance theirs.
+        "Cache-Control": "private, no-cache"
+        if buyer is not None
+        else f"public, max-age={ESTIMATE_MAX_AGE}",
+    }
+    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(render_estimate(answer, ctx.locale), headers=headers)
 
 
 @router.post(

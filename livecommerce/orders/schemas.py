@@ -184,3 +184,32 @@ class PaymentOut(BaseModel):
         default=None, description="Handed to the provider's card form; never logged"
     )
     confirm_url: str | None = Field(default=None, description="sandbox: where the card form posts")
+
+
+class EstimateDestinationOut(BaseModel):
+    country: str
+    city: str
+    city_key: str | None = Field(description="The network's city, or null for one off it")
+
+
+class EstimateOut(BaseModel):
+    """One unit of a product delivered to a city: the figures of a one-unit quote."""
+
+    product_id: int
+    destination: EstimateDestinationOut
+    currency: str
+    eta: date
+    days: int
+    warehouse: str
+    unit_price: MoneyOut
+    shipping: MoneyOut
+    duties: MoneyOut
+    total: MoneyOut
+    customs: dict[str, Any] | None = Field(
+        description="How duties were assessed: rule, customs value, allowance, excess, duty"
+    )
+    monthly_allowance: bool = Field(
+        description="Duties depend on what the recipient imported earlier this month"
+    )
+    personal: bool = Field(description="Assessed against the signed-in buyer's earlier imports")
+    rates: list[RateOut]

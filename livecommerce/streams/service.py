@@ -7,6 +7,7 @@ Every change a room must see is published as a room event *after* the transactio
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -303,7 +304,9 @@ async def pin_product(
     stream: Stream,
     product_id: int | None,
     book: RateBook,
+    estimates: Callable[[int], Awaitable[Any]] | None = None,
 ) -> Product | None:
+    """``estimates(product_id)``, when given, is carried in the frame (language-neutral)."""
     require_live(stream)
     assert stream.id is not None
     product = (
@@ -311,15 +314,12 @@ async def pin_product(
         if product_id
         else None
     )
+    data: dict[str, Any] = {"product": product_card(product, book) if product else None}
+    if product is not None and product.id is not None and estimates is not None:
+        data["estimates"] = await estimates(product.id)
     stream.pinned_product_id = product.id if product else None
     await session.flush()
-    _publish(
-        session,
-        broker,
-        stream.id,
-        "product_pinned",
-        {"product": product_card(product, book) if product else None},
-    )
+    _publish(session, broker, stream.id, "product_pinned", data)
     return product
 
 

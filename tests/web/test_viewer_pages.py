@@ -230,3 +230,95 @@ async def test_the_room_socket_waits_the_delay_a_draining_server_asks_for(
     assert len(set(delays["hinted"])) > 100, "jittered, not one instant for everyone"
     assert all(250 <= d <= 500 for d in delays["first"])
     assert all(7500 <= d <= 15000 for d in delays["late"])
+
+
+async def test_checkout_during_a_flash_sale_shows_and_charges_the_sale_price(
+    browser: Any, web_base: str, screenshots: Path
+) -> None:
+    """Buying at the sale price: the checkout's quote is at the sale price, and the order
+    is charged exactly the total the checkout showed."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        sid, product = await live_stream_with_pin(http)
+        host = await bearer(http, DEMO_HOST)
+        merchant = await bearer(http, DEMO_MERCHANT)
+        for code in ("KZALA", "DEDUI"):
+            stocked = await http.put(
+                f"/api/v1/products/{product['id']}/stock/{code}",
+                json={"quantity": 50},
+                headers=merchant,
+            )
+            assert stocked.status_code == 200, stocked.text
+        listed = product["base_price"] or product["price"]
+        sale_price = f"{float(listed['amount']) * 0.6:.2f}"
+        started = await http.post(
+            f"/api/v1/streams/{sid}/flash-sales",
+            json={
+                "product_id": product["id"],
+                "price": {"amount": sale_price, "currency": listed["currency"]},
+                "quantity": 20,
+                "duration_s": 600,
+            },
+            headers=host,
+        )
+        assert started.status_code in (200, 201), started.text
+        page = await open_page(browser, f"{web_base}/live/{sid}", locale="kk-KZ")
+        await page.locator("#buy-sale").wait_for()
+        await sign_in(page, DEMO_VIEWER)
+        await page.locator("#buy-sale").click()
+        dialog = page.locator("#checkout")
+        await dialog.locator("#checkout-total").wait_for()
+        shown_total = await dialog.locator("#checkout-total").text_content() or ""
+        shown_items = await dialog.locator("#checkout-summary > div").first.text_content() or ""
+        await dialog.locator("input[name=address_line1]").fill("Абай даңғылы 10")
+        await dialog.locator("input[name=postal_code]").fill("050000")
+        await dialog.locator("input[name=phone]").fill("+7 701 555 44 33")
+        await dialog.locator("input[name=recipient_name]").fill("Айгерім Садықова")
+        await page.screenshot(path=str(screenshots / "viewer-checkout-sale-kk.png"), full_page=True)
+        await dialog.locator("#place-order").click()
+        await page.locator("#order-done").wait_for()
+        text = await page.locator("#order-done").text_content() or ""
+        order_id = int(text.split("#", 1)[1].split()[0].rstrip("."))
+        order = (await http.get(f"/api/v1/orders/{order_id}?locale=kk", headers=merchant)).json()
+        assert order["flash_sale_id"] == started.json()["id"]
+        [line] = order["items"]
+        assert line["flash_sale_id"] == order["flash_sale_id"]
+        assert line["unit_price"]["formatted"] in shown_items  # the sale price was shown
+        assert order["total"]["formatted"] == shown_total  # and charged
+        listed_kzt = (
+            await http.get(f"/api/v1/products/{product['id']}?currency=KZT&locale=kk")
+        ).json()["price"]
+        assert float(line["unit_price"]["amount"]) < float(listed_kzt["amount"])
+        assert page.errors == []
+        await page.context.close()
+
+
+async def test_a_pin_shows_the_estimate_without_a_request(browser: Any, web_base: str) -> None:
+    """A viewer watching when the host pins reads the estimate to their city from the pin
+    itself: the page asks the server neither for a quote nor for an estimate."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        sid, product = await live_stream_with_pin(http)
+        page = await open_page(browser, f"{web_base}/live/{sid}", locale="kk-KZ")
+        await page.locator("#pinned-eta").wait_for()  # the pin before arrival: asked once
+        asked: list[str] = []
+        page.on(
+            "request",
+            lambda r: asked.append(r.url) if "/quotes" in r.url or "estimate" in r.url else None,
+        )
+        host = await bearer(http, DEMO_HOST)
+        merchant = await bearer(http, DEMO_MERCHANT)
+        others = (await http.get("/api/v1/products?page_size=5", headers=merchant)).json()
+        other = next(p for p in others["items"] if p["id"] != product["id"] and p["available"])
+        pinned = await http.post(
+            f"/api/v1/streams/{sid}/pins", json={"product_id": other["id"]}, headers=host
+        )
+        assert pinned.status_code == 200, pinned.text
+        await page.wait_for_function(
+            "id => document.querySelector('.product')?.dataset.productId === String(id)"
+            " && document.querySelector('#pinned-eta')",
+            arg=other["id"],
+        )
+        eta = await page.locator("#pinned-eta").text_content() or ""
+        await page.wait_for_timeout(1800)  # longer than the client's spread
+        assert "Алматы" in eta and asked == []
+        assert page.errors == []
+        await page.context.close()

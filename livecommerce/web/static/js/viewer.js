@@ -30,7 +30,19 @@ const HOME_CITY = {
   zh: ["KZ", "Almaty"],
 };
 
+// A pin reaches every viewer at the same instant. Whoever still has to ask the server for an
+// estimate (a city the pin did not carry, a signed-in buyer's own customs allowance, a page
+// opened after the pin) asks at a random moment in this window, not all at once.
+const ESTIMATE_SPREAD_MS = 1500;
+
 const main = document.getElementById("main");
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The server's city folding (NFKC, case-folded, single spaces), close enough to match. */
+function foldCity(text) {
+  return String(text || "").normalize("NFKC").toLowerCase().split(/\s+/).filter(Boolean).join(" ");
+}
 
 function formatDate(iso) {
   return dayMonth(iso);
@@ -127,6 +139,8 @@ class LiveView {
     this.announcement = null;
     this.connection = "connecting";
     this.estimate = null;
+    this.carried = null; // the last pin's estimates: {productId, locale, currency, data}
+    this.roomPrefs = null; // the locale and currency the room renders this socket's frames in
     this.ended = null;
     this.socket = new RoomSocket({
       streamId,
@@ -155,6 +169,7 @@ class LiveView {
     const data = frame.data || {};
     switch (frame.type) {
       case "welcome":
+        this.roomPrefs = { locale: data.locale, currency: data.currency };
         if (data.resumed === true && this.state) {
           this.state.viewer_count = data.viewer_count;
         } else {
@@ -162,7 +177,7 @@ class LiveView {
           if (data.resumed === false) this.chat = [];
         }
         this.render();
-        this.refreshEstimate();
+        this.refreshEstimate({ spread: true });
         break;
       case "chat":
         this.chat.push({ seq: frame.seq, name: data.user.name, text: data.text });
@@ -174,8 +189,12 @@ class LiveView {
         break;
       case "product_pinned":
         this.state.pinned_product = data.product;
+        this.carried =
+          data.product && data.estimates && this.roomPrefs
+            ? { productId: data.product.id, ...this.roomPrefs, data: data.estimates }
+            : null;
         this.renderPinned();
-        this.refreshEstimate();
+        this.refreshEstimate({ spread: true });
         break;
       case "flash_sale": {
         const current = this.state.flash_sale;
@@ -350,7 +369,7 @@ class LiveView {
           estimate && estimate.error
             ? h("p", { class: "eta error" }, t("checkout.quote_failed", { reason: estimate.error }))
             : null,
-          estimate && !estimate.error
+          estimate && !estimate.error && !estimate.none
             ? h(
                 "p",
                 { class: "eta", id: "pinned-eta" },
@@ -370,25 +389,57 @@ class LiveView {
     );
   }
 
-  async refreshEstimate() {
+  /** The estimate to ``address`` that the last pin carried, if it holds one for that city
+   * in this page's language and currency. */
+  carriedEstimate(product, address) {
+    const carried = this.carried;
+    if (!carried || carried.productId !== product.id) return null;
+    if (carried.locale !== prefs.locale || carried.currency !== prefs.currency) return null;
+    if (carried.data.out_of_stock) return { productId: product.id, none: true };
+    const city = foldCity(address.city);
+    const found = carried.data.destinations.find((d) => d.country === address.country && d.match.includes(city));
+    if (!found) return null;
+    return {
+      productId: product.id,
+      eta: found.eta,
+      city: found.city,
+      duties: Number(found.duties.amount) > 0 ? found.duties.formatted : null,
+      monthly: found.monthly_allowance,
+    };
+  }
+
+  /** Shows the pinned product's delivery estimate: from the pin frame when it carries this
+   * viewer's city, else (and for a signed-in buyer's own monthly allowance) from the
+   * server. ``spread``: the call answers a room event every viewer got at once. */
+  async refreshEstimate({ spread = false } = {}) {
     const product = this.state && this.state.pinned_product;
     if (!product) return;
     const address = shipTo();
+    const asked = (this.estimateAsked = (this.estimateAsked || 0) + 1);
+    const carried = this.carriedEstimate(product, address);
+    if (carried) {
+      this.estimate = carried;
+      this.renderPinned();
+      if (carried.none || !carried.monthly || !session.user) return;
+    }
+    if (spread) await sleep(Math.random() * ESTIMATE_SPREAD_MS);
+    if (asked !== this.estimateAsked) return; // a newer pin or address meanwhile
+    let estimate;
     try {
-      const quote = await api("/quotes", {
-        method: "POST",
-        body: { items: [{ product_id: product.id, quantity: 1 }], ship_to: address },
+      const answer = await api(`/products/${product.id}/delivery-estimate`, {
+        query: { country: address.country, city: address.city },
       });
-      const last = quote.shipments.map((s) => s.eta).sort().at(-1);
-      this.estimate = {
+      estimate = {
         productId: product.id,
-        eta: last,
-        city: quote.destination.city,
-        duties: Number(quote.duties.amount) > 0 ? quote.duties.formatted : null,
+        eta: answer.eta,
+        city: answer.destination.city,
+        duties: Number(answer.duties.amount) > 0 ? answer.duties.formatted : null,
       };
     } catch (err) {
-      this.estimate = { productId: product.id, error: err.message };
+      estimate = { productId: product.id, error: err.message };
     }
+    if (asked !== this.estimateAsked) return;
+    this.estimate = estimate;
     this.renderPinned();
   }
 
@@ -556,10 +607,13 @@ class Checkout {
     this.dialog.remove();
   }
 
+  /** What the quote and the order share: the same items, sale and stream, so the order is
+   * charged what the quote showed (a flash sale's price only applies with its id). */
   body() {
     const items = [{ product_id: this.product.id, quantity: this.quantity }];
     const body = { items, ship_to: this.address };
     if (this.sale) body.flash_sale_id = this.sale.id;
+    if (this.view.streamId) body.stream_id = this.view.streamId;
     return body;
   }
 
@@ -573,7 +627,7 @@ class Checkout {
     try {
       quote = await api("/quotes", {
         method: "POST",
-        body: { items: this.body().items, ship_to: { country: this.address.country, city: this.address.city } },
+        body: { ...this.body(), ship_to: { country: this.address.country, city: this.address.city } },
       });
     } catch (err) {
       error = t("checkout.quote_failed", { reason: err.message });
@@ -727,7 +781,6 @@ class Checkout {
 
   async place() {
     const body = { ...this.body(), payment_method: this.method };
-    if (this.view.streamId) body.stream_id = this.view.streamId;
     try {
       const order = await api("/orders", {
         method: "POST",

@@ -1,0 +1,412 @@
+"""Delivery estimates: what one unit of a product costs to deliver to a city, and when.
+
+An estimate is a one-unit quote (``build_quote``, so the figures are the same as
+``POST /quotes`` for that product and destination), made cheap by a per-process cache.
+
+What a cached estimate depends on is read in **one** query per request (``read_inputs``):
+the product's price and weight, the warehouses that hold at least one unit (a one-unit
+allocation depends on nothing else about stock), and the newest exchange-rate row (rates
+are append-only, so its id and creation time change whenever the rate book can). Those
+values are part of the cache key, together with the destination, the currency and the
+destination's local date (the ETA is a calendar date). So there is nothing to invalidate:
+a price change, a stock change that moves the shipping warehouse or a new rate makes a new
+key, in every API process at once, because every process reads the same database. Stock
+changes that do not move the warehouse (an order taking one of many units) keep the entry.
+
+The only personal part is the Uzbek monthly allowance: a signed-in buyer who already
+imported this month has less of it left. That buyer's figure re-assesses the cached
+customs value against their earlier imports (one more query), never a whole quote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from livecommerce.catalog.models import Product
+from livecommerce.i18n.money import Money, supported_currencies
+from livecommerce.inventory.models import Stock
+from livecommerce.logistics.allocation import Shortage
+from livecommerce.logistics.customs import CustomsRule, DutyAssessment, assess
+from livecommerce.logistics.network import Destination, Network
+from livecommerce.orders.quotes import BasketLine, build_quote
+from livecommerce.orders.service import (
+    OutOfStock,
+    ProductUnavailable,
+    earlier_imports,
+    out_of_stock,
+)
+from livecommerce.rates.models import ExchangeRate
+from livecommerce.rates.service import RateBook, RateQuote, RateUnavailable, load_rate_book
+from livecommerce.rooms import render
+from livecommerce.sqltypes import utcnow
+
+ZERO = Decimal(0)
+MAX_ENTRIES = 4096  # products x destinations x currencies a process keeps; LRU beyond
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Everything about the database an anonymous one-unit estimate depends on."""
+
+    product_id: int
+    price: Money
+    weight_grams: int
+    in_stock: frozenset[str]  # warehouses holding at least one unit
+    rates_version: tuple[int, str]  # newest exchange-rate row: (id, created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One unit to one destination, in one currency (language-neutral)."""
+
+    product_id: int
+    currency: str
+    warehouse: str
+    days: int
+    eta: date
+    unit_price: Money
+    shipping: Money
+    duties: Money
+    total: Money
+    customs: DutyAssessment | None
+    rule: CustomsRule | None
+    weight_grams: int
+    rates: tuple[RateQuote, ...]
+    # What was converted into ``currency``: the price, and the shipping and duty as the
+    # tariff and the customs rule state them (unrounded), so other currencies follow exactly.
+    price: Money
+    shipping_source: Money
+    personal: bool = False  # re-assessed against the signed-in buyer's earlier imports
+
+    @property
+    def monthly(self) -> bool:
+        """Under a per-recipient monthly allowance: a signed-in buyer's figure may differ."""
+        return self.rule is not None and self.rule.monthly
+
+
+class EstimateCache:
+    """Built estimates by input values (see the module docstring), and the rate book."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, Estimate] = OrderedDict()
+        self._book: tuple[tuple[int, str], RateBook] | None = None
+        self.hits = 0
+        self.builds = 0
+
+    def get(self, key: Hashable) -> Estimate | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return found
+
+    def put(self, key: Hashable, estimate: Estimate) -> None:
+        self.builds += 1
+        self._entries[key] = estimate
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def book(self, session: AsyncSession, version: tuple[int, str]) -> RateBook:
+        if self._book is None or self._book[0] != version:
+            self._book = (version, await load_rate_book(session))
+        return self._book[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._book = None
+
+
+async def read_inputs(session: AsyncSession, product_id: int) -> Inputs:
+    """The product, the warehouses that can ship one unit and the rates version: one query."""
+    newest_rate = select(col(ExchangeRate.id), col(ExchangeRate.created_at)).order_by(
+        col(ExchangeRate.id).desc()
+    )
+    rows = (
+        await session.execute(
+            select(
+                col(Product.price_minor),
+                col(Product.price_currency),
+                col(Product.weight_grams),
+                col(Product.deleted_at),
+                col(Stock.warehouse_code),
+                newest_rate.with_only_columns(col(ExchangeRate.id)).limit(1).scalar_subquery(),
+                newest_rate.with_only_columns(col(ExchangeRate.created_at))
+                .limit(1)
+                .scalar_subquery(),
+            )
+            .outerjoin(
+                Stock,
+                and_(col(Stock.product_id) == col(Product.id), col(Stock.quantity) > 0),
+            )
+            .where(col(Product.id) == product_id)
+        )
+    ).all()
+    if not rows or rows[0][3] is not None:
+        raise ProductUnavailable(id=product_id)
+    price_minor, price_currency, weight, _, _, rate_id, rate_created = rows[0]
+    return Inputs(
+        product_id=product_id,
+        price=Money.from_minor(price_minor, price_currency),
+        weight_grams=weight,
+        in_stock=frozenset(row[4] for row in rows if row[4] is not None),
+        rates_version=(int(rate_id or 0), str(rate_created)),
+    )
+
+
+def _key(inputs: Inputs, destination: Destination, currency: str, today: date) -> Hashable:
+    # An off-network city is routed through its country's hub: its figures do not depend on
+    # the city's name, so all of them share one entry (and no one can fill the cache with
+    # made-up city names).
+    return (inputs, destination.country, destination.city.key, currency, today)
+
+
+def _build(
+    inputs: Inputs,
+    *,
+    network: Network,
+    destination: Destination,
+    book: RateBook,
+    currency: str,
+    now: datetime,
+) -> Estimate:
+    line = BasketLine(inputs.product_id, 1, inputs.price, inputs.weight_grams, {})
+    stock = {inputs.product_id: dict.fromkeys(inputs.in_stock, 1)}
+    quote = build_quote(
+        network=network,
+        destination=destination,
+        basket=[line],
+        stock=stock,
+        book=book,
+        currency=currency,
+        earlier_imports=ZERO,
+        now=now,
+    )
+    [shipment] = quote.shipments  # one unit is one parcel
+    shipping_source = Money(
+        shipment.route.shipping_cost(shipment.weight_grams), network.tariff_currency
+    )
+    return Estimate(
+        product_id=inputs.product_id,
+        currency=currency,
+        warehouse=shipment.warehouse,
+        days=shipment.route.days,
+        eta=shipment.eta,
+        unit_price=quote.lines[0].unit_price,
+        shipping=quote.shipping,
+        duties=quote.duties,
+        total=quote.total,
+        customs=shipment.customs,
+        rule=network.crosses_customs(shipment.warehouse, destination),
+        weight_grams=inputs.weight_grams,
+        rates=tuple(quote.rates),
+        price=inputs.price,
+        shipping_source=shipping_source,
+    )
+
+
+async def _anonymous(
+    session: AsyncSession,
+    cache: EstimateCache,
+    inputs: Inputs,
+    *,
+    network: Network,
+    destination: Destination,
+    currency: str,
+    now: datetime,
+) -> Estimate:
+    if not inputs.in_stock:
+        raise out_of_stock(inputs.product_id, 1, 0)
+    today = now.astimezone(destination.timezone).date()
+    key = _key(inputs, destination, currency, today)
+    found = cache.get(key)
+    if found is None:
+        book = await cache.book(session, inputs.rates_version)
+        try:
+            found = _build(
+                inputs,
+                network=network,
+                destination=destination,
+                book=book,
+                currency=currency,
+                now=now,
+            )
+        except Shortage as short:  # no warehouse with stock reaches this destination
+            raise out_of_stock(short.product_id, short.requested, short.available) from None
+        cache.put(key, found)
+    return found
+
+
+def _personal(estimate: Estimate, earlier: Decimal, book: RateBook) -> Estimate:
+    """The estimate re-assessed for a recipient who already imported ``earlier`` this month,
+    exactly as ``build_quote`` assesses the first parcel of a basket."""
+    if estimate.customs is None or estimate.rule is None or earlier <= 0:
+        return replace(estimate, personal=True)
+    customs = assess(
+        estimate.rule,
+        value=estimate.customs.customs_value,
+        weight_grams=estimate.weight_grams,
+        earlier_value=earlier,
+    )
+    duties = Money(ZERO, estimate.currency)
+    used = {(r.base, r.quote): r for r in estimate.rates}
+    if customs.duty > 0:
+        converted, rates = book.convert(Money(customs.duty, customs.currency), estimate.currency)
+        duties = converted.rounded_for_display()
+        used.update({(r.base, r.quote): r for r in rates})
+    total = estimate.unit_price.amount + estimate.shipping.amount + duties.amount
+    return replace(
+        estimate,
+        customs=customs,
+        duties=duties,
+        total=Money(total, estimate.currency),
+        rates=tuple(sorted(used.values(), key=lambda r: (r.base, r.quote))),
+        personal=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    estimate: Estimate
+    destination: Destination
+    etag: str
+
+
+async def delivery_estimate(
+    *,
+    session: AsyncSession,
+    cache: EstimateCache,
+    network: Network,
+    product_id: int,
+    country: str,
+    city: str,
+    currency: str,
+    buyer_id: int | None,
+    now: datetime | None = None,
+) -> Answer:
+    """The one-unit estimate; ``buyer_id`` only matters under a monthly allowance."""
+    now = now or utcnow()
+    destination = network.destination(country, city)
+    inputs = await read_inputs(session, product_id)
+    estimate = await _anonymous(
+        session,
+        cache,
+        inputs,
+        network=network,
+        destination=destination,
+        currency=currency,
+        now=now,
+    )
+    earlier = ZERO
+    if buyer_id is not None and estimate.monthly:
+        earlier = await earlier_imports(
+            session, network=network, destination=destination, key=None, buyer_id=buyer_id, now=now
+        )
+        estimate = _personal(estimate, earlier, await cache.book(session, inputs.rates_version))
+    today = now.astimezone(destination.timezone).date()
+    tag = repr((_key(inputs, destination, currency, today), estimate.personal, str(earlier)))
+    return Answer(estimate, destination, hashlib.sha1(tag.encode()).hexdigest()[:20])
+
+
+# --- Estimates for a room -------------------------------------------------------------------
+
+
+def _fold(text: str) -> str:
+    # Same folding as the network's city lookup, so a client can match its typed city.
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _figures(estimate: Estimate, book: RateBook, currency: str) -> dict[str, Money]:
+    """The estimate's amounts in another currency, converted and rounded as ``build_quote``
+    converts them (each from its own source amount, once)."""
+
+    def charged(amount: Money) -> Money:
+        return book.convert(amount, currency)[0].rounded_for_display()
+
+    unit, shipping = charged(estimate.price), charged(estimate.shipping_source)
+    duties = Money(ZERO, currency)
+    if estimate.customs is not None and estimate.customs.duty > 0:
+        duties = charged(Money(estimate.customs.duty, estimate.customs.currency))
+    total = Money(unit.amount + shipping.amount + duties.amount, currency)
+    return {"unit_price": unit, "shipping": shipping, "duties": duties, "total": total}
+
+
+def _marker(per_currency: dict[str, dict[str, Money]], base: str, field: str) -> dict[str, Any]:
+    """One figure of the estimates in every currency, as a ``$money`` marker."""
+    prices = {code: figures[field].amount_str() for code, figures in per_currency.items()}
+    return {"$money": prices, "$base": base if base in prices else next(iter(prices))}
+
+
+async def room_estimates(
+    product_id: int,
+    *,
+    session: AsyncSession,
+    cache: EstimateCache,
+    network: Network,
+    currencies: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One-unit estimates to every city on the network, in every currency, as a pin carries
+    them: money as ``$money`` markers (each viewer group renders its own currency), names as
+    ``$t``, ``eta`` as an ISO date. The same figures as the endpoint (it warms its cache)."""
+    now = now or utcnow()
+    inputs = await read_inputs(session, product_id)
+    if not inputs.in_stock:
+        return {"out_of_stock": True, "destinations": []}
+    codes = list(currencies or supported_currencies())
+    base = inputs.price.currency
+    book = await cache.book(session, inputs.rates_version)
+    out = []
+    for country, place, aliases in network.cities():
+        destination = network.destination(country, place.key or "")
+        try:
+            # Routing and customs once per city; then only conversions per currency.
+            first = await _anonymous(
+                session,
+                cache,
+                inputs,
+                network=network,
+                destination=destination,
+                currency=base,
+                now=now,
+            )
+        except (RateUnavailable, OutOfStock):
+            continue
+        per_currency: dict[str, dict[str, Money]] = {}
+        for code in codes:
+            with contextlib.suppress(RateUnavailable):
+                per_currency[code] = _figures(first, book, code)
+        if not per_currency:
+            continue
+        marker = partial(_marker, per_currency, base)
+        out.append(
+            {
+                "country": country,
+                "city_key": place.key,
+                "city": render.text(dict(place.names)),
+                "match": sorted({_fold(name) for name in (*place.names.values(), *aliases)}),
+                "warehouse": first.warehouse,
+                "days": first.days,
+                "eta": first.eta.isoformat(),
+                "unit_price": marker("unit_price"),
+                "shipping": marker("shipping"),
+                "duties": marker("duties"),
+                "total": marker("total"),
+                "monthly_allowance": first.monthly,
+            }
+        )
+    return {"out_of_stock": False, "destinations": out}
