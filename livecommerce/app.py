@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -139,6 +140,21 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(PoolTimeout)
+    async def _busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every database connection stayed busy for the whole pool timeout: an overload to
+        # retry, not a fault of the request.
+        log.warning("no database connection free on %s %s", request.method, request.url.path)
+        error = ServiceUnavailable(details={"database": "busy"})
+        locale = request_locale(request)
+        return error_response(
+            error.status,
+            error.code,
+            translate(locale, error.message),
+            error.details,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -229,7 +245,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(
+            settings.resolved_database_url, pool_timeout=settings.database_pool_timeout
+        )
         if check_migrations:
             try:
                 await ensure_migrated(engine)
@@ -251,7 +269,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         )
         app.state.broker = broker
         gate = make_gate(settings)
-        app.state.admission = Admission(gate)
+        app.state.admission = Admission(gate, sessions=sessions)
         app.state.hub = hub
         sandbox = SandboxProvider(
             database_url=storage_url(settings.resolved_database_url, settings.data_dir),

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # API processes ``serve`` runs on one port; more than one needs Redis (rooms and the
     # flash-sale admission gate are then shared through it).
     workers: int = Field(default=1, ge=1, le=64)
+    # How long a request may wait for a free database connection before it is answered
+    # 503. A rush (a flash sale's winners) queues for the pool; they hold their units.
+    database_pool_timeout: float = Field(default=60.0, gt=0, le=600)
     # How long an idle HTTP connection stays open. Viewers keep a stream's page open and
     # order at the moment a sale starts: a connection kept that long saves them a new one.
     keep_alive_seconds: int = Field(default=30, ge=1, le=3600)

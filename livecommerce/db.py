@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import (
 AfterCommit = Callable[[], Awaitable[None]]
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pool_timeout: float = 30.0) -> AsyncEngine:
+    """``pool_timeout``: how long a request waits for a free pooled connection before it is
+    answered 503."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": pool_timeout}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
@@ -31,7 +33,12 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # One writer at a time is SQLite's nature; wait for the lock instead of failing.
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+        kwargs.update(
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_connect)

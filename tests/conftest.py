@@ -62,5 +62,5 @@ async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.As
         await app.state.broker.close()
     # Nor may its admission gate (sale and product ids restart too).
     await app.state.admission.gate.close()
-    app.state.admission = Admission(MemoryGate())
+    app.state.admission = Admission(MemoryGate(), sessions=app.state.sessions)
     await database.reset()

@@ -10,15 +10,16 @@ alone, slower but with the same answers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from livecommerce.db import on_rollback
+from livecommerce.db import on_rollback, session_scope
 from livecommerce.errors import AppError
 from livecommerce.flashsales import service
 from livecommerce.flashsales.gate import Breaker, Gate, Verdict
@@ -54,9 +55,14 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, gate: Gate | None) -> None:
+    def __init__(
+        self, gate: Gate | None, *, sessions: async_sessionmaker[AsyncSession] | None = None
+    ) -> None:
         self.gate = gate
+        # For the front door's checks against the database, which run beside the requests.
+        self.sessions = sessions
         self.breaker = Breaker()
+        self._checks: set[asyncio.Task[None]] = set()
         self._verified: dict[int, float] = {}
         self._products: dict[int, int] = {}  # sale -> its product (never changes)
 
@@ -161,8 +167,32 @@ class Admission:
         if verdict is not Verdict.SOLD_OUT:
             return None
         if time.monotonic() - self._verified.get(sale_id, 0.0) >= VERIFY_EVERY_S:
-            return None  # the order path checks this one against the database
+            if self.sessions is None:
+                return None  # the order path checks this one against the database
+            # Checked beside the requests, not by them: in a rush thousands of refusals
+            # arrive within the same moment, and none of them should wait for the database.
+            self._verified[sale_id] = time.monotonic()
+            task = asyncio.create_task(self._check_in_background(self.sessions, gate, sale_id))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
         return service.sold_out(max(left, 0))
+
+    async def _check_in_background(
+        self, sessions: async_sessionmaker[AsyncSession], gate: Gate, sale_id: int
+    ) -> None:
+        try:
+            async with session_scope(sessions, read_only=True) as session:
+                sale, _ = await service.snapshot(session=session, sale_id=sale_id)
+                if sale is None or sale.remaining <= 0 or not service.is_open(sale, utcnow()):
+                    return
+                log.info(
+                    "flash sale %s: gate said sold out with %s left; rebuilt",
+                    sale_id,
+                    sale.remaining,
+                )
+                await self._rebuild(session, gate, sale_id, replace=True)
+        except Exception as exc:
+            self._failed(type(exc).__name__)
 
     async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         if self.gate is None:

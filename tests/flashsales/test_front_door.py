@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from tests.flashsales.test_flash_sales_api import statements
+from tests.flashsales.test_flash_sales_api import statements, touching
 from tests.orders.shop import ALMATY, merchant, order, stocked_product
 from tests.orders.test_concurrency import buyers
 from tests.orders.test_orders_api import flash_sale, live_stream
@@ -141,3 +141,32 @@ async def test_a_replay_through_the_door_takes_nothing(
     assert again.json()["id"] == placed.json()["id"]
     gate = app.state.admission.gate
     assert (await gate.peek(sale["id"], 999, 1, False)).remaining == 1
+
+
+async def test_a_gate_wrong_at_the_door_is_corrected_beside_the_requests(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The gate lost its units: the door's refusal starts a check against the database
+    (not awaited by the request), which rebuilds the gate, and the next buyer wins."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from livecommerce.db import session_scope
+    from livecommerce.flashsales.models import FlashSale
+
+    product, sale, crowd = await sold_out_sale(app, client)
+    async with session_scope(app.state.sessions) as session:  # two more units, gate unaware
+        await session.execute(
+            update(FlashSale).where(FlashSale.id == sale).values(quantity=3, remaining=2)
+        )
+    admission = app.state.admission
+    admission._verified.clear()  # a second has passed since the last check
+    lang = {"Accept-Language": "ru"}
+    with statements(app) as seen:
+        first = await order(client, {**crowd[0], **lang}, [(product, 1)], flash_sale_id=sale)
+        await asyncio.gather(*admission._checks)
+    assert first.status_code == 409  # answered at once, from the gate
+    assert touching(seen, "flash_sales")  # ...while the check read the sale
+    won = await order(client, {**crowd[1], **lang}, [(product, 1)], flash_sale_id=sale)
+    assert won.status_code == 201, won.text
