@@ -155,10 +155,17 @@ class Admission:
             if sale_id is None:
                 return None
             on_sale = self._products.get(sale_id)
+            if on_sale is None and len(items) == 1:
+                # A process that did not start the sale: the gate says whether this item is
+                # the sale's (it holds the sale's product), in the same call.
+                on_sale = items[0][0]
             asked = sum(q for p, q in items if p == on_sale)
             if on_sale is None or asked <= 0:
                 return None
-            verdict, _, left = await gate.admit(sale_id, buyer_id, asked, keyed)
+            verdict, _, left = await gate.admit(sale_id, buyer_id, asked, keyed, on_sale)
+            if verdict is Verdict.UNKNOWN:
+                return None  # not a sale the gate holds, or not its product: the route decides
+            self._remember(sale_id, on_sale)
         except Exception as exc:
             self._failed(type(exc).__name__)
             return None
@@ -214,7 +221,13 @@ class Admission:
             return False
         self._remember(sale_id, sale.product_id)
         await gate.load_sale(
-            sale_id, sale.remaining, claims, sale.per_customer_limit, sale.ends_at, replace=replace
+            sale_id,
+            sale.remaining,
+            claims,
+            sale.per_customer_limit,
+            sale.ends_at,
+            replace=replace,
+            product_id=sale.product_id,
         )
         return True
 
@@ -303,7 +316,9 @@ class Admission:
             return
         self._remember(sale_id, product_id)
         try:
-            await self.gate.load_sale(sale_id, quantity, {}, limit, ends_at, replace=True)
+            await self.gate.load_sale(
+                sale_id, quantity, {}, limit, ends_at, replace=True, product_id=product_id
+            )
         except Exception as exc:  # rebuilt from the database by the first order
             self._failed(type(exc).__name__)
 

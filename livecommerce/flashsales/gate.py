@@ -56,11 +56,16 @@ class Answer(NamedTuple):
 
 
 class Gate(Protocol):
-    async def admit(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
-        """The verdict; on ADMIT the units are taken (give them back if unused)."""
+    async def admit(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, product_id: int = 0
+    ) -> Answer:
+        """The verdict; on ADMIT the units are taken (give them back if unused). With a
+        ``product_id`` that is not the sale's: UNKNOWN, nothing taken."""
         ...
 
-    async def peek(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
+    async def peek(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, product_id: int = 0
+    ) -> Answer:
         """What ``admit`` would answer, taking nothing."""
         ...
 
@@ -75,6 +80,7 @@ class Gate(Protocol):
         ends_at: datetime,
         *,
         replace: bool = False,
+        product_id: int = 0,
     ) -> None: ...
 
     async def forget_sale(self, sale_id: int) -> None: ...
@@ -100,6 +106,7 @@ class _Sale:
     limit: int | None
     expires: float
     claims: dict[int, int] = field(default_factory=dict)
+    product_id: int = 0
 
 
 def _decide(held: int, quantity: int, remaining: int, limit: int | None, keyed: bool) -> Verdict:
@@ -122,18 +129,31 @@ class MemoryGate:
         self._sold_out: dict[int, float] = {}
         self._holders: dict[int, tuple[float, set[int]]] = {}
 
-    async def admit(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
-        return self._admit(sale_id, buyer_id, quantity, keyed, take=True)
+    async def admit(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, product_id: int = 0
+    ) -> Answer:
+        return self._admit(sale_id, buyer_id, quantity, keyed, product_id, take=True)
 
-    async def peek(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
-        return self._admit(sale_id, buyer_id, quantity, keyed, take=False)
+    async def peek(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, product_id: int = 0
+    ) -> Answer:
+        return self._admit(sale_id, buyer_id, quantity, keyed, product_id, take=False)
 
     def _admit(
-        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, *, take: bool
+        self,
+        sale_id: int,
+        buyer_id: int,
+        quantity: int,
+        keyed: bool,
+        product_id: int,
+        *,
+        take: bool,
     ) -> Answer:
         sale = self._sales.get(sale_id)
         if sale is None or sale.expires <= time.monotonic():
             self._sales.pop(sale_id, None)
+            return Answer(Verdict.UNKNOWN, None, 0)
+        if product_id and product_id != sale.product_id:
             return Answer(Verdict.UNKNOWN, None, 0)
         held = sale.claims.get(buyer_id, 0)
         verdict = _decide(held, quantity, sale.remaining, sale.limit, keyed)
@@ -162,11 +182,12 @@ class MemoryGate:
         ends_at: datetime,
         *,
         replace: bool = False,
+        product_id: int = 0,
     ) -> None:
         if sale_id in self._sales and not replace:
             return
         expires = time.monotonic() + _ttl_s(ends_at)
-        self._sales[sale_id] = _Sale(remaining, limit, expires, dict(claims))
+        self._sales[sale_id] = _Sale(remaining, limit, expires, dict(claims), product_id)
 
     async def forget_sale(self, sale_id: int) -> None:
         self._sales.pop(sale_id, None)
@@ -209,11 +230,14 @@ class MemoryGate:
         self._holders.clear()
 
 
-# KEYS: the sale's hash (remaining, limit) and its claims hash. ARGV: buyer, quantity, keyed,
-# take (0: only say what the answer would be).
+# KEYS: the sale's hash (remaining, limit, product) and its claims hash. ARGV: buyer, quantity,
+# keyed, take (0: only say what the answer would be), product (0: not checked).
 # Returns the verdict, the limit (0: none) and the units left.
 _ADMIT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', 0, 0} end
+if ARGV[5] ~= '0' and redis.call('HGET', KEYS[1], 'product') ~= ARGV[5] then
+  return {'unknown', 0, 0}
+end
 local qty = tonumber(ARGV[2])
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining'))
@@ -241,14 +265,15 @@ if left <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
 return 1
 """
 
-# ARGV: remaining, limit (0 = none), ttl seconds, replace (0/1), then buyer, quantity pairs.
+# ARGV: remaining, limit (0 = none), ttl seconds, replace (0/1), product, then buyer,
+# quantity pairs.
 _LOAD = """
 if ARGV[4] == '0' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'limit', ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'limit', ARGV[2], 'product', ARGV[5])
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-if #ARGV > 4 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) end
+if #ARGV > 5 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) end
 return 1
 """
 
@@ -292,18 +317,29 @@ class RedisGate:
         # One hash tag: both keys of a sale land on the same Redis Cluster slot.
         return [f"{base}:{{s{sale_id}}}", f"{base}:claims:{{s{sale_id}}}"]
 
-    async def admit(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
-        return await self._run_admit(sale_id, buyer_id, quantity, keyed, take=True)
+    async def admit(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, product_id: int = 0
+    ) -> Answer:
+        return await self._run_admit(sale_id, buyer_id, quantity, keyed, product_id, take=True)
 
-    async def peek(self, sale_id: int, buyer_id: int, quantity: int, keyed: bool) -> Answer:
-        return await self._run_admit(sale_id, buyer_id, quantity, keyed, take=False)
+    async def peek(
+        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, product_id: int = 0
+    ) -> Answer:
+        return await self._run_admit(sale_id, buyer_id, quantity, keyed, product_id, take=False)
 
     async def _run_admit(
-        self, sale_id: int, buyer_id: int, quantity: int, keyed: bool, *, take: bool
+        self,
+        sale_id: int,
+        buyer_id: int,
+        quantity: int,
+        keyed: bool,
+        product_id: int,
+        *,
+        take: bool,
     ) -> Answer:
         verdict, limit, remaining = await self._admit(
             keys=self._sale_keys(sale_id),
-            args=[buyer_id, quantity, 1 if keyed else 0, 1 if take else 0],
+            args=[buyer_id, quantity, 1 if keyed else 0, 1 if take else 0, product_id],
         )
         return Answer(Verdict(verdict), int(limit) or None, int(remaining))
 
@@ -319,8 +355,15 @@ class RedisGate:
         ends_at: datetime,
         *,
         replace: bool = False,
+        product_id: int = 0,
     ) -> None:
-        args: list[Any] = [remaining, limit or 0, _ttl_s(ends_at), 1 if replace else 0]
+        args: list[Any] = [
+            remaining,
+            limit or 0,
+            _ttl_s(ends_at),
+            1 if replace else 0,
+            product_id,
+        ]
         for buyer, quantity in sorted(claims.items()):
             args.extend((buyer, quantity))
         await self._load(keys=self._sale_keys(sale_id), args=args)

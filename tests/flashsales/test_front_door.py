@@ -170,3 +170,30 @@ async def test_a_gate_wrong_at_the_door_is_corrected_beside_the_requests(
     assert touching(seen, "flash_sales")  # ...while the check read the sale
     won = await order(client, {**crowd[1], **lang}, [(product, 1)], flash_sale_id=sale)
     assert won.status_code == 201, won.text
+
+
+async def test_a_process_that_did_not_start_the_sale_answers_at_the_door(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Another process (a fresh Admission over the same Redis gate) knows the sale only from
+    the gate, and still answers its losers at the door, with no SQL."""
+    import time
+    import uuid
+
+    from livecommerce.flashsales.admission import Admission
+    from livecommerce.flashsales.gate import RedisGate
+    from tests.fixtures.redis import prepare_redis
+
+    url = await prepare_redis()
+    prefix = f"test:{uuid.uuid4().hex}:"
+    app.state.admission = Admission(RedisGate(url, prefix=prefix), sessions=app.state.sessions)
+    product, sale, crowd = await sold_out_sale(app, client)
+    other = Admission(RedisGate(url, prefix=prefix), sessions=app.state.sessions)
+    await app.state.admission.gate.close()
+    app.state.admission = other
+    other._verified[sale] = time.monotonic()  # the check against the database ran just now
+    lang = {"Accept-Language": "uz"}
+    with statements(app) as seen:
+        lost = await order(client, {**crowd[0], **lang}, [(product, 1)], flash_sale_id=sale)
+    assert lost.status_code == 409 and lost.json()["error"]["code"] == "flash_sale_sold_out"
+    assert seen == []

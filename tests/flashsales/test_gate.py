@@ -108,3 +108,12 @@ async def test_sold_out_marker_until_restocked(gate: Gate) -> None:
     assert not await gate.sold_out(4, 2, False)
     await gate.restocked([3])
     assert not await gate.sold_out(3, 2, False)
+
+
+async def test_a_product_that_is_not_the_sales_is_unknown(gate: Gate) -> None:
+    """Asked with a product, the gate admits only for the sale's own, and takes nothing
+    otherwise."""
+    await gate.load_sale(1, 2, {}, None, soon(), product_id=7)  # type: ignore[arg-type]
+    assert (await gate.admit(1, 5, 1, False, 8))[0] is Verdict.UNKNOWN
+    assert (await gate.admit(1, 5, 1, False, 7)) == (Verdict.ADMIT, None, 1)
+    assert (await gate.admit(1, 6, 1, False)) == (Verdict.ADMIT, None, 0)
