@@ -291,17 +291,19 @@ class RedisGate:
         *,
         prefix: str = "lc:gate:",
         timeout_s: float = 1.0,
-        max_connections: int = 32,
+        max_connections: int = 64,
+        queue_timeout_s: float = 20.0,
     ) -> None:
         from redis.asyncio import BlockingConnectionPool, Redis
 
-        # A bounded pool: a rush of a thousand requests queues for a few connections instead
-        # of opening a thousand sockets at once (whose connect timeouts, on a busy event
-        # loop, would look like Redis being down).
+        # A bounded pool: a rush of thousands of requests queues for a few connections
+        # instead of opening a socket each (whose connect timeouts, on a busy event loop,
+        # would look like Redis being down). The wait for a free connection is the rush's
+        # own length, not Redis failing, so it may last far longer than one call may.
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout_s * 2,
+            timeout=queue_timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
