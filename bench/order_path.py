@@ -18,7 +18,9 @@ more units than orders. Then, one request after another:
 For each kind it prints the CPU per request of this process (``time.process_time``, so the
 database server's own work is not in it), then for winners a cProfile breakdown by stage
 (cumulative time of the functions that make each stage, as a share of the whole request;
-the profiler's own overhead inflates every share alike).
+the profiler's own overhead inflates every share alike, and coroutines resumed many times
+are counted more than once: read the shares as a ranking, the CPU per request as the
+figure).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ SHIP_TO = {
 }
 # Stage -> the functions whose cumulative time makes it (file suffix, function name).
 STAGES: dict[str, list[tuple[str, str]]] = {
-    "front door (parse, token, gate peek)": [("orders/front_door.py", "_refusal")],
+    "front door (parse, token, gate admission)": [("orders/front_door.py", "_verdict")],
     "dependencies (session, token, buyer row, locale)": [
         ("fastapi/dependencies/utils.py", "solve_dependencies")
     ],
