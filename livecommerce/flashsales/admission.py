@@ -209,10 +209,6 @@ class Admission:
         except Exception as exc:  # corrected by the next verification against the database
             self._failed(type(exc).__name__)
 
-    async def released(self, sale_id: int, buyer_id: int, quantity: int) -> None:
-        """Units of a committed order came back to the sale (cancelled, refunded, expired)."""
-        await self.give_back(sale_id, buyer_id, quantity)
-
     async def _rebuild(
         self, session: AsyncSession, gate: Gate, sale_id: int, *, replace: bool
     ) -> bool:
