@@ -73,6 +73,9 @@ async def sign_in(page: Any, account: tuple[str, str]) -> None:
     await page.fill("#sign-in input[name=email]", account[0])
     await page.fill("#sign-in input[name=password]", account[1])
     await page.click("#sign-in button[type=submit]")
+    # Signed in once the dialog is gone: the token is stored before it closes. Clicking on
+    # before that (the password check takes a while on a busy machine) reopens sign-in.
+    await page.locator("#sign-in").wait_for(state="detached")
 
 
 async def test_kazakh_and_uzbek_viewers_see_the_pin_in_their_language_and_currency(
