@@ -47,6 +47,7 @@ from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
 from livecommerce.orders.sandbox import SandboxProvider, storage_url
 from livecommerce.rates.routes import router as rates_router
+from livecommerce.rates.service import RateBookCache
 from livecommerce.rooms.broker import Broker, MemoryBroker
 from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.presence import MemoryPresence, Presence
@@ -307,7 +308,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     # Flash-sale losers hear their 409 before the request machinery (inside CORS, so its
     # answers carry the same headers).
     app.add_middleware(OrderFrontDoor)
-    app.state.estimates = EstimateCache()  # per process; see livecommerce/orders/estimates.py
+    app.state.rate_books = RateBookCache()  # per process, reloaded when a rate is added
+    # per process; see livecommerce/orders/estimates.py
+    app.state.estimates = EstimateCache(books=app.state.rate_books)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

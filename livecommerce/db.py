@@ -139,16 +139,24 @@ async def session_scope(
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """An INSERT that supports ``on_conflict_do_update`` on the session's database."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
+    return insert_for(dialect_of(session), table)
+
+
+def insert_for(dialect: str, table: Any) -> Any:
+    """``dialect_insert`` by dialect name, for statements built once and reused."""
+    if dialect == "postgresql":
         return postgresql.insert(table)
-    if name == "sqlite":
+    if dialect == "sqlite":
         return sqlite.insert(table)
-    raise RuntimeError(f"unsupported database dialect: {name}")
+    raise RuntimeError(f"unsupported database dialect: {dialect}")
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
 
 
 def is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return dialect_of(session) == "postgresql"
 
 
 async def asyncpg_connection(session: AsyncSession) -> Any:

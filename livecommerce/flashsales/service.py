@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
 from livecommerce.catalog.cards import product_card
 from livecommerce.catalog.models import Product
-from livecommerce.db import after_commit, dialect_insert
+from livecommerce.db import after_commit, dialect_of, insert_for
 from livecommerce.errors import Conflict, NotFound
 from livecommerce.flashsales.models import FlashSale, FlashSaleClaim
 from livecommerce.i18n.messages import N_
@@ -336,6 +336,39 @@ async def close_if_due(
 # --- Claims ----------------------------------------------------------------------------------
 
 
+@cache
+def _claim_statements(dialect: str, limited: bool) -> tuple[Any, Any]:
+    """The claim's two statements, built once per database kind: building and hashing a
+    statement costs more CPU than running it, and a rush runs them thousands of times."""
+    claims = FlashSaleClaim.__table__  # type: ignore[attr-defined]
+    add = insert_for(dialect, claims).values(
+        flash_sale_id=bindparam("sale_id"),
+        buyer_id=bindparam("buyer_id"),
+        quantity=bindparam("quantity"),
+    )
+    add = add.on_conflict_do_update(
+        index_elements=["flash_sale_id", "buyer_id"],
+        set_={"quantity": claims.c.quantity + add.excluded.quantity},
+        where=(claims.c.quantity + add.excluded.quantity <= bindparam("per_buyer"))
+        if limited
+        else None,
+    ).returning(claims.c.quantity)
+    sales = FlashSale.__table__  # type: ignore[attr-defined]
+    take = (
+        update(sales)
+        .where(
+            sales.c.id == bindparam("sale_id"),
+            sales.c.remaining >= bindparam("units"),
+            sales.c.cancelled_at.is_(None),
+            sales.c.starts_at <= bindparam("now"),
+            sales.c.ends_at > bindparam("now"),
+        )
+        .values(remaining=sales.c.remaining - bindparam("units"))
+        .returning(sales.c.remaining)
+    )
+    return add, take
+
+
 async def claim(
     *, session: AsyncSession, sale: FlashSale, buyer_id: int, quantity: int, now: datetime
 ) -> int:
@@ -345,32 +378,15 @@ async def claim(
     limit = sale.per_customer_limit
     if limit is not None and quantity > limit:
         raise limit_exceeded(limit)
-    claims = FlashSaleClaim.__table__  # type: ignore[attr-defined]
-    stmt = dialect_insert(session, claims).values(
-        flash_sale_id=sale.id, buyer_id=buyer_id, quantity=quantity
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["flash_sale_id", "buyer_id"],
-        set_={"quantity": claims.c.quantity + stmt.excluded.quantity},
-        where=(claims.c.quantity + stmt.excluded.quantity <= limit) if limit else None,
-    ).returning(claims.c.quantity)
-    if (await session.execute(stmt)).first() is None:
+    add, take = _claim_statements(dialect_of(session), limit is not None)
+    params: dict[str, Any] = {"sale_id": sale.id, "buyer_id": buyer_id, "quantity": quantity}
+    if limit is not None:
+        params["per_buyer"] = limit
+    if (await session.execute(add, params)).first() is None:
         assert limit is not None
         raise limit_exceeded(limit)
 
-    result = await session.execute(
-        update(FlashSale)
-        .where(
-            col(FlashSale.id) == sale.id,
-            col(FlashSale.remaining) >= quantity,
-            col(FlashSale.cancelled_at).is_(None),
-            col(FlashSale.starts_at) <= now,
-            col(FlashSale.ends_at) > now,
-        )
-        .values(remaining=col(FlashSale.remaining) - quantity)
-        .returning(col(FlashSale.remaining))
-        .execution_options(synchronize_session=False)
-    )
+    result = await session.execute(take, {"sale_id": sale.id, "units": quantity, "now": now})
     remaining = result.scalar_one_or_none()
     if remaining is None:
         await session.refresh(sale)

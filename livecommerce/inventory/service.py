@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -155,6 +155,19 @@ def _lock_order(parts: Iterable[tuple[int, str, int]]) -> list[tuple[int, str, i
     return [(pid, code, qty) for (pid, code), qty in sorted(merged.items())]
 
 
+_stock = Stock.__table__  # type: ignore[attr-defined]
+# Built once: in a rush the same decrement runs for every winner.
+_TAKE = (
+    update(_stock)
+    .where(
+        _stock.c.product_id == bindparam("pid"),
+        _stock.c.warehouse_code == bindparam("code"),
+        _stock.c.quantity >= bindparam("units"),
+    )
+    .values(quantity=_stock.c.quantity - bindparam("units"), updated_at=bindparam("now"))
+)
+
+
 async def take(*, session: AsyncSession, parts: Iterable[tuple[int, str, int]]) -> None:
     """Reserve ``(product_id, warehouse_code, quantity)`` parts, all or nothing.
 
@@ -164,16 +177,7 @@ async def take(*, session: AsyncSession, parts: Iterable[tuple[int, str, int]]) 
     """
     now = utcnow()
     for pid, code, qty in _lock_order(parts):
-        result = await session.execute(
-            update(Stock)
-            .where(
-                col(Stock.product_id) == pid,
-                col(Stock.warehouse_code) == code,
-                col(Stock.quantity) >= qty,
-            )
-            .values(quantity=col(Stock.quantity) - qty, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        result = await session.execute(_TAKE, {"pid": pid, "code": code, "units": qty, "now": now})
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise StockTaken(pid, code)
 

@@ -48,8 +48,15 @@ from livecommerce.orders.service import (
     earlier_imports,
     out_of_stock,
 )
-from livecommerce.rates.models import ExchangeRate
-from livecommerce.rates.service import RateBook, RateQuote, RateUnavailable, load_rate_book
+from livecommerce.rates.service import (
+    RateBook,
+    RateBookCache,
+    RateQuote,
+    RatesVersion,
+    RateUnavailable,
+    rates_version,
+    version_columns,
+)
 from livecommerce.rooms import render
 from livecommerce.sqltypes import utcnow
 
@@ -65,7 +72,7 @@ class Inputs:
     price: Money
     weight_grams: int
     in_stock: frozenset[str]  # warehouses holding at least one unit
-    rates_version: tuple[int, str]  # newest exchange-rate row: (id, created_at)
+    rates_version: RatesVersion  # newest exchange-rate row: (id, created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +107,10 @@ class Estimate:
 class EstimateCache:
     """Built estimates by input values (see the module docstring), and the rate book."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES, books: RateBookCache | None = None) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, Estimate] = OrderedDict()
-        self._book: tuple[tuple[int, str], RateBook] | None = None
+        self.books = books or RateBookCache()
         self.hits = 0
         self.builds = 0
 
@@ -121,21 +128,16 @@ class EstimateCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    async def book(self, session: AsyncSession, version: tuple[int, str]) -> RateBook:
-        if self._book is None or self._book[0] != version:
-            self._book = (version, await load_rate_book(session))
-        return self._book[1]
+    async def book(self, session: AsyncSession, version: RatesVersion) -> RateBook:
+        return await self.books.book(session, version)
 
     def clear(self) -> None:
         self._entries.clear()
-        self._book = None
+        self.books.clear()
 
 
 async def read_inputs(session: AsyncSession, product_id: int) -> Inputs:
     """The product, the warehouses that can ship one unit and the rates version: one query."""
-    newest_rate = select(col(ExchangeRate.id), col(ExchangeRate.created_at)).order_by(
-        col(ExchangeRate.id).desc()
-    )
     rows = (
         await session.execute(
             select(
@@ -144,10 +146,7 @@ async def read_inputs(session: AsyncSession, product_id: int) -> Inputs:
                 col(Product.weight_grams),
                 col(Product.deleted_at),
                 col(Stock.warehouse_code),
-                newest_rate.with_only_columns(col(ExchangeRate.id)).limit(1).scalar_subquery(),
-                newest_rate.with_only_columns(col(ExchangeRate.created_at))
-                .limit(1)
-                .scalar_subquery(),
+                *version_columns(),
             )
             .outerjoin(
                 Stock,
@@ -164,7 +163,7 @@ async def read_inputs(session: AsyncSession, product_id: int) -> Inputs:
         price=Money.from_minor(price_minor, price_currency),
         weight_grams=weight,
         in_stock=frozenset(row[4] for row in rows if row[4] is not None),
-        rates_version=(int(rate_id or 0), str(rate_created)),
+        rates_version=rates_version(rate_id, rate_created),
     )
 
 

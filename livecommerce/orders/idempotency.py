@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from livecommerce.db import dialect_insert
+from livecommerce.db import dialect_of, insert_for
 from livecommerce.errors import Conflict, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.orders.models import IdempotencyRecord
@@ -61,18 +62,41 @@ def check_key(key: str) -> str:
     return key
 
 
+@cache
+def _claim_statement(dialect: str) -> Any:
+    table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+    return (
+        insert_for(dialect, table)
+        .values(
+            user_id=bindparam("user_id"),
+            key=bindparam("key"),
+            scope=bindparam("scope"),
+            request_hash=bindparam("request_hash"),
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        .returning(table.c.key)
+    )
+
+
+_records = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+# One UPDATE: the row was claimed by ``begin`` with a Core insert, so it is not in the
+# session and loading it first would cost a round trip for nothing. Built once.
+_FINISH = (
+    update(_records)
+    .where(_records.c.user_id == bindparam("b_user"), _records.c.key == bindparam("b_key"))
+    .values(status_code=bindparam("b_status"), response=bindparam("b_response"))
+)
+
+
 async def begin(
     session: AsyncSession, *, user_id: int, key: str, scope: str, body: Any
 ) -> Replay | None:
     """Claim ``key`` for this request, or return the response of the request that had it."""
     check_key(key)
     digest = request_hash(scope, body)
-    table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
     claimed = await session.execute(
-        dialect_insert(session, table)
-        .values(user_id=user_id, key=key, scope=scope, request_hash=digest)
-        .on_conflict_do_nothing(index_elements=["user_id", "key"])
-        .returning(table.c.key)
+        _claim_statement(dialect_of(session)),
+        {"user_id": user_id, "key": key, "scope": scope, "request_hash": digest},
     )
     if claimed.first() is not None:
         return None
@@ -93,12 +117,7 @@ async def begin(
 async def finish(
     session: AsyncSession, *, user_id: int, key: str, status_code: int, body: dict[str, Any]
 ) -> None:
-    # One UPDATE: the row was claimed by ``begin`` with a Core insert, so it is not in the
-    # session and loading it first would cost a round trip for nothing.
     done = await session.execute(
-        update(IdempotencyRecord)
-        .where(col(IdempotencyRecord.user_id) == user_id, col(IdempotencyRecord.key) == key)
-        .values(status_code=status_code, response=body)
-        .execution_options(synchronize_session=False)
+        _FINISH, {"b_user": user_id, "b_key": key, "b_status": status_code, "b_response": body}
     )
     assert done.rowcount == 1, "finish() without begin()"  # type: ignore[attr-defined]

@@ -195,7 +195,11 @@ def render_payment(
 
 @router.post("/quotes", response_model=QuoteOut)
 async def create_quote(
-    body: QuoteIn, session: ReadSessionDep, ctx: ContextDep, settings: SettingsDep
+    body: QuoteIn,
+    request: Request,
+    session: ReadSessionDep,
+    ctx: ContextDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
     buyer = ctx.principal.user if ctx.principal else None
     landed = await service.quote(
@@ -204,6 +208,7 @@ async def create_quote(
         data=body,
         currency=ctx.currency,
         buyer=buyer,
+        books=request.app.state.rate_books,
     )
     rendered = render_quote(landed.as_data(), ctx.locale)
     return QuoteOut.model_validate(rendered).model_dump(mode="json", by_alias=True)
@@ -327,6 +332,7 @@ async def create_order(
         reservation=timedelta(minutes=settings.reservation_minutes),
         announcer=request.app.state.hub,
         admission=admission,
+        books=request.app.state.rate_books,
     )
     assert order.id is not None
     rendered = render_order(order, events, ctx.locale)

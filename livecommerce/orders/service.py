@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
@@ -48,7 +48,14 @@ from livecommerce.orders.models import (
 )
 from livecommerce.orders.quotes import BasketLine, Quote, build_quote
 from livecommerce.orders.schemas import OrderIn, QuoteIn
-from livecommerce.rates.service import RateBook, load_rate_book
+from livecommerce.rates.service import (
+    RateBook,
+    RateBookCache,
+    RatesVersion,
+    load_rate_book,
+    rates_version,
+    version_columns,
+)
 from livecommerce.rooms import render
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
@@ -112,6 +119,7 @@ class Basket:
     lines: list[BasketLine]
     sale: FlashSale | None
     stream: Stream | None
+    rates: RatesVersion
 
 
 def recipient_key(phone: str | None, buyer_id: int | None) -> str:
@@ -123,32 +131,41 @@ def recipient_key(phone: str | None, buyer_id: int | None) -> str:
 
 # --- The basket ----------------------------------------------------------------------------
 
+# The basket's products, its stream and flash sale (when named) and the rates version, in
+# one round trip. Built once: in a rush every order runs it.
+_BASKET = (
+    select(Product, Stream, FlashSale, *version_columns())
+    .select_from(Product)
+    .outerjoin(Stream, col(Stream.id) == bindparam("stream_id"))
+    .outerjoin(FlashSale, col(FlashSale.id) == bindparam("sale_id"))
+    .where(col(Product.id).in_(bindparam("ids", expanding=True)), col(Product.deleted_at).is_(None))
+)
+
 
 async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> Basket:
     ids = [item.product_id for item in data.items]
-    rows = await session.scalars(
-        select(Product).where(col(Product.id).in_(ids), col(Product.deleted_at).is_(None))
-    )
-    products = {p.id: p for p in rows if p.id is not None}
+    rows = (
+        await session.execute(
+            _BASKET, {"ids": ids, "stream_id": data.stream_id, "sale_id": data.flash_sale_id}
+        )
+    ).all()
+    products = {row[0].id: row[0] for row in rows}
     for pid in ids:
         if pid not in products:
             raise ProductUnavailable(id=pid)
+    _, stream, sale, rate_id, rate_created = rows[0]
     merchants = {p.merchant_id for p in products.values()}
     if len(merchants) != 1:
         raise MixedMerchants()
     merchant_id = merchants.pop()
 
-    stream = None
     if data.stream_id is not None:
-        stream = await session.get(Stream, data.stream_id)
         if stream is None:
             raise StreamNotFound()
         if stream.merchant_id != merchant_id:
             raise NotThisStream()
 
-    sale = None
     if data.flash_sale_id is not None:
-        sale = await session.get(FlashSale, data.flash_sale_id)
         if sale is None or (stream is not None and sale.stream_id != stream.id):
             raise FlashSaleNotFound()
         if sale.product_id not in products:
@@ -174,7 +191,15 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
                 flash_sale_id=sale_id,
             )
         )
-    return Basket(merchant_id, products, lines, sale, stream)
+    return Basket(merchant_id, products, lines, sale, stream, rates_version(rate_id, rate_created))
+
+
+async def _rate_book(
+    session: AsyncSession, basket: Basket, books: RateBookCache | None
+) -> RateBook:
+    if books is None:
+        return await load_rate_book(session)
+    return await books.book(session, basket.rates)
 
 
 def _month_start(now: datetime, destination: Destination) -> datetime:
@@ -249,12 +274,13 @@ async def quote(
     data: QuoteIn,
     currency: str,
     buyer: User | None,
+    books: RateBookCache | None = None,
     now: datetime | None = None,
 ) -> Quote:
     now = now or utcnow()
     destination = network.destination(data.ship_to.country, data.ship_to.city)
     basket = await _load_basket(session, data, now)
-    book = await load_rate_book(session)
+    book = await _rate_book(session, basket, books)
     key = recipient_key(data.ship_to.phone, None) if data.ship_to.phone else None
     earlier = await earlier_imports(
         session,
@@ -380,6 +406,7 @@ async def place_order(
     reservation: timedelta,
     announcer: OrderAnnouncer | None,
     admission: Admission | None = None,
+    books: RateBookCache | None = None,
     now: datetime | None = None,
 ) -> tuple[Order, list[OrderEvent]]:
     """Reserve and record an order; returns it with the events of its opening moves."""
@@ -403,7 +430,7 @@ async def place_order(
         await flashsales.claim(
             session=session, sale=basket.sale, buyer_id=buyer.id, quantity=qty, now=now
         )
-    book = await load_rate_book(session)
+    book = await _rate_book(session, basket, books)
     key = recipient_key(data.ship_to.phone, buyer.id)
     earlier = await earlier_imports(
         session, network=network, destination=destination, key=key, buyer_id=buyer.id, now=now

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,6 +102,44 @@ async def load_rate_book(session: AsyncSession) -> RateBook:
         .order_by(col(ExchangeRate.id))
     )
     return RateBook(RateQuote(r.base, r.quote, r.rate, r.source, r.as_of) for r in rows.scalars())
+
+
+RatesVersion = tuple[int, str]
+
+
+def version_columns() -> tuple[Any, Any]:
+    """The newest rate row's id and creation time, as two scalar subqueries to add to a
+    query the caller runs anyway. Rates are append-only, so the pair changes whenever the
+    rate book can."""
+    newest = select(col(ExchangeRate.id), col(ExchangeRate.created_at)).order_by(
+        col(ExchangeRate.id).desc()
+    )
+    return (
+        newest.with_only_columns(col(ExchangeRate.id)).limit(1).scalar_subquery(),
+        newest.with_only_columns(col(ExchangeRate.created_at)).limit(1).scalar_subquery(),
+    )
+
+
+def rates_version(rate_id: int | None, created_at: Any) -> RatesVersion:
+    return (int(rate_id or 0), str(created_at))
+
+
+class RateBookCache:
+    """The rate book of one process, loaded again only when the rates version (see
+    ``version_columns``) has changed: every process sees a new rate on its next request."""
+
+    def __init__(self) -> None:
+        self._held: tuple[RatesVersion, RateBook] | None = None
+
+    async def book(self, session: AsyncSession, version: RatesVersion) -> RateBook:
+        held = self._held
+        if held is None or held[0] != version:
+            held = (version, await load_rate_book(session))
+            self._held = held
+        return held[1]
+
+    def clear(self) -> None:
+        self._held = None
 
 
 async def add_rate(
