@@ -104,6 +104,14 @@ async def commit_and_run_effects(session: AsyncSession) -> None:
         await effect()
 
 
+async def restart(session: AsyncSession) -> None:
+    """Roll back to do the same unit of work over (an order whose stock snapshot was
+    beaten): what it queued for after the commit is dropped, what it must undo if it is
+    given up (``on_rollback``) is kept."""
+    await session.rollback()
+    session.info.pop("after_commit", None)
+
+
 async def run_rollback_effects(session: AsyncSession) -> None:
     effects: list[AfterCommit] = session.info.pop("on_rollback", [])
     for effect in effects:

@@ -77,12 +77,28 @@ class Principal:
         return self.role == Role.ADMIN
 
 
+# Request state under which a middleware that already checked the bearer token (the order
+# route's front door) leaves ``(token, claims)``, so the token is not decoded twice.
+BEARER_STATE = "bearer_claims"
+
+
+def bearer_claims(request: Request, token: str, settings: Settings) -> TokenClaims:
+    checked = request.scope.get("state", {}).get(BEARER_STATE)
+    if checked is not None and checked[0] == token:
+        claims: TokenClaims = checked[1]
+        return claims
+    return decode_token(token, secret=settings.resolved_secret_key())
+
+
 async def get_optional_principal(
-    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(_bearer)]
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(_bearer)],
 ) -> Principal | None:
     if not token:
         return None
-    claims = decode_token(token, secret=settings.resolved_secret_key())
+    claims = bearer_claims(request, token, settings)
     if claims.is_guest:
         return Principal(claims, None)
     user = await session.get(User, claims.user_id)

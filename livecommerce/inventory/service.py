@@ -121,17 +121,18 @@ async def clear_stock(*, session: AsyncSession, product_id: int) -> None:
     )
 
 
+_STOCK_OF = select(col(Stock.product_id), col(Stock.warehouse_code), col(Stock.quantity)).where(
+    col(Stock.product_id).in_(bindparam("ids", expanding=True))
+)
+
+
 async def stock_by_product(
     *, session: AsyncSession, product_ids: Sequence[int]
 ) -> dict[int, dict[str, int]]:
     if not product_ids:
         return {}
     result: dict[int, dict[str, int]] = defaultdict(dict)
-    rows = await session.execute(
-        select(col(Stock.product_id), col(Stock.warehouse_code), col(Stock.quantity)).where(
-            col(Stock.product_id).in_(product_ids)
-        )
-    )
+    rows = await session.execute(_STOCK_OF, {"ids": list(product_ids)})
     for pid, code, qty in rows:
         result[pid][code] = qty
     return result

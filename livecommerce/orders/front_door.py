@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecommerce.accounts.security import decode_token
+from livecommerce.deps import BEARER_STATE
 from livecommerce.errors import AppError
 from livecommerce.flashsales.admission import Admission, Ticket
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
@@ -94,6 +95,8 @@ class OrderFrontDoor:
             order = OrderIn.model_validate_json(body)
         except (AppError, ValidationError, ValueError):
             return None  # the route gives the precise answer
+        # The route's authentication reuses what was checked here (deps.bearer_claims).
+        scope.setdefault("state", {})[BEARER_STATE] = (auth[7:], claims)
         if claims.user_id is None:
             return None
         verdict = await admission.at_door(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from livecommerce.config import Settings
-from livecommerce.db import run_rollback_effects
+from livecommerce.db import restart, run_rollback_effects
 from livecommerce.deps import (
     ContextDep,
     CurrentUser,
@@ -309,38 +309,51 @@ async def create_order(
         keyed=idempotency_key is not None,
         ticket=getattr(request.state, "order_ticket", None),
     )
-    if idempotency_key is not None:
-        replay = await idempotency.begin(
-            session,
-            user_id=user.id,
-            key=idempotency_key,
-            scope="POST /orders",
-            body=body.model_dump(mode="json"),
-        )
-        if replay is not None:
-            await run_rollback_effects(session)  # a replay takes nothing: units back to the gate
-            return JSONResponse(
-                replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+    for attempt in range(1, service.RESERVE_ATTEMPTS + 1):
+        if idempotency_key is not None:
+            replay = await idempotency.begin(
+                session,
+                user_id=user.id,
+                key=idempotency_key,
+                scope="POST /orders",
+                body=body.model_dump(mode="json"),
             )
-    order, events = await service.place_order(
-        session=session,
-        network=network_of(settings),
-        buyer=user,
-        data=body,
-        currency=ctx.currency,
-        locale=ctx.locale,
-        reservation=timedelta(minutes=settings.reservation_minutes),
-        announcer=request.app.state.hub,
-        admission=admission,
-        books=request.app.state.rate_books,
-    )
-    assert order.id is not None
-    rendered = render_order(order, events, ctx.locale)
-    if idempotency_key is not None:
-        # Stored in the order's own transaction: committed together or not at all.
-        await idempotency.finish(
-            session, user_id=user.id, key=idempotency_key, status_code=201, body=rendered
+            if replay is not None:
+                # A replay takes nothing: units back to the gate.
+                await run_rollback_effects(session)
+                return JSONResponse(
+                    replay.body,
+                    status_code=replay.status_code,
+                    headers={"Idempotent-Replayed": "true"},
+                )
+        placed = await service.place_order(
+            session=session,
+            network=network_of(settings),
+            buyer=user,
+            data=body,
+            currency=ctx.currency,
+            locale=ctx.locale,
+            reservation=timedelta(minutes=settings.reservation_minutes),
+            announcer=request.app.state.hub,
+            admission=admission,
+            books=request.app.state.rate_books,
+            last_attempt=attempt == service.RESERVE_ATTEMPTS,
         )
+        order = placed.order
+        assert order.id is not None
+        rendered = render_order(order, placed.events, ctx.locale)
+        if idempotency_key is not None:
+            # Stored in the order's own transaction: committed together or not at all.
+            await idempotency.finish(
+                session, user_id=user.id, key=idempotency_key, status_code=201, body=rendered
+            )
+        try:
+            await placed.take_units()  # the hot rows, last: see service._take_hot_rows
+        except service.StockMoved:
+            await restart(session)  # beaten to the stock it was quoted on: once more
+            await session.refresh(user)  # the rollback expired what the session had loaded
+            continue
+        break
     return JSONResponse(
         rendered, status_code=201, headers={"Location": f"/api/v1/orders/{order.id}"}
     )

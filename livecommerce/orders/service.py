@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
@@ -120,6 +120,13 @@ class Basket:
     sale: FlashSale | None
     stream: Stream | None
     rates: RatesVersion
+
+
+@dataclass
+class Placed:
+    order: Order
+    events: list[OrderEvent]
+    take_units: Callable[[], Awaitable[None]]
 
 
 def recipient_key(phone: str | None, buyer_id: int | None) -> str:
@@ -314,52 +321,49 @@ def _short_line(basket: Basket, stock: Mapping[int, Mapping[str, int]]) -> OutOf
     return None
 
 
-async def _reserve_stock(
+class StockMoved(Exception):
+    """The stock an order was quoted on went to other buyers before its units were taken:
+    the order starts over from a fresh snapshot (``db.restart``), up to RESERVE_ATTEMPTS."""
+
+
+async def _take_hot_rows(
     session: AsyncSession,
     *,
-    network: Network,
     basket: Basket,
-    destination: Destination,
-    book: RateBook,
-    currency: str,
-    earlier: Decimal,
+    landed: Quote,
+    buyer_id: int,
     now: datetime,
-    stock: Mapping[int, Mapping[str, int]],
-) -> Quote:
-    snapshot: Mapping[int, Mapping[str, int]] | None = stock
-    for _ in range(RESERVE_ATTEMPTS):
-        landed = await _quote(
-            session,
-            network=network,
-            basket=basket,
-            destination=destination,
-            book=book,
-            currency=currency,
-            earlier=earlier,
-            now=now,
-            stock=snapshot,
+    last_attempt: bool,
+) -> None:
+    """The flash sale's units and the stock, taken last, just before the commit.
+
+    Every winner of a rush queues on the same two rows (the sale's and the product's stock
+    row at its warehouse), each locked from this moment to the commit: the order's own rows
+    and its stored answer are already written, so the locks last two statements and the
+    commit. Lock order: the buyer's claim, the sale, then stock rows by primary key.
+    """
+    if basket.sale is not None:
+        qty = next(line.quantity for line in basket.lines if line.flash_sale_id)
+        await flashsales.claim(
+            session=session, sale=basket.sale, buyer_id=buyer_id, quantity=qty, now=now
         )
-        parts = [
-            (pid, code, qty) for pid, split in landed.allocation.items() for code, qty in split
-        ]
-        try:
-            if len(parts) == 1:
-                # One conditional UPDATE either takes the units or changes nothing.
-                await inventory.take(session=session, parts=parts)
-            else:
-                async with session.begin_nested():
-                    await inventory.take(session=session, parts=parts)
-        except inventory.StockTaken:
-            snapshot = None  # someone was faster; re-read (another warehouse may have it)
-            continue
-        return landed
-    # Still losing after a few rounds: the stock is going as we look. Say how much is left.
-    stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
-    short = _short_line(basket, stock)
-    line = basket.lines[0]
-    raise short or out_of_stock(
-        line.product_id, line.quantity, sum(stock.get(line.product_id, {}).values())
-    )
+    parts = [(pid, code, qty) for pid, split in landed.allocation.items() for code, qty in split]
+    try:
+        await inventory.take(session=session, parts=parts)
+    except inventory.StockTaken:
+        if not last_attempt:
+            raise StockMoved() from None  # someone was faster; another warehouse may have it
+        # Still losing after a few rounds: the stock is going as we look. Say what is left.
+        stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
+        line = basket.lines[0]
+        raise _short_line(basket, stock) or out_of_stock(
+            line.product_id, line.quantity, sum(stock.get(line.product_id, {}).values())
+        ) from None
+
+
+_INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)  # type: ignore[attr-defined]
+_INSERT_LINES = insert(OrderLine.__table__)  # type: ignore[attr-defined]
+_INSERT_EVENTS = insert(OrderEvent.__table__)  # type: ignore[attr-defined]
 
 
 async def admit(
@@ -407,9 +411,13 @@ async def place_order(
     announcer: OrderAnnouncer | None,
     admission: Admission | None = None,
     books: RateBookCache | None = None,
+    last_attempt: bool = True,
     now: datetime | None = None,
-) -> tuple[Order, list[OrderEvent]]:
-    """Reserve and record an order; returns it with the events of its opening moves."""
+) -> Placed:
+    """Record an order, quoted on a snapshot of stock; its units are taken when the caller
+    calls ``Placed.take_units``, last, once its answer is stored (see ``_take_hot_rows``).
+    That raises ``StockMoved`` when the snapshot was beaten and this is not the
+    ``last_attempt``: the caller then restarts the transaction and places it again."""
     assert buyer.id is not None
     now = now or utcnow()
     destination = network.destination(data.ship_to.country, data.ship_to.city)
@@ -423,13 +431,8 @@ async def place_order(
             # Gone everywhere: the next buyers of this product hear it from the gate.
             await admission.mark_sold_out(short.details["product_id"])
         raise short
-    if basket.sale is not None:
-        if not any(line.flash_sale_id for line in basket.lines):
-            raise flashsales.FlashSaleEnded()
-        qty = next(line.quantity for line in basket.lines if line.flash_sale_id)
-        await flashsales.claim(
-            session=session, sale=basket.sale, buyer_id=buyer.id, quantity=qty, now=now
-        )
+    if basket.sale is not None and not any(line.flash_sale_id for line in basket.lines):
+        raise flashsales.FlashSaleEnded()
     book = await _rate_book(session, basket, books)
     key = recipient_key(data.ship_to.phone, buyer.id)
     earlier = await earlier_imports(
@@ -437,7 +440,7 @@ async def place_order(
     )
     pay_in = data.currency or currency
     is_card = data.payment_method == PaymentMethod.CARD
-    landed = await _reserve_stock(
+    landed = await _quote(
         session,
         network=network,
         basket=basket,
@@ -449,62 +452,88 @@ async def place_order(
         stock=stock,
     )
     declared_value, declared_currency = landed.declared
-    order = Order(
-        buyer_id=buyer.id,
-        merchant_id=basket.merchant_id,
-        stream_id=basket.stream.id if basket.stream else None,
-        flash_sale_id=basket.sale.id if basket.sale else None,
+    values: dict[str, Any] = {
+        "buyer_id": buyer.id,
+        "merchant_id": basket.merchant_id,
+        "stream_id": basket.stream.id if basket.stream else None,
+        "flash_sale_id": basket.sale.id if basket.sale else None,
         # Cash on delivery needs no payment first: the order goes straight to the warehouse
         # (both steps are recorded by opening_events).
-        status=OrderStatus.PENDING_PAYMENT if is_card else OrderStatus.FULFILLING,
-        payment_method=data.payment_method,
-        currency=pay_in,
-        subtotal_minor=landed.subtotal.to_minor(),
-        shipping_minor=landed.shipping.to_minor(),
-        duties_minor=landed.duties.to_minor(),
-        total_minor=landed.total.to_minor(),
-        ship_to=data.ship_to.model_dump(mode="json"),
-        destination_country=destination.country,
-        recipient_key=key,
-        declared_value=declared_value,
-        declared_currency=declared_currency,
-        quote=landed.as_data(),
-        locale=locale,
-        reserved_until=now + reservation if is_card else None,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(order)
-    await session.flush()
-    assert order.id is not None
+        "status": OrderStatus.PENDING_PAYMENT if is_card else OrderStatus.FULFILLING,
+        "payment_method": data.payment_method,
+        "currency": pay_in,
+        "subtotal_minor": landed.subtotal.to_minor(),
+        "shipping_minor": landed.shipping.to_minor(),
+        "duties_minor": landed.duties.to_minor(),
+        "total_minor": landed.total.to_minor(),
+        "ship_to": data.ship_to.model_dump(mode="json"),
+        "destination_country": destination.country,
+        "recipient_key": key,
+        "declared_value": declared_value,
+        "declared_currency": declared_currency,
+        "quote": landed.as_data(),
+        "locale": locale,
+        "reserved_until": now + reservation if is_card else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Core inserts: the unit of work's bookkeeping for three new rows cost more than the rows.
+    order_id = (await session.execute(_INSERT_ORDER, values)).scalar_one()
+    order = Order(id=order_id, **values)  # not in the session: for the answer and the room
     units = {line.product_id: line for line in landed.lines}
+    lines: list[dict[str, Any]] = []
     for pid, split in sorted(landed.allocation.items()):
         product = basket.products[pid]
         for code, qty in split:
-            session.add(
-                OrderLine(
-                    order_id=order.id,
-                    product_id=pid,
-                    warehouse_code=code,
-                    quantity=qty,
-                    unit_price_minor=units[pid].unit_price.to_minor(),
-                    flash_sale_id=units[pid].flash_sale_id,
-                    sku=product.sku,
-                    title=dict(product.title),
-                    hs_code=product.hs_code,
-                    weight_grams=product.weight_grams,
-                )
+            lines.append(
+                {
+                    "order_id": order_id,
+                    "product_id": pid,
+                    "warehouse_code": code,
+                    "quantity": qty,
+                    "unit_price_minor": units[pid].unit_price.to_minor(),
+                    "flash_sale_id": units[pid].flash_sale_id,
+                    "sku": product.sku,
+                    "title": dict(product.title),
+                    "hs_code": product.hs_code,
+                    "weight_grams": product.weight_grams,
+                }
             )
+    await session.execute(_INSERT_LINES, lines)
     events = states.opening_events(order, placed_by=f"user:{buyer.id}")
-    session.add_all(events)
-    await session.flush()
+    await session.execute(
+        _INSERT_EVENTS,
+        [
+            {
+                "order_id": order_id,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "actor": e.actor,
+                "reason": e.reason,
+                "at": e.at,
+            }
+            for e in events
+        ],
+    )
     if announcer is not None and basket.stream is not None:
         _announce(session, announcer, order, basket, landed, buyer, book)
     if admission is not None:
         after_commit(session, partial(admission.bought, sorted(basket.products), buyer.id))
     if order.status == OrderStatus.FULFILLING:  # cash on delivery: straight to the warehouse
         jobs.enqueue(session, "fulfil_order", order.id)
-    return order, events
+    return Placed(
+        order,
+        events,
+        partial(
+            _take_hot_rows,
+            session,
+            basket=basket,
+            landed=landed,
+            buyer_id=buyer.id,
+            now=now,
+            last_attempt=last_attempt,
+        ),
+    )
 
 
 def _announce(

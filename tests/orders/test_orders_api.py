@@ -334,3 +334,61 @@ async def test_order_from_a_stream_reaches_the_room_after_commit(
     assert entry["buyer"]["params"]["name"] == "Aigerim"  # first name only
     assert "Sadykova" not in json.dumps(ticker[0], ensure_ascii=False)
     assert sales[-1]["data"]["remaining"] == 7 and sales[-1]["data"]["id"] == sale["id"]
+
+
+async def test_an_order_beaten_to_its_stock_snapshot_starts_over(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The units are taken last; when the stock the order was quoted on went to someone else
+    meanwhile, the whole order (claim, stored answer, rows) starts over on a fresh snapshot
+    and ships from the warehouse that still has it: one order, one claim, nothing twice."""
+    _, mh = await merchant(client)
+    cream = await stocked_product(client, mh, KZALA=0, DEDUI=5)
+    sid = await live_stream(client, mh)
+    sale = await flash_sale(client, mh, sid, cream["id"], per_customer_limit=2)
+    _, bh = await account(client)
+    real = service.inventory.stock_by_product
+    snapshots: list[dict[int, dict[str, int]]] = []
+
+    async def stale_first(**kw: Any) -> dict[int, dict[str, int]]:
+        found = await real(**kw)
+        if not snapshots:  # as read a moment before another buyer took Almaty's 5 units
+            found = {pid: {**levels, "KZALA": 5} for pid, levels in found.items()}
+        snapshots.append(found)
+        return found
+
+    monkeypatch.setattr(service.inventory, "stock_by_product", stale_first)
+    placed = await order(
+        client,
+        bh,
+        [(cream["id"], 2)],
+        key="beaten-once",
+        stream_id=sid,
+        flash_sale_id=sale["id"],
+        query="?locale=ru",
+    )
+    assert placed.status_code == 201, placed.text
+    assert len(snapshots) == 2  # the stale one, then the fresh one
+    assert [s["warehouse"] for s in placed.json()["shipments"]] == ["DEDUI"]
+    assert await levels(client, cream["id"], mh) == {"KZALA": 0, "DEDUI": 3}
+    stream = (await client.get(f"/api/v1/streams/{sid}")).json()
+    assert stream["flash_sale"]["remaining"] == 3  # claimed once, not twice
+    # The same key again is the stored answer of the order that won, not a second order.
+    again = await order(
+        client,
+        bh,
+        [(cream["id"], 2)],
+        key="beaten-once",
+        stream_id=sid,
+        flash_sale_id=sale["id"],
+        query="?locale=ru",
+    )
+    assert again.status_code == 201
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["id"] == placed.json()["id"]
+    # The buyer's limit counts the two units once: a third and fourth are refused.
+    more = await order(
+        client, bh, [(cream["id"], 2)], stream_id=sid, flash_sale_id=sale["id"], query="?locale=ru"
+    )
+    assert more.status_code == 409
+    assert more.json()["error"]["code"] == "limit_exceeded"
