@@ -31,8 +31,9 @@ out, and then N buyers, one request each, are released together against three va
   SQLAlchemy pool of 10 + 20 overflow), ``POST /api/v1/orders`` with a bearer token per buyer;
   a fresh product (and stream and sale) per round, set up through the API.
 - ``(e) livecommerce, SQLite``: the embedded default, one process, on a SQLite file.
-- ``(f) livecommerce x2, Redis``: ``serve --workers 2`` on PostgreSQL, rooms and the
-  admission gate in Redis (``--redis-url``, a database of its own; nothing is flushed).
+- ``(f) livecommerce x2, Redis``: ``serve --workers 2`` on PostgreSQL, rooms, the
+  admission gate and the job queue in Redis (``--redis-url``, a database of its own; nothing
+  is flushed, so the fulfilment jobs no worker consumes stay queued there).
   Buyers are inserted straight into ``users`` and their tokens minted in-process (registering
   1,000 accounts through the API would spend minutes in Argon2).
 
@@ -1076,7 +1077,13 @@ async def main_async(args: argparse.Namespace) -> int:
                 if "d" in chosen:
                     spawned["d"] = spawn("livecommerce", serve, env, workdir)
                 if "f" in chosen:
-                    redis_env = {**env, "LIVECOMMERCE_REDIS_URL": args.redis_url}
+                    # The scaled mode: rooms, the gate and the job queue in Redis (two
+                    # processes on the embedded SQLite job queue would fight for its lock).
+                    redis_env = {
+                        **env,
+                        "LIVECOMMERCE_REDIS_URL": args.redis_url,
+                        "LIVECOMMERCE_BROKER_URL": args.redis_url,
+                    }
                     spawned["f"] = spawn(
                         "livecommerce-x2", [*serve, "--workers", "2"], redis_env, workdir
                     )

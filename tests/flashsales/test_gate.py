@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from redis.asyncio.client import Pipeline
 
 from livecommerce.flashsales.gate import Gate, MemoryGate, RedisGate, Verdict
 from livecommerce.sqltypes import utcnow
@@ -117,3 +120,40 @@ async def test_a_product_that_is_not_the_sales_is_unknown(gate: Gate) -> None:
     assert (await gate.admit(1, 5, 1, False, 8))[0] is Verdict.UNKNOWN
     assert (await gate.admit(1, 5, 1, False, 7)) == (Verdict.ADMIT, None, 1)
     assert (await gate.admit(1, 6, 1, False)) == (Verdict.ADMIT, None, 0)
+
+
+async def test_a_rush_at_once_is_answered_exactly(gate: Gate) -> None:
+    """1,000 admissions asked in the same instant (the Redis gate sends them in a few
+    pipelines): exactly the units are handed out, each buyer within the limit, the rest
+    hear sold out or their limit, and what is left agrees."""
+    await gate.load_sale(1, 300, {}, 2, soon())  # type: ignore[arg-type]
+    asks = [(buyer % 400, 1) for buyer in range(1_000)]  # most buyers ask two or three times
+    answers = await asyncio.gather(*(gate.admit(1, b, q, False) for b, q in asks))
+    verdicts = Counter(a[0] for a in answers)
+    assert verdicts[Verdict.ADMIT] == 300
+    assert verdicts[Verdict.ADMIT] + verdicts[Verdict.SOLD_OUT] + verdicts[Verdict.LIMIT] == 1_000
+    per_buyer = Counter(b for (b, _), a in zip(asks, answers, strict=True) if a[0] is Verdict.ADMIT)
+    assert max(per_buyer.values()) <= 2
+    # Arrival order is kept: the first 300 asks (buyers 0-299, once each) won.
+    assert sorted(per_buyer) == list(range(300))
+    assert (await gate.peek(1, 999, 1, False))[0] is Verdict.SOLD_OUT
+
+
+async def test_redis_gate_sends_a_rush_in_few_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admissions asked together share pipelines: 600 in three round trips, not 600."""
+    gate = RedisGate(await prepare_redis(), prefix=f"test:{uuid.uuid4().hex}:")
+    try:
+        await gate.load_sale(1, 50, {}, None, soon())  # type: ignore[arg-type]
+        sent: list[int] = []
+        execute = Pipeline.execute
+
+        async def counted(self: Pipeline, raise_on_error: bool = True) -> list[object]:
+            sent.append(len(self.command_stack))
+            return await execute(self, raise_on_error)
+
+        monkeypatch.setattr(Pipeline, "execute", counted)
+        answers = await asyncio.gather(*(gate.admit(1, b, 1, False) for b in range(600)))
+        assert sum(a[0] is Verdict.ADMIT for a in answers) == 50
+        assert len(sent) <= 4 and sum(sent) == 600, sent  # batches of at most 256
+    finally:
+        await gate.close()
