@@ -360,3 +360,27 @@ async def test_a_batch_job_fulfils_every_order_and_hands_a_failing_one_over(
     assert f"order {bad} not fulfilled; it is retried as a job of its own" in log
     assert [await shipment_count(clean, oid) for oid in good] == [1] * 7
     assert await shipment_count(clean, bad) == 0
+
+
+@pytest.mark.slow
+async def test_a_rush_of_cash_orders_is_fulfilled_through_the_embedded_queue(
+    clean: TestDatabase, tmp_path: Path
+) -> None:
+    """Thirty cash-on-delivery orders at once, through a real server, its job outbox, the
+    embedded SQLite queue and a worker: every one gets its parcel, exactly one."""
+    env = job_env(tmp_path, clean, "embedded", carrier_sandbox_failure_rate="0")
+    with (
+        running_server(env, tmp_path / "server.log") as base,
+        running_worker(env, tmp_path / "worker.log", beat=False),
+    ):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            _, mh = await merchant(client)
+            cream = await stocked_product(client, mh, KZALA=40)
+            buyers = [(await account(client))[1] for _ in range(30)]
+            placed = await asyncio.gather(
+                *(order(client, bh, [(cream["id"], 1)], ship_to=ALMATY) for bh in buyers)
+            )
+            assert [p.status_code for p in placed] == [201] * 30, [p.text for p in placed]
+            ids = [p.json()["id"] for p in placed]
+            await wait_for(lambda: _all_shipped(clean, ids), "thirty parcels", within=90)
+    assert [await shipment_count(clean, oid) for oid in ids] == [1] * 30
