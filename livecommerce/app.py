@@ -288,7 +288,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             await feed.start()
             yield
         finally:
-            jobs.configure(None)
+            await jobs.close()  # what the outbox still holds goes to the broker first
             await feed.close()
             await hub.close()
             await gate.close()

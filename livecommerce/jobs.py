@@ -2,9 +2,33 @@
 
 Services call ``enqueue(session, "fulfil_order", order_id)``; the send happens after the
 commit (a rolled-back order never reaches a worker) and off the event loop (publishing is
-blocking network or file I/O). A send that fails is logged, not raised: the request's work is
-already committed, and the workers' periodic reconciliation picks up whatever a lost
-message should have started (every task is idempotent, so a duplicate is harmless).
+blocking network or file I/O).
+
+Sends are gathered per process. After commit a job only joins this process's outbox, and
+one flusher task publishes what has gathered in a single thread hop, at most every
+``FLUSH_SECONDS`` (at once when ``FLUSH_AT`` jobs are waiting; a job after a quiet spell
+goes out at once). Jobs of a task in ``BATCHED`` become one message of its batch task:
+``fulfil_order`` for orders 1, 2 and 3 is one ``fulfil_orders([1, 2, 3])``, ids in the
+order they came, each once, at most ``BATCH_MAX`` to a message; a lone id still goes as
+the single task. Other tasks, and any job with a countdown, are published one by one in
+the same hop. In a flash-sale rush this replaces a thread hop and a broker write per order
+(on the embedded queue, a SQLite transaction each) with one of each per flush.
+
+A job is published at once, in a thread of its own, where no outbox can take it: in a
+worker process (``configure(..., outbox=False)``: a task's event loop runs only while the
+task does, so a flusher on it would stall between tasks), from a coroutine on another
+event loop than the outbox's, or when ``OUTBOX_MAX`` jobs are already waiting.
+
+What is lost is found again. The app's shutdown sends what is waiting (``close()``), and
+``configure()`` sends the old outbox's jobs before it switches. A send that fails is
+logged, not raised: the request's work is already committed. A job that never reaches the
+broker (the broker is down, or the process is killed with jobs still in its outbox) leaves
+its order ``fulfilling`` (cash on delivery) or ``paid`` without a shipment, or its
+shipment unbooked; the workers' periodic ``reconcile_fulfilment`` looks for exactly those
+(``unshipped_orders``, ``unbooked_shipments``) and sends their job again once they are
+``LIVECOMMERCE_RECONCILE_GRACE_SECONDS`` old (30 min by default: such an order ships that
+much later). A new task enqueued here needs the same kind of sweep. Every task is
+idempotent, so a duplicate is harmless.
 
 Tasks are addressed by name, so this module needs no import of the worker code.
 """
@@ -12,8 +36,12 @@ Tasks are addressed by name, so this module needs no import of the worker code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import math
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
@@ -25,22 +53,192 @@ log = logging.getLogger("livecommerce.jobs")
 
 TASK_PREFIX = "livecommerce."
 
+# Task -> the task that takes a list of its ids (workers/tasks.py). Only tasks whose one
+# argument is an integer id, and whose batch task runs each id as the single task would.
+BATCHED: dict[str, str] = {"fulfil_order": "fulfil_orders"}
+FLUSH_SECONDS = 0.02  # the least time between two flushes
+FLUSH_AT = 200  # waiting jobs that start a flush without waiting out FLUSH_SECONDS
+BATCH_MAX = 50  # ids to a message: a batch stays far inside a task's time limit
+OUTBOX_MAX = 10_000  # waiting jobs (a stalled broker); beyond, each is published at once
+
 
 class Sender(Protocol):
     def send_task(self, name: str, args: Any = None, **options: Any) -> Any: ...
 
 
-_sender: Sender | None = None
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One task to run (by name, without ``TASK_PREFIX``) with its arguments."""
+
+    task: str
+    args: tuple[Any, ...]
+    countdown: float | None = None
+
+
+def coalesce(jobs: Iterable[Job]) -> list[Job]:
+    """The messages that carry ``jobs``: the ids of each task in ``BATCHED`` in one message of
+    its batch task (where its first job was), the others as they are."""
+    entries: list[Job | str] = []
+    batches: dict[str, dict[int, None]] = {}  # task -> its ids, first-seen order, each once
+    for job in jobs:
+        if _batchable(job):
+            ids = batches.get(job.task)
+            if ids is None:
+                ids = batches[job.task] = {}
+                entries.append(job.task)
+            ids[job.args[0]] = None
+        else:
+            entries.append(job)
+    messages: list[Job] = []
+    for entry in entries:
+        if isinstance(entry, Job):
+            messages.append(entry)
+            continue
+        in_order = list(batches[entry])
+        for start in range(0, len(in_order), BATCH_MAX):
+            chunk = in_order[start : start + BATCH_MAX]
+            if len(chunk) == 1:
+                messages.append(Job(entry, (chunk[0],)))
+            else:
+                messages.append(Job(BATCHED[entry], (chunk,)))
+    return messages
+
+
+def _batchable(job: Job) -> bool:
+    return (
+        job.task in BATCHED
+        and len(job.args) == 1
+        and isinstance(job.args[0], int)
+        and not job.countdown
+    )
+
+
+def publish(target: Sender, messages: Iterable[Job]) -> None:
+    """Hand ``messages`` to the broker, blocking (run it in a thread); a failure is logged
+    and the next message is still sent."""
+    for message in messages:
+        options: dict[str, Any] = {}
+        if message.countdown:
+            options["countdown"] = message.countdown
+        try:
+            target.send_task(TASK_PREFIX + message.task, args=list(message.args), **options)
+        except Exception:
+            log.exception(
+                "job %s%s could not be sent; reconciliation will start it",
+                message.task,
+                message.args,
+            )
+
+
+class Outbox:
+    """This process's jobs between their commit and the broker, on one event loop."""
+
+    def __init__(self, target: Sender, loop: asyncio.AbstractEventLoop) -> None:
+        self.target = target
+        self.loop = loop
+        self._pending: list[Job] = []
+        self._ready = asyncio.Event()  # something is pending
+        self._full = asyncio.Event()  # FLUSH_AT are: no waiting out FLUSH_SECONDS
+        # Held by the thread that publishes. Closing waits for it, so the sender is never
+        # closed under a flush in flight; and two flushes never publish at once.
+        self._publishing = threading.Lock()
+        self._closed = False
+        self._flusher = loop.create_task(self._run(), name="livecommerce.jobs outbox")
+
+    def put(self, job: Job) -> bool:
+        """Queue ``job`` for the next flush; False when closed or full."""
+        if self._closed or len(self._pending) >= OUTBOX_MAX:
+            return False
+        self._pending.append(job)
+        self._ready.set()
+        if len(self._pending) >= FLUSH_AT:
+            self._full.set()
+        return True
+
+    async def flush(self) -> None:
+        """Send what is waiting now; return once it (and a flush in flight) is sent."""
+        await asyncio.to_thread(self._publish, self._take())
+
+    async def close(self) -> None:
+        """Stop the flusher and send what is left, off the event loop."""
+        await asyncio.to_thread(self._publish, self._stop())
+
+    def close_now(self) -> None:
+        """As ``close``, blocking the caller."""
+        self._publish(self._stop())
+
+    async def _run(self) -> None:
+        last = -math.inf
+        while True:
+            await self._ready.wait()
+            pause = last + FLUSH_SECONDS - self.loop.time()
+            if pause > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), pause)
+            batch = self._take()
+            if not batch:  # flush() took them meanwhile
+                continue
+            last = self.loop.time()
+            try:
+                await asyncio.to_thread(self._publish, batch)
+            except RuntimeError:
+                # No thread to hop to: the loop's executor is shutting down. Cancellation
+                # (BaseException) is not caught: that batch is in its thread already.
+                self._publish(batch)
+
+    def _take(self) -> list[Job]:
+        batch, self._pending = self._pending, []
+        self._ready.clear()
+        self._full.clear()
+        return batch
+
+    def _stop(self) -> list[Job]:
+        self._closed = True
+        if not self.loop.is_closed():
+            self._flusher.cancel()
+        return self._take()
+
+    def _publish(self, batch: list[Job]) -> None:
+        with self._publishing:
+            if batch:
+                publish(self.target, coalesce(batch))
+
+
 _factory: Callable[[], Sender] | None = None
+_sender: Sender | None = None
+_outbox: Outbox | None = None
+_use_outbox = True
 
 
-def configure(factory: Callable[[], Sender] | None) -> None:
-    """Set how jobs are sent (a Celery app made from the settings); None stops sending."""
-    global _sender, _factory
-    close = getattr(_sender, "close", None)
+def configure(factory: Callable[[], Sender] | None, *, outbox: bool = True) -> None:
+    """Set how jobs are sent (a Celery app made from the settings); None stops sending.
+
+    Jobs still in the old outbox are sent first, through the old sender, blocking the
+    caller until they are (a coroutine that can wait calls ``close()`` before).
+    ``outbox=False`` publishes each job at once (a worker process: see the module docstring).
+    """
+    global _factory, _sender, _outbox, _use_outbox
+    old_outbox, old_sender = _outbox, _sender
+    _factory, _sender, _outbox, _use_outbox = factory, None, None, outbox
+    if old_outbox is not None:
+        old_outbox.close_now()
+    close = getattr(old_sender, "close", None)
     if close is not None:
         close()  # the Celery app's broker connections
-    _sender, _factory = None, factory
+
+
+async def close() -> None:
+    """Send what the outbox holds, off the event loop, and stop sending (the app's shutdown)."""
+    if _outbox is not None:
+        await _outbox.close()  # jobs committed meanwhile are published one by one
+    configure(None)
+
+
+async def flush() -> None:
+    """Send what this event loop's outbox holds now, and return once it has been sent."""
+    box = _outbox
+    if box is not None and box.loop is asyncio.get_running_loop():
+        await box.flush()
 
 
 def sender() -> Sender | None:
@@ -55,14 +253,26 @@ def enqueue(session: AsyncSession, task: str, *args: Any, countdown: float | Non
 
 
 async def send(task: str, args: tuple[Any, ...], countdown: float | None = None) -> None:
+    job = Job(task, tuple(args), countdown)
+    box = _outbox_here()
+    if box is not None and box.put(job):
+        return
     target = sender()
     if target is None:
-        log.warning("job %s%s not sent: no job queue is configured", task, args)
+        log.warning("job %s%s not sent: no job queue is configured", task, job.args)
         return
-    options: dict[str, Any] = {}
-    if countdown:
-        options["countdown"] = countdown
-    try:
-        await asyncio.to_thread(target.send_task, TASK_PREFIX + task, args=list(args), **options)
-    except Exception:
-        log.exception("job %s%s could not be sent; reconciliation will start it", task, args)
+    await asyncio.to_thread(publish, target, [job])
+
+
+def _outbox_here() -> Outbox | None:
+    """The running loop's outbox, made on first use; None where jobs go out one by one."""
+    global _outbox
+    if not _use_outbox:
+        return None
+    loop = asyncio.get_running_loop()
+    if _outbox is None:
+        target = sender()
+        if target is None:
+            return None
+        _outbox = Outbox(target, loop)
+    return _outbox if _outbox.loop is loop else None

@@ -40,10 +40,11 @@ class Runtime:
         self.carrier: Carrier = carrier
         self._rooms: Broker | None = None
         load_catalogs(settings.locales_dir)
-        # Follow-up jobs (book each parcel after the shipments exist) go to the same queue.
+        # Follow-up jobs (book each parcel after the shipments exist) go to the same queue,
+        # each at once: this loop runs only while a task does, so no outbox could flush.
         from workers.app import make_celery
 
-        jobs.configure(lambda: make_celery(settings))
+        jobs.configure(lambda: make_celery(settings), outbox=False)
 
     @property
     def rooms(self) -> Broker | None:

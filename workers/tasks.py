@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -41,6 +42,8 @@ RETRYING: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 10,
 }
+# A batch's failed order runs again this long after, as fulfil_order's first retry would.
+HAND_OVER_SECONDS = RETRYING["retry_backoff"]
 
 
 @worker_process_shutdown.connect
@@ -51,7 +54,34 @@ def _close_runtime(**_: Any) -> None:
 @celery_app.task(name="livecommerce.fulfil_order", bind=True, **RETRYING)
 def fulfil_order(self: Task, order_id: int) -> int:
     """Shipments and customs declarations for a paid (or cash-on-delivery) order."""
+    return _fulfil(order_id)
 
+
+@celery_app.task(name="livecommerce.fulfil_orders")
+def fulfil_orders(order_ids: list[int]) -> int:
+    """``fulfil_order`` for each order of a batch the API sent at once (livecommerce/jobs.py).
+
+    Each order has a transaction of its own. The batch is never retried as a whole, which
+    would run again the orders already done: an order that fails is handed to a
+    ``fulfil_order`` job of its own, which retries it as that task does, and the batch goes
+    on. Out of time, the orders not yet done are handed over the same way.
+    """
+    made = 0
+    for position, order_id in enumerate(order_ids):
+        try:
+            made += _fulfil(order_id)
+        except SoftTimeLimitExceeded:
+            log.warning("fulfil_orders out of time: orders %s go one by one", order_ids[position:])
+            for rest in order_ids[position:]:
+                _hand_over(rest, countdown=None)
+            return made
+        except Exception:
+            log.exception("order %s not fulfilled; it is retried as a job of its own", order_id)
+            _hand_over(order_id, countdown=HAND_OVER_SECONDS)
+    return made
+
+
+def _fulfil(order_id: int) -> int:
     async def work(rt: Runtime) -> int:
         async with session_scope(rt.sessions) as session:
             made = await fulfillment.create_shipments(
@@ -60,6 +90,13 @@ def fulfil_order(self: Task, order_id: int) -> int:
             return len(made)
 
     return runtime().run(work)
+
+
+def _hand_over(order_id: int, *, countdown: float | None) -> None:
+    try:
+        fulfil_order.apply_async((order_id,), countdown=countdown)
+    except Exception:
+        log.exception("order %s: fulfil_order not sent; reconciliation will start it", order_id)
 
 
 @celery_app.task(name="livecommerce.book_shipment", bind=True, **RETRYING)

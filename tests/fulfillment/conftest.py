@@ -20,8 +20,19 @@ class Recorder:
     def send_task(self, name: str, args: Any = None, **options: Any) -> None:
         self.sent.append((name.removeprefix(jobs.TASK_PREFIX), list(args or [])))
 
-    def of(self, task: str) -> list[list[Any]]:
-        return [args for name, args in self.sent if name == task]
+    async def of(self, task: str) -> list[list[Any]]:
+        """The args of every ``task`` job sent, once the outbox has been flushed; a message of
+        its batch task (``jobs.BATCHED``) counts as one job per id it carries."""
+        await jobs.flush()
+        batch = jobs.BATCHED.get(task)
+        found: list[list[Any]] = []
+        for name, args in self.sent:
+            if name == task:
+                found.append(args)
+            elif name == batch:
+                [ids] = args
+                found.extend([i] for i in ids)
+        return found
 
 
 @pytest.fixture

@@ -94,13 +94,11 @@ async def test_a_paid_order_becomes_one_declared_shipment_per_warehouse(
     cream = await stocked_product(client, mh, KZALA=5, hs_code="330499")
     _, buyer = await account(client)
     placed = await cod_order(client, buyer, [(bag["id"], 1), (cream["id"], 2)], ship_to=TASHKENT)
-    assert sent_jobs.of("fulfil_order") == [[placed["id"]]]
+    assert await sent_jobs.of("fulfil_order") == [[placed["id"]]]
 
     shipments = await ship(app, placed["id"])
     assert sorted(s.warehouse_code for s in shipments) == ["DEDUI", "KZALA"]
-    assert sorted(args for args in sent_jobs.of("book_shipment")) == sorted(
-        [[s.id] for s in shipments]
-    )
+    assert sorted(await sent_jobs.of("book_shipment")) == sorted([[s.id] for s in shipments])
     by_code = {s.warehouse_code: s for s in shipments}
     dedui = by_code["DEDUI"]
     assert [(leg["mode"], leg["from_key"], leg["to_key"], leg["days"]) for leg in dedui.legs] == [

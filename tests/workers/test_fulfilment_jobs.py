@@ -302,3 +302,85 @@ def test_the_embedded_mode_delivers_with_no_external_service(tmp_path: Path) -> 
     with running_server(env, tmp_path / "server.log") as base:
         asyncio.run(scenario(base))
     assert (tmp_path / "jobs.db").exists()
+
+
+async def _unshippable(database: TestDatabase, order_id: int) -> None:
+    """Point the order at a country the corridor does not serve: its fulfilment fails."""
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE orders SET destination_country = 'ZZ' WHERE id = :id"), {"id": order_id}
+        )
+
+
+async def _all_shipped(database: TestDatabase, order_ids: list[int]) -> bool:
+    return all([await shipment_count(database, oid) > 0 for oid in order_ids])
+
+
+@pytest.mark.slow
+async def test_a_batch_job_fulfils_every_order_and_hands_a_failing_one_over(
+    clean: TestDatabase, tmp_path: Path
+) -> None:
+    """One fulfil_orders message for eight orders, one of which cannot be fulfilled: the
+    other seven get their parcel from that one run, and the failing order alone goes on
+    to a fulfil_order job of its own (which fails too) without the batch running again."""
+    require_broker("redis")
+    api = job_env(tmp_path, clean, "redis", carrier_sandbox_failure_rate="0")
+    # The worker reads another queue than the API's: the API's own jobs for these orders
+    # are never run, so only the batch below can fulfil them.
+    env = {**api, "LIVECOMMERCE_TASK_QUEUE": f"test-{uuid.uuid4().hex[:8]}"}
+    with running_server(api, tmp_path / "server.log") as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            _, mh = await merchant(client)
+            cream = await stocked_product(client, mh, KZALA=20)
+            _, bh = await account(client)
+            ids = []
+            for _ in range(8):
+                placed = await order(client, bh, [(cream["id"], 1)], ship_to=ALMATY)
+                assert placed.status_code == 201, placed.text
+                ids.append(placed.json()["id"])
+    bad = ids[3]
+    good = [oid for oid in ids if oid != bad]
+    await _unshippable(clean, bad)
+    sender = sender_for(env)
+    sender.send_task("livecommerce.fulfil_orders", args=[ids])
+    sender.close()
+    with running_worker(env, tmp_path / "worker.log", beat=False) as worker:
+        await wait_for(lambda: _all_shipped(clean, good), "the seven parcels")
+        await wait_for(
+            lambda: _true(
+                re.search(r"Task livecommerce\.fulfil_order\[\S+\] raised", worker.log())
+            ),
+            "the handed-over job to fail in its turn",
+        )
+        await asyncio.sleep(1.0)  # a batch run again would show by now
+        log = worker.log()
+    assert runs(log, "livecommerce.fulfil_orders") == 1
+    assert log.count("Task livecommerce.fulfil_orders[") == 2  # received, succeeded
+    assert log.count("Task livecommerce.fulfil_order[") == 2  # received, raised
+    assert f"order {bad} not fulfilled; it is retried as a job of its own" in log
+    assert [await shipment_count(clean, oid) for oid in good] == [1] * 7
+    assert await shipment_count(clean, bad) == 0
+
+
+@pytest.mark.slow
+async def test_a_rush_of_cash_orders_is_fulfilled_through_the_embedded_queue(
+    clean: TestDatabase, tmp_path: Path
+) -> None:
+    """Thirty cash-on-delivery orders at once, through a real server, its job outbox, the
+    embedded SQLite queue and a worker: every one gets its parcel, exactly one."""
+    env = job_env(tmp_path, clean, "embedded", carrier_sandbox_failure_rate="0")
+    with (
+        running_server(env, tmp_path / "server.log") as base,
+        running_worker(env, tmp_path / "worker.log", beat=False),
+    ):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            _, mh = await merchant(client)
+            cream = await stocked_product(client, mh, KZALA=40)
+            buyers = [(await account(client))[1] for _ in range(30)]
+            placed = await asyncio.gather(
+                *(order(client, bh, [(cream["id"], 1)], ship_to=ALMATY) for bh in buyers)
+            )
+            assert [p.status_code for p in placed] == [201] * 30, [p.text for p in placed]
+            ids = [p.json()["id"] for p in placed]
+            await wait_for(lambda: _all_shipped(clean, ids), "thirty parcels", within=90)
+    assert [await shipment_count(clean, oid) for oid in ids] == [1] * 30
