@@ -7,7 +7,7 @@ import json
 import unicodedata
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from babel import Locale
@@ -27,12 +27,17 @@ class CurrencyRule:
     display_step: Decimal
     symbol_locale: str
 
-    @property
+    @cached_property
     def minor_digits(self) -> int:
         """ISO 4217 exponent: how amounts are stored (KZT and UZS keep 2, as ISO says)."""
         return int(get_currency_precision(self.code))
 
-    @property
+    @cached_property
+    def minor_quantum(self) -> Decimal:
+        """One minor unit (``0.01``): what ``amount_str`` quantizes to."""
+        return Decimal(1).scaleb(-self.minor_digits)
+
+    @cached_property
     def display_digits(self) -> int:
         exponent = self.display_step.normalize().as_tuple().exponent
         return max(0, -int(exponent))
@@ -80,8 +85,8 @@ class Money:
 
     def amount_str(self) -> str:
         """Decimal string with the ISO number of decimals, as clients expect ("12990.00")."""
-        digits = currency_rules()[self.currency].minor_digits
-        return str(self.amount.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+        quantum = currency_rules()[self.currency].minor_quantum
+        return str(self.amount.quantize(quantum, rounding=ROUND_HALF_UP))
 
 
 @cache
