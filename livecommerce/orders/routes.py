@@ -23,7 +23,7 @@ from livecommerce.deps import (
 from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
-from livecommerce.i18n.money import Money
+from livecommerce.i18n.money import Money, format_money
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, service
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus, Payment
@@ -99,7 +99,15 @@ def _object(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _money(amount: str, currency: str, locale: str) -> dict[str, str]:
-    return money_json(Money(Decimal(amount), currency), locale)
+    shown, formatted = _shown(amount, currency, locale)
+    return {"amount": shown, "currency": currency, "formatted": formatted}
+
+
+# A stored amount's text as shown, per language: a rush's orders repeat the same figures.
+@lru_cache(maxsize=4096, typed=True)
+def _shown(amount: str, currency: str, locale: str) -> tuple[str, str]:
+    money = Money(Decimal(amount), currency)
+    return money.amount_str(), format_money(money, locale)
 
 
 def render_quote(data: dict[str, Any], locale: str) -> dict[str, Any]:

@@ -175,3 +175,16 @@ def test_order_body_pins_its_text() -> None:
         "reason": None,
         "at": "2026-11-23T12:00:00Z",
     }
+
+
+def test_one_stored_figure_renders_in_each_language() -> None:
+    """A figure shown in one language is not shown in the next one's text."""
+    data = landed("RUB").as_data()
+    shown = {locale: render_quote(data, locale)["total"]["formatted"] for locale, _ in MARKETS}
+    assert shown == {
+        "kk": f"2{NBSP}033,94{NBSP}₽",
+        "ru": f"2{NBSP}033,94{NBSP}₽",
+        "uz": f"2{NBSP}033,94{NBSP}₽",
+        "en": "₽2,033.94",
+        "zh": "₽2,033.94",
+    }
