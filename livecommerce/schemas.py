@@ -90,6 +90,15 @@ class MoneyOut(BaseModel):
         )
 
 
+def money_json(money: Money, locale: str) -> dict[str, str]:
+    """``MoneyOut.of(money, locale)``'s JSON, for renders that build JSON without models."""
+    return {
+        "amount": money.amount_str(),
+        "currency": money.currency,
+        "formatted": format_money(money, locale),
+    }
+
+
 def check_translations(
     value: Any, max_length: int, *, required: bool, allow_null: bool = False
 ) -> dict[str, str | None]:

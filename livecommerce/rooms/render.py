@@ -17,9 +17,11 @@ groups and is serialised once for the whole room (``Event.uniform``).
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from livecommerce.i18n.locales import pick_translation
@@ -41,16 +43,64 @@ def message(msgid: str, **params: Any) -> dict[str, Any]:
 
 def money(amount: Money, book: RateBook) -> dict[str, Any]:
     """A price in every supported currency the rate book can reach, fixed now."""
-    prices = {amount.currency: amount.amount_str()}
+    prices = _prices(amount.amount, amount.amount.is_signed(), amount.currency, _rates_of(book))
+    return {"$money": dict(prices), "$base": amount.currency}
+
+
+class _Rates:
+    """A rate book as a cache key: books holding the same rates are one key, however often
+    they are loaded (a book per request, or one a process keeps)."""
+
+    __slots__ = ("_book", "_hash", "rates")
+
+    def __init__(self, book: RateBook) -> None:
+        # Weakly: the book is the key of _KEYS, and this its value.
+        self._book = weakref.ref(book)
+        self.rates = tuple(book.all())
+        self._hash = hash(self.rates)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Rates) and self.rates == other.rates
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def book(self) -> RateBook:
+        """The book, alive while a caller converts with it (a miss is computed at once)."""
+        book = self._book()
+        assert book is not None
+        return book
+
+
+# Each live book's key, made once per book (sorting and hashing its rates is a few µs).
+_KEYS: weakref.WeakKeyDictionary[RateBook, _Rates] = weakref.WeakKeyDictionary()
+
+
+def _rates_of(book: RateBook) -> _Rates:
+    key = _KEYS.get(book)
+    if key is None:
+        key = _KEYS[book] = _Rates(book)
+    return key
+
+
+# Every winning flash-sale order publishes the sale's card: the same two prices each time.
+@lru_cache(maxsize=1024)
+def _prices(
+    amount: Decimal, signed: bool, currency: str, rates: _Rates
+) -> tuple[tuple[str, str], ...]:
+    # Equal amounts give the same strings (each is quantized), but -0 and 0 do not: ``signed``
+    # keeps them apart. The conversions depend on nothing but the rates the key holds.
+    price = Money(amount, currency)
+    prices = {currency: price.amount_str()}
     for code in supported_currencies():
         if code in prices:
             continue
         try:
-            converted, _ = book.convert(amount, code)
+            converted, _ = rates.book().convert(price, code)
         except RateUnavailable:
             continue
         prices[code] = converted.rounded_for_display().amount_str()
-    return {"$money": prices, "$base": amount.currency}
+    return tuple(prices.items())
 
 
 def _has_markers(value: Any) -> bool:
