@@ -8,7 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 from starlette.requests import HTTPConnection
 
 from livecommerce.accounts.models import Role, User
@@ -90,6 +92,11 @@ def bearer_claims(request: Request, token: str, settings: Settings) -> TokenClai
     return decode_token(token, secret=settings.resolved_secret_key())
 
 
+# Built once: ``session.get`` builds and hashes its SELECT on every call, the signed-in
+# caller's row is read by every request.
+_USER_BY_ID = select(User).where(col(User.id) == bindparam("uid"))
+
+
 async def get_optional_principal(
     request: Request,
     session: SessionDep,
@@ -101,7 +108,7 @@ async def get_optional_principal(
     claims = bearer_claims(request, token, settings)
     if claims.is_guest:
         return Principal(claims, None)
-    user = await session.get(User, claims.user_id)
+    user = (await session.execute(_USER_BY_ID, {"uid": claims.user_id})).scalar_one_or_none()
     if user is None or not user.is_active:
         raise InvalidToken()
     return Principal(claims, user)
