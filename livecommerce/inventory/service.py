@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
+from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,6 +119,15 @@ async def clear_stock(*, session: AsyncSession, product_id: int) -> None:
         update(Stock)
         .where(col(Stock.product_id) == product_id)
         .values(quantity=0, updated_at=utcnow())
+    )
+
+
+def with_levels(query: Any, product_id: Any) -> Any:
+    """``query`` with the stock rows of its product (``product_id``, a column of it) beside
+    it: two more columns, warehouse code and quantity, NULL where the product has none. One
+    row per warehouse holding it: a caller reads products and stock in one round trip."""
+    return query.add_columns(col(Stock.warehouse_code), col(Stock.quantity)).outerjoin(
+        Stock, col(Stock.product_id) == product_id
     )
 
 

@@ -120,6 +120,7 @@ class Basket:
     sale: FlashSale | None
     stream: Stream | None
     rates: RatesVersion
+    stock: dict[int, dict[str, int]]  # a snapshot, read with the basket: product -> warehouse
 
 
 @dataclass
@@ -140,12 +141,15 @@ def recipient_key(phone: str | None, buyer_id: int | None) -> str:
 
 # The basket's products, its stream and flash sale (when named) and the rates version, in
 # one round trip. Built once: in a rush every order runs it.
-_BASKET = (
+_BASKET = inventory.with_levels(
     select(Product, Stream, FlashSale, *version_columns())
     .select_from(Product)
     .outerjoin(Stream, col(Stream.id) == bindparam("stream_id"))
     .outerjoin(FlashSale, col(FlashSale.id) == bindparam("sale_id"))
-    .where(col(Product.id).in_(bindparam("ids", expanding=True)), col(Product.deleted_at).is_(None))
+    .where(
+        col(Product.id).in_(bindparam("ids", expanding=True)), col(Product.deleted_at).is_(None)
+    ),
+    col(Product.id),
 )
 
 
@@ -160,7 +164,11 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
     for pid in ids:
         if pid not in products:
             raise ProductUnavailable(id=pid)
-    _, stream, sale, rate_id, rate_created = rows[0]
+    _, stream, sale, rate_id, rate_created, _, _ = rows[0]
+    stock: dict[int, dict[str, int]] = {pid: {} for pid in products}
+    for product, *_, warehouse, quantity in rows:
+        if warehouse is not None:
+            stock[product.id][warehouse] = quantity
     merchants = {p.merchant_id for p in products.values()}
     if len(merchants) != 1:
         raise MixedMerchants()
@@ -198,7 +206,9 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
                 flash_sale_id=sale_id,
             )
         )
-    return Basket(merchant_id, products, lines, sale, stream, rates_version(rate_id, rate_created))
+    return Basket(
+        merchant_id, products, lines, sale, stream, rates_version(rate_id, rate_created), stock
+    )
 
 
 async def _rate_book(
@@ -255,10 +265,8 @@ async def _quote(
     currency: str,
     earlier: Decimal,
     now: datetime,
-    stock: Mapping[int, Mapping[str, int]] | None = None,
+    stock: Mapping[int, Mapping[str, int]],
 ) -> Quote:
-    if stock is None:
-        stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
     try:
         return build_quote(
             network=network,
@@ -306,6 +314,7 @@ async def quote(
         currency=data.currency or currency,
         earlier=earlier,
         now=now,
+        stock=basket.stock,
     )
 
 
@@ -424,7 +433,7 @@ async def place_order(
     basket = await _load_basket(session, data, now)
     # A sold-out item is the common answer in a rush: decide it from one snapshot, before
     # the rates and the buyer's customs history are loaded.
-    stock = await inventory.stock_by_product(session=session, product_ids=list(basket.products))
+    stock = basket.stock
     short = _short_line(basket, stock)
     if short is not None:
         if admission is not None and short.details["available"] == 0:

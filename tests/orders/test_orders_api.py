@@ -347,17 +347,17 @@ async def test_an_order_beaten_to_its_stock_snapshot_starts_over(
     sid = await live_stream(client, mh)
     sale = await flash_sale(client, mh, sid, cream["id"], per_customer_limit=2)
     _, bh = await account(client)
-    real = service.inventory.stock_by_product
+    real = service._load_basket
     snapshots: list[dict[int, dict[str, int]]] = []
 
-    async def stale_first(**kw: Any) -> dict[int, dict[str, int]]:
-        found = await real(**kw)
+    async def stale_first(*args: Any) -> service.Basket:
+        basket = await real(*args)
         if not snapshots:  # as read a moment before another buyer took Almaty's 5 units
-            found = {pid: {**levels, "KZALA": 5} for pid, levels in found.items()}
-        snapshots.append(found)
-        return found
+            basket.stock = {pid: {**levels, "KZALA": 5} for pid, levels in basket.stock.items()}
+        snapshots.append(basket.stock)
+        return basket
 
-    monkeypatch.setattr(service.inventory, "stock_by_product", stale_first)
+    monkeypatch.setattr(service, "_load_basket", stale_first)
     placed = await order(
         client,
         bh,
