@@ -25,6 +25,7 @@ What a gate may get wrong, and how it is put right:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -377,9 +378,14 @@ class RedisGate:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, _, future), result in zip(batch, results, strict=True):
+            for (keys, args, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+                elif result[0] == Verdict.ADMIT and args[3]:
+                    # Its request went away while it waited: the units it was given go
+                    # back, or the gate would hold them away from everyone until rebuilt.
+                    with contextlib.suppress(Exception):
+                        await self._give_back(keys=keys, args=[args[0], args[1]])
 
     async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         await self._give_back(keys=self._sale_keys(sale_id), args=[buyer_id, quantity])

@@ -157,3 +157,21 @@ async def test_redis_gate_sends_a_rush_in_few_round_trips(monkeypatch: pytest.Mo
         assert len(sent) <= 4 and sum(sent) == 600, sent  # batches of at most 256
     finally:
         await gate.close()
+
+
+async def test_redis_gate_gives_back_what_a_request_that_went_away_was_given() -> None:
+    """A request cancelled while its admission waits for the pipeline (its client went
+    away) does not keep the units it was handed: the next buyer gets them."""
+    gate = RedisGate(await prepare_redis(), prefix=f"test:{uuid.uuid4().hex}:")
+    try:
+        await gate.load_sale(1, 1, {}, None, soon())  # type: ignore[arg-type]
+        gone = asyncio.ensure_future(gate.admit(1, 7, 1, False))
+        await asyncio.sleep(0)  # asked: queued for the next round trip
+        gone.cancel()
+        for _ in range(50):  # the round trip, then the give-back
+            if (await gate.peek(1, 8, 1, False))[0] is Verdict.ADMIT:
+                break
+            await asyncio.sleep(0.01)
+        assert (await gate.admit(1, 8, 1, False))[0] is Verdict.ADMIT
+    finally:
+        await gate.close()
