@@ -52,7 +52,6 @@ from livecommerce.rates.service import (
     RateBook,
     RateBookCache,
     RatesVersion,
-    load_rate_book,
     rates_version,
     version_columns,
 )
@@ -211,14 +210,6 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
     )
 
 
-async def _rate_book(
-    session: AsyncSession, basket: Basket, books: RateBookCache | None
-) -> RateBook:
-    if books is None:
-        return await load_rate_book(session)
-    return await books.book(session, basket.rates)
-
-
 def _month_start(now: datetime, destination: Destination) -> datetime:
     local = now.astimezone(destination.timezone)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -255,8 +246,7 @@ async def earlier_imports(
     return sum(rows, Decimal(0))
 
 
-async def _quote(
-    session: AsyncSession,
+def _quote(
     *,
     network: Network,
     basket: Basket,
@@ -265,14 +255,14 @@ async def _quote(
     currency: str,
     earlier: Decimal,
     now: datetime,
-    stock: Mapping[int, Mapping[str, int]],
 ) -> Quote:
+    """The landed cost of ``basket``, allocated on the stock read with it."""
     try:
         return build_quote(
             network=network,
             destination=destination,
             basket=basket.lines,
-            stock=stock,
+            stock=basket.stock,
             book=book,
             currency=currency,
             earlier_imports=earlier,
@@ -289,13 +279,13 @@ async def quote(
     data: QuoteIn,
     currency: str,
     buyer: User | None,
-    books: RateBookCache | None = None,
+    books: RateBookCache,
     now: datetime | None = None,
 ) -> Quote:
     now = now or utcnow()
     destination = network.destination(data.ship_to.country, data.ship_to.city)
     basket = await _load_basket(session, data, now)
-    book = await _rate_book(session, basket, books)
+    book = await books.book(session, basket.rates)
     key = recipient_key(data.ship_to.phone, None) if data.ship_to.phone else None
     earlier = await earlier_imports(
         session,
@@ -305,8 +295,7 @@ async def quote(
         buyer_id=buyer.id if buyer else None,
         now=now,
     )
-    return await _quote(
-        session,
+    return _quote(
         network=network,
         basket=basket,
         destination=destination,
@@ -314,7 +303,6 @@ async def quote(
         currency=data.currency or currency,
         earlier=earlier,
         now=now,
-        stock=basket.stock,
     )
 
 
@@ -418,8 +406,8 @@ async def place_order(
     locale: str,
     reservation: timedelta,
     announcer: OrderAnnouncer | None,
+    books: RateBookCache,
     admission: Admission | None = None,
-    books: RateBookCache | None = None,
     last_attempt: bool = True,
     now: datetime | None = None,
 ) -> Placed:
@@ -433,8 +421,7 @@ async def place_order(
     basket = await _load_basket(session, data, now)
     # A sold-out item is the common answer in a rush: decide it from one snapshot, before
     # the rates and the buyer's customs history are loaded.
-    stock = basket.stock
-    short = _short_line(basket, stock)
+    short = _short_line(basket, basket.stock)
     if short is not None:
         if admission is not None and short.details["available"] == 0:
             # Gone everywhere: the next buyers of this product hear it from the gate.
@@ -442,15 +429,14 @@ async def place_order(
         raise short
     if basket.sale is not None and not any(line.flash_sale_id for line in basket.lines):
         raise flashsales.FlashSaleEnded()
-    book = await _rate_book(session, basket, books)
+    book = await books.book(session, basket.rates)
     key = recipient_key(data.ship_to.phone, buyer.id)
     earlier = await earlier_imports(
         session, network=network, destination=destination, key=key, buyer_id=buyer.id, now=now
     )
     pay_in = data.currency or currency
     is_card = data.payment_method == PaymentMethod.CARD
-    landed = await _quote(
-        session,
+    landed = _quote(
         network=network,
         basket=basket,
         destination=destination,
@@ -458,7 +444,6 @@ async def place_order(
         currency=pay_in,
         earlier=earlier,
         now=now,
-        stock=stock,
     )
     declared_value, declared_currency = landed.declared
     values: dict[str, Any] = {
