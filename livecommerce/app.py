@@ -41,7 +41,7 @@ from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
 from livecommerce.notifications.routes import router as notifications_router
 from livecommerce.notifications.routes import routes as notification_routes
-from livecommerce.orders.estimates import EstimateCache
+from livecommerce.orders.estimates import EstimateCache, EstimateDesk
 from livecommerce.orders.front_door import OrderFrontDoor
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
@@ -272,6 +272,13 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         gate = make_gate(settings)
         app.state.admission = Admission(gate, sessions=sessions)
         app.state.hub = hub
+        desk = EstimateDesk(
+            sessions=sessions,
+            cache=app.state.estimates,
+            network=partial(load_network, settings.logistics_file),
+        )
+        app.state.estimate_desk = desk
+        app.state.room_requests = {"estimate": desk.from_room}
         sandbox = SandboxProvider(
             database_url=storage_url(settings.resolved_database_url, settings.data_dir),
             secret=settings.resolved_webhook_secret(),
@@ -291,6 +298,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             await jobs.close()  # what the outbox still holds goes to the broker first
             await feed.close()
             await hub.close()
+            await desk.close()
             await gate.close()
             await sandbox.close()
             await engine.dispose()

@@ -16,36 +16,48 @@ changes that do not move the warehouse (an order taking one of many units) keep 
 The only personal part is the Uzbek monthly allowance: a signed-in buyer who already
 imported this month has less of it left. That buyer's figure re-assesses the cached
 customs value against their earlier imports (one more query), never a whole quote.
+
+A viewer in a room asks for its figure over the room's socket (``EstimateDesk``): the
+requests that arrive within a few milliseconds of each other, as after a pin, are answered
+together, with one query per product and one of earlier imports per destination country
+for all the signed-in buyers among them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import json
+import logging
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from livecommerce.catalog.models import Product
+from livecommerce.db import session_scope
+from livecommerce.errors import AppError, ServiceUnavailable, ValidationFailed
 from livecommerce.i18n.money import Money, supported_currencies
 from livecommerce.inventory.models import Stock
 from livecommerce.logistics.allocation import Shortage
 from livecommerce.logistics.customs import CustomsRule, DutyAssessment, assess
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.orders.quotes import BasketLine, build_quote
+from livecommerce.orders.schemas import EstimateOut
 from livecommerce.orders.service import (
     OutOfStock,
     ProductUnavailable,
     earlier_imports,
+    earlier_imports_of,
     out_of_stock,
 )
 from livecommerce.rates.service import (
@@ -58,7 +70,10 @@ from livecommerce.rates.service import (
     version_columns,
 )
 from livecommerce.rooms import render
+from livecommerce.schemas import MoneyOut
 from livecommerce.sqltypes import utcnow
+
+log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 MAX_ENTRIES = 4096  # products x destinations x currencies a process keeps; LRU beyond
@@ -319,6 +334,256 @@ async def delivery_estimate(
     today = now.astimezone(destination.timezone).date()
     tag = repr((_key(inputs, destination, currency, today), estimate.personal, str(earlier)))
     return Answer(estimate, destination, hashlib.sha1(tag.encode()).hexdigest()[:20])
+
+
+def render_estimate(estimate: Estimate, where: Destination, locale: str) -> dict[str, Any]:
+    """EstimateOut's JSON in ``locale``."""
+    e = estimate
+    return EstimateOut(
+        product_id=e.product_id,
+        destination={
+            "country": where.country,
+            "city": where.city.name(locale),
+            "city_key": where.city.key,
+        },
+        currency=e.currency,
+        eta=e.eta,
+        days=e.days,
+        warehouse=e.warehouse,
+        unit_price=MoneyOut.of(e.unit_price, locale),
+        shipping=MoneyOut.of(e.shipping, locale),
+        duties=MoneyOut.of(e.duties, locale),
+        total=MoneyOut.of(e.total, locale),
+        customs=e.customs.as_data() if e.customs else None,
+        monthly_allowance=e.monthly,
+        personal=e.personal,
+        rates=[r.as_dict() for r in e.rates],
+    ).model_dump(mode="json")
+
+
+def render_answer(answer: Answer, locale: str) -> dict[str, Any]:
+    return render_estimate(answer.estimate, answer.destination, locale)
+
+
+# --- Estimates over the room's socket ------------------------------------------------------
+
+DESK_WINDOW_S = 0.02  # how long a request waits for others to be answered with
+DESK_BATCH = 256  # requests answered in one go (one session) at most
+DESK_QUEUE = 10_000  # requests waiting at most; beyond, the newest are refused
+REF_MAX = 64
+
+
+class BadEstimateRequest(ValidationFailed):
+    pass
+
+
+@dataclass(slots=True)
+class Asked:
+    """One viewer's request: a product to a city, in the viewer's language and currency."""
+
+    product_id: int
+    country: str
+    city: str
+    locale: str
+    currency: str
+    buyer_id: int | None  # signed in: the figure is their own under a monthly allowance
+    reply: Callable[[str], None]  # hands a frame to the viewer's connection
+    ref: str | None = None
+
+
+class Viewer(Protocol):
+    """What the desk needs of a room's connection."""
+
+    locale: str
+    currency: str
+    user_id: int | None
+
+    def push(self, data: str) -> None: ...
+
+
+def parse_request(data: dict[str, Any]) -> tuple[int, str, str, str | None]:
+    """``{"product_id", "country", "city", "ref"?}`` as sent by a viewer; the same limits as
+    the endpoint's parameters."""
+    product_id, country, city, ref = (
+        data.get("product_id"),
+        data.get("country"),
+        data.get("city"),
+        data.get("ref"),
+    )
+    fields: dict[str, str] = {}
+    if type(product_id) is not int or not 0 < product_id < 2**31:
+        fields["product_id"] = "a product id"
+    if not isinstance(country, str) or len(country) != 2:
+        fields["country"] = "two letters"
+    if not isinstance(city, str) or not 0 < len(city.strip()) <= 120:
+        fields["city"] = "1 to 120 characters"
+    if ref is not None and (not isinstance(ref, str) or len(ref) > REF_MAX):
+        fields["ref"] = f"at most {REF_MAX} characters"
+    if fields:
+        raise BadEstimateRequest(details={"fields": fields})
+    assert isinstance(product_id, int) and isinstance(country, str) and isinstance(city, str)
+    return product_id, country, city, ref
+
+
+def estimate_frame(asked: Asked, body: dict[str, Any]) -> str:
+    return json.dumps(
+        {"type": "estimate", "data": {**body, "ref": asked.ref}},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def error_frame(asked: Asked, error: AppError) -> str:
+    body = error.body(asked.locale)["error"]
+    body["ref"] = asked.ref
+    return json.dumps({"type": "error", "data": body}, ensure_ascii=False, separators=(",", ":"))
+
+
+class EstimateDesk:
+    """Answers viewers' estimate requests in batches (see the module docstring).
+
+    ``ask`` never waits: the answer (an ``estimate`` frame, or an ``error`` frame with the
+    endpoint's code) is handed to ``Asked.reply`` once its batch is done.
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        cache: EstimateCache,
+        network: Callable[[], Network],
+        window_s: float = DESK_WINDOW_S,
+        batch: int = DESK_BATCH,
+        queue_max: int = DESK_QUEUE,
+    ) -> None:
+        self.sessions = sessions
+        self.cache = cache
+        self.network = network
+        self.window_s = window_s
+        self.batch = batch
+        self.queue_max = queue_max
+        self._waiting: list[Asked] = []
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # answered batches, for tests and figures
+
+    def from_room(self, viewer: Viewer, data: dict[str, Any]) -> None:
+        """A room message ``{"type": "estimate", "data": {...}}`` from ``viewer``."""
+        ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+        try:
+            product_id, country, city, ref = parse_request(data)
+        except AppError as error:
+            viewer.push(
+                error_frame(
+                    Asked(
+                        0,
+                        "",
+                        "",
+                        viewer.locale,
+                        viewer.currency,
+                        None,
+                        viewer.push,
+                        ref[:REF_MAX] if ref else None,
+                    ),
+                    error,
+                )
+            )
+            return
+        self.ask(
+            Asked(
+                product_id=product_id,
+                country=country,
+                city=city,
+                locale=viewer.locale,
+                currency=viewer.currency,
+                buyer_id=viewer.user_id,
+                reply=viewer.push,
+                ref=ref,
+            )
+        )
+
+    def ask(self, asked: Asked) -> None:
+        if len(self._waiting) >= self.queue_max:
+            asked.reply(error_frame(asked, ServiceUnavailable(details={"estimates": "busy"})))
+            return
+        self._waiting.append(asked)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="estimate-desk")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self.window_s)
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
+            try:
+                await self._answer(batch)
+            except Exception:
+                log.exception("%d estimate requests could not be answered", len(batch))
+                for asked in batch:
+                    asked.reply(
+                        error_frame(asked, ServiceUnavailable(details={"estimates": "busy"}))
+                    )
+
+    async def _answer(self, batch: list[Asked], now: datetime | None = None) -> None:
+        now = now or utcnow()
+        network = self.network()
+        async with session_scope(self.sessions, read_only=True) as session:
+            inputs: dict[int, Inputs | AppError] = {}
+            for product_id in {a.product_id for a in batch}:
+                try:
+                    inputs[product_id] = await read_inputs(session, product_id)
+                except AppError as error:
+                    inputs[product_id] = error
+            # Anonymous figures first (cached); the signed-in buyers under a monthly
+            # allowance are then re-assessed, one query per destination country.
+            found: list[tuple[Asked, Destination, Estimate] | None] = []
+            personal: dict[str, tuple[Destination, set[int]]] = {}
+            for asked in batch:
+                try:
+                    got = inputs[asked.product_id]
+                    if isinstance(got, AppError):
+                        raise got
+                    destination = network.destination(asked.country, asked.city)
+                    estimate = await _anonymous(
+                        session,
+                        self.cache,
+                        got,
+                        network=network,
+                        destination=destination,
+                        currency=asked.currency,
+                        now=now,
+                    )
+                except AppError as error:
+                    asked.reply(error_frame(asked, error))
+                    found.append(None)
+                    continue
+                found.append((asked, destination, estimate))
+                if asked.buyer_id is not None and estimate.monthly:
+                    entry = personal.setdefault(destination.country, (destination, set()))
+                    entry[1].add(asked.buyer_id)
+            imported: dict[str, dict[int, Decimal]] = {}
+            for country, (destination, buyers) in personal.items():
+                imported[country] = await earlier_imports_of(
+                    session, network=network, destination=destination, buyer_ids=buyers, now=now
+                )
+            for item in found:
+                if item is None:
+                    continue
+                asked, destination, estimate = item
+                if asked.buyer_id is not None and estimate.monthly:
+                    earlier = imported[destination.country].get(asked.buyer_id, ZERO)
+                    got = inputs[asked.product_id]
+                    assert isinstance(got, Inputs)
+                    book = await self.cache.book(session, got.rates_version)
+                    estimate = _personal(estimate, earlier, book)
+                asked.reply(
+                    estimate_frame(asked, render_estimate(estimate, destination, asked.locale))
+                )
+        self.batches += 1
 
 
 # --- Estimates for a room -------------------------------------------------------------------

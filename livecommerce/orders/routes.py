@@ -273,30 +273,6 @@ async def create_quote(
     return render_quote(landed.as_data(), ctx.locale)
 
 
-def render_estimate(answer: estimates.Answer, locale: str) -> dict[str, Any]:
-    e, where = answer.estimate, answer.destination
-    return EstimateOut(
-        product_id=e.product_id,
-        destination={
-            "country": where.country,
-            "city": where.city.name(locale),
-            "city_key": where.city.key,
-        },
-        currency=e.currency,
-        eta=e.eta,
-        days=e.days,
-        warehouse=e.warehouse,
-        unit_price=MoneyOut.of(e.unit_price, locale),
-        shipping=MoneyOut.of(e.shipping, locale),
-        duties=MoneyOut.of(e.duties, locale),
-        total=MoneyOut.of(e.total, locale),
-        customs=e.customs.as_data() if e.customs else None,
-        monthly_allowance=e.monthly,
-        personal=e.personal,
-        rates=[r.as_dict() for r in e.rates],
-    ).model_dump(mode="json")
-
-
 # Browsers and shared caches may reuse an anonymous estimate this long without asking; after
 # that a conditional request costs one small query and a 304.
 ESTIMATE_MAX_AGE = 30
@@ -340,7 +316,7 @@ async def delivery_estimate(
     }
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
-    return JSONResponse(render_estimate(answer, ctx.locale), headers=headers)
+    return JSONResponse(estimates.render_answer(answer, ctx.locale), headers=headers)
 
 
 @router.post(

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,8 @@ CHAT_MAX = 500
 CHAT_BURST = 5  # messages a user may send at once...
 CHAT_REFILL_S = 1.0  # ...then one per second
 REACTIONS_PER_S = 20  # per connection; taps beyond are dropped silently
+REQUEST_BURST = 5  # requests answered by another part of the app (an estimate)...
+REQUEST_REFILL_S = 1.0  # ...then one per second
 REACTION_KINDS = frozenset({"heart", "fire", "clap", "laugh", "wow", "gift"})
 CLOSE_BAD_REQUEST = 4400
 
@@ -64,7 +67,12 @@ ERRORS = {
     "chat_blocked": N_("The message contains a word that is not allowed in this stream."),
     "stream_not_live": N_("The stream is not live."),
     "invalid_reaction": N_("Unknown reaction."),
+    "rate_limited": N_("You are sending messages too fast. Wait a moment."),
 }
+
+# Room messages that other parts of the app answer (``app.state.room_requests``, by type):
+# the handler must not wait; it answers later with ``Connection.push``.
+RoomRequest = Callable[[Connection, dict[str, Any]], None]
 
 
 def error_frame(locale: str, code: str, **params: Any) -> str:
@@ -76,14 +84,16 @@ def error_frame(locale: str, code: str, **params: Any) -> str:
 
 @dataclass
 class ChatBucket:
-    """Token bucket per connection: CHAT_BURST messages at once, then one per second."""
+    """Token bucket per connection: ``burst`` messages at once, then one per ``refill_s``."""
 
+    burst: int = CHAT_BURST
+    refill_s: float = CHAT_REFILL_S
     tokens: float = CHAT_BURST
     stamp: float = field(default_factory=time.monotonic)
 
     def take(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(CHAT_BURST, self.tokens + (now - self.stamp) / CHAT_REFILL_S)
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) / self.refill_s)
         self.stamp = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -232,6 +242,8 @@ async def _first_frames(hub: Hub, conn: Connection, last_seq: int | None, joined
 
 async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id: int) -> None:
     bucket = ChatBucket()
+    requests = ChatBucket(REQUEST_BURST, REQUEST_REFILL_S, REQUEST_BURST)
+    handlers: dict[str, RoomRequest] = getattr(websocket.app.state, "room_requests", {})
     reaction_window, reactions_in_window = time.monotonic(), 0
     room_name = streams.room_of(stream_id)
     while not conn.closed:
@@ -280,6 +292,11 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
             reactions_in_window += 1
             if reactions_in_window <= REACTIONS_PER_S and conn.room is not None:
                 hub.react(conn.room, str(data["kind"]))
+        elif kind in handlers:
+            if not requests.take():
+                conn.push(error_frame(conn.locale, "rate_limited"))
+                continue
+            handlers[kind](conn, data)
         else:
             conn.push(error_frame(conn.locale, "unknown_type"))
 
