@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.factories import PASSWORD, login, register
+from tests.orders.shop import TASHKENT
+
 DEMO_HOST = ("host@demo.livecommerce.kz", "khorgos-demo-host")
 DEMO_MERCHANT = ("merchant@demo.livecommerce.kz", "khorgos-demo-merchant")
 DEMO_VIEWER = ("viewer@demo.livecommerce.kz", "khorgos-demo-viewer")
@@ -323,5 +326,52 @@ async def test_a_pin_shows_the_estimate_without_a_request(browser: Any, web_base
         eta = await page.locator("#pinned-eta").text_content() or ""
         await page.wait_for_timeout(1800)  # longer than the client's spread
         assert "Алматы" in eta and asked == []
+        assert page.errors == []
+        await page.context.close()
+
+
+async def test_a_signed_in_uzbek_buyer_gets_their_own_estimate_over_the_room(
+    browser: Any, web_base: str
+) -> None:
+    """A buyer who already imported this month sees their own duties (their allowance is
+    partly used), asked over the room's socket: the page sends no estimate request."""
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        sid, product = await live_stream_with_pin(http)
+        user = await register(http, locale="uz", currency="UZS")
+        buyer = await login(http, user["email"])
+        earlier = await http.post(
+            "/api/v1/orders?locale=uz",
+            json={
+                "items": [{"product_id": product["id"], "quantity": 3}],
+                "payment_method": "cod",
+                "ship_to": TASHKENT,
+            },
+            headers=buyer,
+        )
+        assert earlier.status_code == 201, earlier.text
+        own = await http.get(
+            f"/api/v1/products/{product['id']}/delivery-estimate",
+            params={"country": "UZ", "city": "Toshkent", "locale": "uz", "currency": "UZS"},
+            headers=buyer,
+        )
+        assert own.status_code == 200 and own.json()["personal"] is True, own.text
+        expected = own.json()["duties"]
+        assert expected["amount"] != "0.00", own.text  # the allowance no longer covers it
+        anonymous = await http.get(
+            f"/api/v1/products/{product['id']}/delivery-estimate",
+            params={"country": "UZ", "city": "Toshkent", "locale": "uz", "currency": "UZS"},
+        )
+        assert anonymous.json()["duties"]["amount"] == "0.00", anonymous.text
+
+        page = await open_page(browser, f"{web_base}/live/{sid}", locale="uz-UZ")
+        await page.locator("#pinned-eta").wait_for()
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "estimate" in r.url else None)
+        await sign_in(page, (user["email"], PASSWORD))
+        await page.wait_for_function(
+            "text => (document.querySelector('#pinned-eta')?.textContent || '').includes(text)",
+            arg=expected["formatted"],
+        )
+        assert asked == []
         assert page.errors == []
         await page.context.close()

@@ -32,8 +32,11 @@ const HOME_CITY = {
 
 // A pin reaches every viewer at the same instant. Whoever still has to ask the server for an
 // estimate (a city the pin did not carry, a signed-in buyer's own customs allowance, a page
-// opened after the pin) asks at a random moment in this window, not all at once.
-const ESTIMATE_SPREAD_MS = 1500;
+// opened after the pin) asks at a random moment in a window, not all at once: over the
+// room's socket (the server answers such requests together, in batches) within the short
+// window, over HTTP (each request costs the server a request) within the long one.
+const ESTIMATE_SPREAD_MS = { socket: 250, http: 1500 };
+const ESTIMATE_SOCKET_WAIT_MS = 5000; // no answer over the socket by then: ask over HTTP
 
 const main = document.getElementById("main");
 
@@ -237,8 +240,11 @@ class LiveView {
           this.renderChat();
         }
         break;
+      case "estimate":
+        this.estimateAnswered(frame);
+        break;
       case "error":
-        toast(data.message, "error");
+        if (!this.estimateAnswered(frame)) toast(data.message, "error");
         break;
       case "closed":
         this.ended = data.code;
@@ -422,13 +428,12 @@ class LiveView {
       this.renderPinned();
       if (carried.none || !carried.monthly || !session.user) return;
     }
-    if (spread) await sleep(Math.random() * ESTIMATE_SPREAD_MS);
+    const over = this.connection === "live" ? "socket" : "http";
+    if (spread) await sleep(Math.random() * ESTIMATE_SPREAD_MS[over]);
     if (asked !== this.estimateAsked) return; // a newer pin or address meanwhile
     let estimate;
     try {
-      const answer = await api(`/products/${product.id}/delivery-estimate`, {
-        query: { country: address.country, city: address.city },
-      });
+      const answer = await this.askEstimate(product, address, asked);
       estimate = {
         productId: product.id,
         eta: answer.eta,
@@ -441,6 +446,35 @@ class LiveView {
     if (asked !== this.estimateAsked) return;
     this.estimate = estimate;
     this.renderPinned();
+  }
+
+  /** The server's estimate: over the room's socket when it is open, else (or when no
+   * answer comes) from the endpoint. Both answer the same figures. */
+  async askEstimate(product, address, asked) {
+    const ref = `estimate-${asked}`;
+    const data = { product_id: product.id, country: address.country, city: address.city, ref };
+    const answered = new Promise((resolve) => {
+      this.estimateWaiting = { ref, resolve };
+      setTimeout(() => resolve(null), ESTIMATE_SOCKET_WAIT_MS);
+    });
+    if (this.socket.send({ type: "estimate", data })) {
+      const frame = await answered;
+      if (frame && frame.type === "error") throw new Error(frame.data.message);
+      if (frame) return frame.data;
+    }
+    this.estimateWaiting = null;
+    return api(`/products/${product.id}/delivery-estimate`, {
+      query: { country: address.country, city: address.city },
+    });
+  }
+
+  /** True when ``frame`` answers the estimate this page is waiting for. */
+  estimateAnswered(frame) {
+    const waiting = this.estimateWaiting;
+    if (!waiting || !frame.data || frame.data.ref !== waiting.ref) return false;
+    this.estimateWaiting = null;
+    waiting.resolve(frame);
+    return true;
   }
 
   renderSale() {
