@@ -14,9 +14,11 @@ signed-in buyers who already imported this month, so their customs allowance is 
 The host pins through ``POST /streams/{id}/pins``; each viewer then does what the web client
 does to show its estimate:
 
-- ``new`` (this branch): read the city's estimate from the ``product_pinned`` frame; a
-  signed-in viewer under a monthly allowance asks ``GET /products/{id}/delivery-estimate``
-  after a random 0-1.5 s, as viewer.js does;
+- ``socket`` (this branch): read the city's estimate from the ``product_pinned`` frame; a
+  signed-in viewer under a monthly allowance asks for its own figure with an ``estimate``
+  message on its room socket after a random 0-0.25 s, as viewer.js does;
+- ``http`` (the same server, the web client before the socket request): the signed-in
+  viewer asks ``GET /products/{id}/delivery-estimate`` after a random 0-1.5 s instead;
 - ``old`` (the server of ``--old-commit``, extracted with ``git archive`` into the scratch
   directory, and its client): every viewer ``POST /quotes`` at once, on its own keep-alive
   connection (opened before the pin, as a browser's page already has one).
@@ -87,7 +89,7 @@ CITIES = (  # (country, city as the page keeps it, locale)
     ("RU", "Москва", "ru"),
 )
 CURRENCY = {"kk": "KZT", "ru": "RUB", "uz": "UZS"}
-SPREAD_S = 1.5  # viewer.js ESTIMATE_SPREAD_MS
+SPREAD_S = {"socket": 0.25, "http": 1.5}  # viewer.js ESTIMATE_SPREAD_MS
 TASHKENT = {
     "country": "UZ",
     "city": "Tashkent",
@@ -118,7 +120,7 @@ class Spec:
 class Herd:
     """One pin's herd: who has their estimate, when."""
 
-    mode: str  # "new" or "old"
+    mode: str  # "socket", "http" or "old"
     base: str
     driver: RawDriver
     product_id: int = 0
@@ -135,7 +137,7 @@ class Herd:
         self.done, self.shown = array("d"), array("d")
         self.requests, self.failures = 0, 0
 
-    def on_pin(self, spec: Spec, payload: bytes) -> None:
+    def on_pin(self, viewer: HerdViewer, spec: Spec, payload: bytes) -> None:
         if self.mode == "old":
             self._spawn(self.post_quote(spec))
             return
@@ -158,7 +160,23 @@ class Herd:
             if not (found["monthly_allowance"] and spec.token):
                 self.done.append(self.shown[-1])
                 return
-        self._spawn(self.get_estimate(spec, random.uniform(0, SPREAD_S)))
+        if self.mode == "socket":
+            self._spawn(self.ask_room(viewer, spec, random.uniform(0, SPREAD_S["socket"])))
+        else:
+            self._spawn(self.get_estimate(spec, random.uniform(0, SPREAD_S["http"])))
+
+    async def ask_room(self, viewer: HerdViewer, spec: Spec, delay: float) -> None:
+        await asyncio.sleep(delay)
+        ask = {"product_id": self.product_id, "country": spec.country, "city": spec.city}
+        self.requests += 1
+        assert viewer.transport is not None
+        viewer.transport.write(client_frame(json.dumps({"type": "estimate", "data": ask})))
+
+    def on_answer(self, payload: bytes) -> None:
+        """An ``estimate`` (or ``error``) frame answering ``ask_room``."""
+        if not payload.startswith(b'{"type":"estimate"'):
+            self.failures += 1
+        self.done.append(time.perf_counter() - self.t_pin)
 
     def _spawn(self, job: Any) -> None:
         task = asyncio.get_running_loop().create_task(job)
@@ -209,6 +227,14 @@ class Herd:
         await self._send(spec, (self._head("POST", path, spec, extra) + "\r\n").encode() + body)
 
 
+def client_frame(text: str) -> bytes:
+    """A masked text frame, as a browser sends it."""
+    payload, key = text.encode(), os.urandom(4)
+    size = len(payload)
+    head = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0xFE]) + size.to_bytes(2)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
 class HerdViewer(Viewer):
     def __init__(self, request: bytes, tally: Tally, herd: Herd, spec: Spec) -> None:
         super().__init__(request, tally, socketio=False)
@@ -216,8 +242,11 @@ class HerdViewer(Viewer):
 
     def on_frame(self, payload: bytes) -> None:
         self.herd.frames += 1
-        if b'"type":"product_pinned"' in payload[:40]:
-            self.herd.on_pin(self.spec, payload)
+        head = payload[:40]
+        if b'"type":"product_pinned"' in head:
+            self.herd.on_pin(self, self.spec, payload)
+        elif b'"type":"estimate"' in head or b'"type":"error"' in head:
+            self.herd.on_answer(payload)
 
 
 async def open_herd(
@@ -530,7 +559,7 @@ async def room(
         specs = viewer_specs(viewers, shop, args.signed_in)
         driver = RawDriver()
         herd = Herd(name, f"127.0.0.1:{server.port}", driver)
-        needs_http = [s for s in specs if name == "old" or s.token]
+        needs_http = [s for s in specs if name != "socket" and (name == "old" or s.token)]
         await driver.open(server.base_url, len(needs_http))
         for n, spec in enumerate(needs_http):
             spec.conn = n
@@ -677,7 +706,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="pin-herd-") as tmp:
         workdir = Path(tmp)
-        trees = [("new", ROOT)]
+        trees = [("socket", ROOT), ("http", ROOT)]
         if not args.skip_old:
             trees.append(("old", old_tree(args.old_commit, workdir)))
         results: dict[int, list[Variant]] = {}
@@ -696,14 +725,17 @@ async def main_async(args: argparse.Namespace) -> None:
 
     print()
     print(
-        "| viewers | client | HTTP requests | first figure shown 50 % / 99 % (ms) "
+        "| viewers | client | requests | first figure shown 50 % / 99 % (ms) "
         "| final figure 50 % / 99 % / 100 % (ms) | server CPU | CPU per viewer | got |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for viewers, variants in results.items():
         for v in variants:
             h = v.herd
-            kind = "pin frame (+ endpoint, jittered)" if v.name == "new" else "POST /quotes at once"
+            kind = {
+                "socket": "pin frame (+ socket request, 0-0.25 s)",
+                "http": "pin frame (+ endpoint, 0-1.5 s)",
+            }.get(v.name, "POST /quotes at once")
             print(
                 f"| {viewers:,} | {v.name}: {kind} | {h.requests:,} ({h.failures} failed) | "
                 f"{ms(h.shown_p50_ms)} / {ms(h.shown_p99_ms)} | "
