@@ -74,7 +74,7 @@ STAGES: dict[str, list[tuple[str, str]]] = {
     "customs history": [("orders/service.py", "earlier_imports")],
     "quote": [("orders/service.py", "_quote")],
     "hot rows (sale claim, stock)": [("orders/service.py", "_take_hot_rows")],
-    "render": [("orders/routes.py", "render_order")],
+    "render": [("orders/rendering.py", "render_order")],
     "commit and after-commit": [("db.py", "commit_and_run_effects")],
 }
 
