@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, status
@@ -9,7 +8,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from livecommerce.config import Settings
-from livecommerce.db import restart, run_rollback_effects
 from livecommerce.deps import (
     ContextDep,
     CurrentUser,
@@ -21,7 +19,7 @@ from livecommerce.deps import (
 from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.money import Money
 from livecommerce.logistics.network import Network, load_network
-from livecommerce.orders import estimates, idempotency, payments, service
+from livecommerce.orders import estimates, idempotency, payments, placing, service
 from livecommerce.orders.models import OrderStatus, Payment
 from livecommerce.orders.payments import PaymentProvider, ProviderIntent, UnknownProvider
 from livecommerce.orders.rendering import render_order, render_quote
@@ -186,64 +184,21 @@ async def create_order(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    assert user.id is not None
-    admission = request.app.state.admission
-    await service.admit(
+    state = request.app.state
+    answer = await placing.place(
         session=session,
-        admission=admission,
+        buyer=user,
         data=body,
-        buyer_id=user.id,
-        keyed=idempotency_key is not None,
+        locale=ctx.locale,
+        currency=ctx.currency,
+        idempotency_key=idempotency_key,
+        settings=settings,
+        admission=state.admission,
+        announcer=state.hub,
+        books=state.rate_books,
         ticket=getattr(request.state, "order_ticket", None),
     )
-    for attempt in range(1, service.RESERVE_ATTEMPTS + 1):
-        if idempotency_key is not None:
-            replay = await idempotency.begin(
-                session,
-                user_id=user.id,
-                key=idempotency_key,
-                scope="POST /orders",
-                body=body.model_dump(mode="json"),
-            )
-            if replay is not None:
-                # A replay takes nothing: units back to the gate.
-                await run_rollback_effects(session)
-                return JSONResponse(
-                    replay.body,
-                    status_code=replay.status_code,
-                    headers={"Idempotent-Replayed": "true"},
-                )
-        placed = await service.place_order(
-            session=session,
-            network=network_of(settings),
-            buyer=user,
-            data=body,
-            currency=ctx.currency,
-            locale=ctx.locale,
-            reservation=timedelta(minutes=settings.reservation_minutes),
-            announcer=request.app.state.hub,
-            admission=admission,
-            books=request.app.state.rate_books,
-            last_attempt=attempt == service.RESERVE_ATTEMPTS,
-        )
-        order = placed.order
-        assert order.id is not None
-        rendered = render_order(order, placed.events, ctx.locale)
-        if idempotency_key is not None:
-            # Stored in the order's own transaction: committed together or not at all.
-            await idempotency.finish(
-                session, user_id=user.id, key=idempotency_key, status_code=201, body=rendered
-            )
-        try:
-            await placed.take_units()  # the hot rows, last: see service._take_hot_rows
-        except service.StockMoved:
-            await restart(session)  # beaten to the stock it was quoted on: once more
-            await session.refresh(user)  # the rollback expired what the session had loaded
-            continue
-        break
-    return JSONResponse(
-        rendered, status_code=201, headers={"Location": f"/api/v1/orders/{order.id}"}
-    )
+    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 @router.get("/orders", response_model=Page[OrderOut])
