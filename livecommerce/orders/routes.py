@@ -196,7 +196,6 @@ async def create_order(
         admission=state.admission,
         announcer=state.hub,
         books=state.rate_books,
-        ticket=getattr(request.state, "order_ticket", None),
     )
     return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
