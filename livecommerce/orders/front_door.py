@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers, QueryParams
 from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecommerce.accounts.security import decode_token
@@ -103,7 +104,7 @@ class OrderFrontDoor:
                     return
                 if verdict is not None:
                     scope.setdefault("state", {})["locale"] = understood.locale  # as get_context
-                    await self._handled(scope, partial(_refuse, verdict))(scope, receive, send)
+                    await self._refuse(scope, receive, send, verdict)
                     return
         replayed = False
 
@@ -127,13 +128,25 @@ class OrderFrontDoor:
             if not ticket.claimed:  # answered before the order claimed its units
                 await ticket.release()
 
-    def _handled(self, scope: Scope, answer: ASGIApp) -> ASGIApp:
-        """``answer`` behind the app's exception handlers, as Starlette puts them in front of
-        the router (all but the server-error one, which stays outside every middleware)."""
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AppError) -> None:
+        """The gate's refusal, rendered by the app's handler for it (as if raised; the
+        exception layer is skipped for the commonest answer of a rush)."""
+        handlers = self._handlers_of(scope)
+        handler = next(handlers[cls] for cls in type(error).__mro__ if cls in handlers)
+        response = await handler(Request(scope, receive), error)
+        await response(scope, receive, send)
+
+    def _handlers_of(self, scope: Scope) -> dict[Any, Any]:
         if self._handlers is None:
             handlers = scope["app"].exception_handlers
             self._handlers = {k: v for k, v in handlers.items() if k not in (500, Exception)}
-        return ExceptionMiddleware(answer, handlers=self._handlers, debug=scope["app"].debug)
+        return self._handlers
+
+    def _handled(self, scope: Scope, answer: ASGIApp) -> ASGIApp:
+        """``answer`` behind the app's exception handlers, as Starlette puts them in front of
+        the router (all but the server-error one, which stays outside every middleware)."""
+        handlers = self._handlers_of(scope)
+        return ExceptionMiddleware(answer, handlers=handlers, debug=scope["app"].debug)
 
     async def _place(
         self, understood: Understood, ticket: Ticket, scope: Scope, receive: Receive, send: Send
@@ -203,7 +216,3 @@ def is_json(content_type: str | None) -> bool:
     return message.get_content_maintype() == "application" and (
         subtype == "json" or subtype.endswith("+json")
     )
-
-
-async def _refuse(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:
-    raise error  # answered by the app's handler for it

@@ -4,7 +4,7 @@ the order itself, its stored answer, the hot rows, and the restart when stock mo
 One function for both callers: the order route, and the front door, which places a
 flash-sale winner itself without the request machinery (``front_door.py``). It runs inside
 the caller's transaction (the request boundary commits) and returns the answer to send;
-refusals are raised as ``AppError``\\ s for the caller to render.
+refusals are raised (``AppError``) for the caller to render.
 """
 
 from __future__ import annotations
