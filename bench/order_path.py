@@ -2,27 +2,36 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/order_path.py [--orders 300] [--backend postgresql|sqlite]
+    .venv/bin/python bench/order_path.py [--orders 300] [--concurrency 10,50]
+                                         [--backend postgresql|sqlite] [--database NAME]
                                          [--admin-dsn postgresql://postgres@127.0.0.1:5432/test]
 
 The app runs in this process (no HTTP server, no sockets: each request is one ASGI call
-with a prepared scope), on a scratch database (PostgreSQL ``bench_order_path``, created and
-dropped, or a SQLite file in a temporary directory). A live stream runs a flash sale with
-more units than orders. Then, one request after another:
+with a prepared scope, through every middleware), on a scratch database (PostgreSQL
+``--database``, default ``bench_order_path``, created and dropped; or a SQLite file in a
+temporary directory). A live stream runs a flash sale with more units than orders; each
+kind of winner meets a sale of its own, so that every buyer is a first-time buyer of it.
+Then, one request after another:
 
-- ``winner``: ``POST /api/v1/orders`` that wins a unit (COD, with an Idempotency-Key);
+- ``winner (door)``: ``POST /api/v1/orders?locale=ru`` that wins a unit (COD, with an
+  Idempotency-Key): the front door takes the unit from the gate and places the order;
+- ``winner (route)``: the same without a language in the request (the buyer's saved one):
+  the door lets it through, and the order route admits and places it;
 - ``loser (route)``: an order for the sold-out sale whose language is not in the request, so
   the front door lets it through and the order route refuses it from the gate;
 - ``loser (door)``: the same with ``?locale=ru``: refused by the front door.
 
-For each kind it prints the CPU per request of this process (``time.process_time``, so the
-database server's own work is not in it; for winners also the event loop's thread alone, the
-rest being job sends in worker threads), with the garbage collector tuned as
-``livecommerce serve`` tunes it, then for winners a cProfile breakdown by stage
-(cumulative time of the functions that make each stage, as a share of the whole request;
-the profiler's own overhead inflates every share alike, and coroutines resumed many times
-are counted more than once: read the shares as a ranking, the CPU per request as the
-figure).
+Winners are also sent ``--concurrency`` at a time. For each kind it prints the CPU per
+request of this process (``time.process_time``, so the database server's own work is not in
+it; for winners one at a time also the event loop's thread alone, the rest being job sends
+in worker threads), with the garbage collector tuned as ``livecommerce serve`` tunes it,
+then for both kinds of winner a cProfile breakdown by stage (cumulative time of the
+functions that make each stage, as a share of the whole request; the profiler's own
+overhead inflates every share alike, and coroutines resumed many times are counted more
+than once: read the shares as a ranking, the CPU per request as the figure).
+
+``--winners-only N`` places N winners at the door and nothing else (no tables), for a
+sampling profiler run around the bench.
 """
 
 from __future__ import annotations
@@ -61,20 +70,26 @@ SHIP_TO = {
 }
 # Stage -> the functions whose cumulative time makes it (file suffix, function name).
 STAGES: dict[str, list[tuple[str, str]]] = {
-    "front door (parse, token, gate admission)": [("orders/front_door.py", "_verdict")],
+    "front door: read the request (body, token, language)": [
+        ("orders/front_door.py", "understand"),
+        ("orders/front_door.py", "_verdict"),  # before the winners' placing moved here
+    ],
+    "gate admission (door or route)": [
+        ("flashsales/admission.py", "at_door"),
+        ("orders/service.py", "admit"),
+    ],
     "dependencies (session, token, buyer row, locale)": [
         ("fastapi/dependencies/utils.py", "solve_dependencies")
     ],
     "body validation": [("fastapi/routing.py", "_extract_endpoint_context")],
-    "gate admission": [("orders/service.py", "admit")],
+    "buyer row (in the dependencies on the route)": [("livecommerce/deps.py", "active_user")],
     "idempotency key": [("orders/idempotency.py", "begin"), ("orders/idempotency.py", "finish")],
     "basket (products, stream, sale)": [("orders/service.py", "_load_basket")],
-    "stock snapshot": [("inventory/service.py", "stock_by_product")],
-    "rates (per-process book)": [("orders/service.py", "_rate_book")],
+    "rates (per-process book)": [("rates/service.py", "book")],
     "customs history": [("orders/service.py", "earlier_imports")],
     "quote": [("orders/service.py", "_quote")],
     "hot rows (sale claim, stock)": [("orders/service.py", "_take_hot_rows")],
-    "render": [("orders/routes.py", "render_order")],
+    "render": [("orders/routes.py", "render_order"), ("orders/rendering.py", "render_order")],
     "commit and after-commit": [("db.py", "commit_and_run_effects")],
 }
 
@@ -220,20 +235,25 @@ async def buyers(app: Any, count: int) -> list[str]:
 
 def stage_table(profile: cProfile.Profile, requests: int) -> list[tuple[str, float]]:
     stats = pstats.Stats(profile)
-    total_cpu = 0.0
     found: dict[str, float] = {}
     for (filename, _line, name), row in stats.stats.items():  # type: ignore[attr-defined]
-        cumulative = row[3]
-        if name == "create_order" and filename.endswith("orders/routes.py"):
-            total_cpu = max(total_cpu, cumulative)
         for stage, functions in STAGES.items():
             for suffix, function in functions:
                 if name == function and filename.endswith(suffix):
-                    found[stage] = found.get(stage, 0.0) + cumulative
-    whole = max(v for v in [*found.values(), total_cpu, 1e-9])
-    return [(stage, found.get(stage, 0.0) / requests * 1000) for stage in STAGES] + [
-        ("(whole route)", whole / requests * 1000)
-    ]
+                    found[stage] = found.get(stage, 0.0) + row[3]
+    return [(stage, found.get(stage, 0.0) / requests * 1000) for stage in STAGES]
+
+
+def print_stages(title: str, profile: cProfile.Profile, requests: int, whole: float) -> None:
+    """``whole``: the profiled run's CPU per request, ms (the shares' denominator)."""
+    print(title)
+    print()
+    print("| stage | ms per order (profiled) | share |")
+    print("|---|---:|---:|")
+    for stage, ms in stage_table(profile, requests):
+        print(f"| {stage} | {ms:.3f} | {ms / whole:.0%} |")
+    print(f"| (whole request, CPU under the profiler) | {whole:.3f} | 100% |")
+    print()
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -243,10 +263,10 @@ async def run(args: argparse.Namespace) -> None:
     if args.backend == "postgresql":
         base, _, _ = args.admin_dsn.rpartition("/")
         admin = await asyncpg.connect(args.admin_dsn)
-        await admin.execute("DROP DATABASE IF EXISTS bench_order_path WITH (FORCE)")
-        await admin.execute("CREATE DATABASE bench_order_path")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{args.database}"')
         await admin.close()
-        url = f"postgresql+asyncpg://{base.split('://', 1)[1]}/bench_order_path"
+        url = f"postgresql+asyncpg://{base.split('://', 1)[1]}/{args.database}"
     else:
         url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     try:
@@ -265,8 +285,8 @@ async def run(args: argparse.Namespace) -> None:
                 product, stream, _, mh = await setup(app, client)
                 tokens = await buyers(app, args.orders * 3 + 40)
                 caller = Caller(app)
-                waves = 1 + len(args.concurrency)
-                sale = await start_sale(client, mh, product, stream, args.orders * waves + 40)
+                sale = await start_sale(client, mh, product, stream, 40)
+                keys = iter(range(10**9))
 
                 def body() -> dict[str, Any]:
                     return {
@@ -277,67 +297,84 @@ async def run(args: argparse.Namespace) -> None:
                         "flash_sale_id": sale,
                     }
 
-                async def one(token: str, n: int, query: str = "") -> int:
+                async def one(token: str, query: str = "") -> int:
                     status, _ = await caller.post(
                         f"/api/v1/orders{query}",
                         body(),
-                        {"Authorization": f"Bearer {token}", "Idempotency-Key": f"path-{n}"},
+                        {
+                            "Authorization": f"Bearer {token}",
+                            "Idempotency-Key": f"path-{next(keys)}",
+                        },
                     )
                     return status
 
-                for n in range(40):  # warm-up: caches, pools, statements
-                    assert await one(tokens[n], n, "?locale=ru") == 201
-                figures: dict[str, float] = {}
-                tune_collector()  # as ``livecommerce serve`` does once the app is up
-                start, own = time.process_time(), time.thread_time()
-                for n in range(args.orders):
-                    status = await one(tokens[40 + n], 40 + n, "?locale=ru")
-                    assert status == 201, status
-                await asyncio.sleep(0.2)  # job sends and other after-commit work finish
-                figures["winner"] = (time.process_time() - start) / args.orders * 1000
-                figures["winner: event loop's thread only"] = (
-                    (time.thread_time() - own) / args.orders * 1000
-                )
-                for width in args.concurrency:
-                    start = time.process_time()
+                async def winners(query: str, width: int = 1) -> None:
+                    """args.orders winners, ``width`` at a time, each buying its first unit of
+                    a fresh sale (a buyer already holding units is let through to the route)."""
+                    nonlocal sale
+                    sale = await start_sale_fresh(client, mh, product, stream, args.orders)
                     for first in range(0, args.orders, width):
                         batch = range(first, min(first + width, args.orders))
                         statuses = await asyncio.gather(
-                            *(
-                                one(tokens[40 + n], 50_000 + width * 1000 + n, "?locale=ru")
-                                for n in batch
-                            )
+                            *(one(tokens[40 + n], query) for n in batch)
                         )
                         assert set(statuses) == {201}, statuses
-                    figures[f"winner, {width} at once"] = (
-                        (time.process_time() - start) / args.orders * 1000
+
+                for n in range(40):  # warm-up: caches, pools, statements
+                    assert await one(tokens[n], "?locale=ru") == 201
+                if args.winners_only:
+                    for _ in range(0, args.winners_only, args.orders):
+                        await winners("?locale=ru")
+                    return
+                figures: dict[str, float] = {}
+                tune_collector()  # as ``livecommerce serve`` does once the app is up
+                for kind, query in (("door", "?locale=ru"), ("route", "")):
+                    await winners(query)  # warm-up of this path
+                    start, own = time.process_time(), time.thread_time()
+                    await winners(query)
+                    await asyncio.sleep(0.2)  # job sends and other after-commit work finish
+                    figures[f"winner ({kind})"] = (time.process_time() - start) / args.orders * 1000
+                    figures[f"winner ({kind}): event loop's thread only"] = (
+                        (time.thread_time() - own) / args.orders * 1000
                     )
-                await start_sale_sold_out(client, mh, product, stream)
-                sold_out = await start_sale(client, mh, product, stream, 1)
-                sale = sold_out
-                await one(tokens[0], 10_000)  # takes the only unit
+                for width in args.concurrency:
+                    for kind, query in (("door", "?locale=ru"), ("route", "")):
+                        start = time.process_time()
+                        await winners(query, width)
+                        figures[f"winner ({kind}), {width} at once"] = (
+                            (time.process_time() - start) / args.orders * 1000
+                        )
+                sale = await start_sale_fresh(client, mh, product, stream, 1)
+                await one(tokens[0])  # takes the only unit
                 first_loser = 40 + args.orders
-                await one(tokens[first_loser], 10_001)  # the once-a-second database check
+                await one(tokens[first_loser])  # the once-a-second database check
                 for kind, query in (("loser (route)", ""), ("loser (door)", "?locale=ru")):
                     start = time.process_time()
                     for n in range(args.orders):
                         index = first_loser + 1 + n
-                        status = await one(tokens[index % len(tokens)], 20_000 + n, query)
+                        status = await one(tokens[index % len(tokens)], query)
                         assert status == 409, status
                     figures[kind] = (time.process_time() - start) / args.orders * 1000
                 # The same winners again, under the profiler, for the stages.
-                sale = await start_sale_fresh(client, mh, product, stream, args.orders)
-                profile = cProfile.Profile()
-                profile.enable()
-                for n in range(args.orders):
-                    assert await one(tokens[40 + n], 30_000 + n, "?locale=ru") == 201
-                    await asyncio.sleep(0)  # after-commit work scheduled meanwhile runs here
-                profile.disable()
+                profiles: dict[str, cProfile.Profile] = {}
+                profiled: dict[str, float] = {}
+                for kind, query in (("door", "?locale=ru"), ("route", "")):
+                    sale = await start_sale_fresh(client, mh, product, stream, args.orders)
+                    profile = profiles[kind] = cProfile.Profile()
+                    start = time.process_time()
+                    profile.enable()
+                    for n in range(args.orders):
+                        assert await one(tokens[40 + n], query) == 201
+                        await asyncio.sleep(0)  # after-commit work scheduled meanwhile runs here
+                    profile.disable()
+                    profiled[kind] = (time.process_time() - start) / args.orders * 1000
     finally:
         if args.backend == "postgresql":
             admin = await asyncpg.connect(args.admin_dsn)
-            await admin.execute("DROP DATABASE IF EXISTS bench_order_path WITH (FORCE)")
+            await admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
             await admin.close()
+    if args.winners_only:
+        return
     print(
         f"Backend: {args.backend}; {args.orders} requests of each kind, one at a time, in process"
     )
@@ -347,17 +384,15 @@ async def run(args: argparse.Namespace) -> None:
     for kind, value in figures.items():
         print(f"| {kind} | {value:.2f} |")
     print()
-    print("Winner, by stage (cProfile, cumulative; shares of the whole route):")
-    print()
-    rows = stage_table(profile, args.orders)
-    whole = rows[-1][1]
-    print("| stage | ms per order (profiled) | share |")
-    print("|---|---:|---:|")
-    for stage, ms in rows:
-        print(f"| {stage} | {ms:.3f} | {ms / whole:.0%} |")
+    for kind, where in (("door", "at the door"), ("route", "through the route")):
+        print_stages(
+            f"Winner {where}, by stage (cProfile, cumulative):",
+            profiles[kind],
+            args.orders,
+            profiled[kind],
+        )
     if args.top:
-        print()
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+        pstats.Stats(profiles["door"]).sort_stats("cumulative").print_stats(args.top)
 
 
 async def start_sale_sold_out(client: Any, mh: dict[str, str], product: int, stream: int) -> None:
@@ -386,6 +421,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0, help="also print the N costliest calls")
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--database", default="bench_order_path", help="the scratch database")
+    parser.add_argument(
+        "--winners-only", type=int, default=0, help="only place this many winners at the door"
+    )
     args = parser.parse_args()
     asyncio.run(run(args))
 

@@ -47,7 +47,7 @@ from livecommerce.i18n.money import Money  # noqa: E402
 from livecommerce.logistics.network import load_network  # noqa: E402
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus  # noqa: E402
 from livecommerce.orders.quotes import BasketLine, build_quote  # noqa: E402
-from livecommerce.orders.routes import render_order  # noqa: E402
+from livecommerce.orders.rendering import render_order  # noqa: E402
 from livecommerce.rates.service import RateBook, RateQuote  # noqa: E402
 from livecommerce.schemas import MoneyOut  # noqa: E402
 

@@ -313,8 +313,10 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         lifespan=lifespan,
     )
     app.state.settings = settings
-    # Flash-sale losers hear their 409 before the request machinery (inside CORS, so its
-    # answers carry the same headers).
+    # Flash-sale orders answered before the request machinery: losers refused, winners
+    # placed. Added first, so it sits inside every other middleware (CORS, the body limit,
+    # the server-error layer) and its answers pass them as the route's do; the exception
+    # layer inside it, it applies itself with the handlers below.
     app.add_middleware(OrderFrontDoor)
     app.state.rate_books = RateBookCache()  # per process, reloaded when a rate is added
     # per process; see livecommerce/orders/estimates.py

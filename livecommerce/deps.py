@@ -97,6 +97,14 @@ def bearer_claims(request: Request, token: str, settings: Settings) -> TokenClai
 _USER_BY_ID = select(User).where(col(User.id) == bindparam("uid"))
 
 
+async def active_user(session: AsyncSession, user_id: int | None) -> User:
+    """The signed-in caller's row; a token whose account is gone or deactivated is a 401."""
+    user = (await session.execute(_USER_BY_ID, {"uid": user_id})).scalar_one_or_none()
+    if user is None or not user.is_active:
+        raise InvalidToken()
+    return user
+
+
 async def get_optional_principal(
     request: Request,
     session: SessionDep,
@@ -108,10 +116,7 @@ async def get_optional_principal(
     claims = bearer_claims(request, token, settings)
     if claims.is_guest:
         return Principal(claims, None)
-    user = (await session.execute(_USER_BY_ID, {"uid": claims.user_id})).scalar_one_or_none()
-    if user is None or not user.is_active:
-        raise InvalidToken()
-    return Principal(claims, user)
+    return Principal(claims, await active_user(session, claims.user_id))
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
@@ -156,20 +161,40 @@ class RequestContext:
     principal: Principal | None
 
 
-def negotiate_locale(request: HTTPConnection, user: User | None, default: str) -> str:
-    """``?locale=``, else Accept-Language, else the user's saved locale, else the default."""
-    explicit = request.query_params.get("locale")
+def requested_locale(explicit: str | None, accept_language: str | None) -> str | None:
+    """The locale the request itself names: ``?locale=`` (422 when it is not one of ours),
+    else Accept-Language's best; None when it names none."""
     if explicit:
         locale = normalize_locale(explicit)
         if locale is None:
             raise UnsupportedLocale(supported="kk, ru, uz, en, zh")
         return locale
-    preferred = parse_accept_language(request.headers.get("accept-language"))
-    if preferred:
-        return preferred[0]
+    preferred = parse_accept_language(accept_language)
+    return preferred[0] if preferred else None
+
+
+def negotiate_locale(request: HTTPConnection, user: User | None, default: str) -> str:
+    """``?locale=``, else Accept-Language, else the user's saved locale, else the default."""
+    locale = requested_locale(
+        request.query_params.get("locale"), request.headers.get("accept-language")
+    )
+    if locale is not None:
+        return locale
     if user is not None:
         return user.locale
     return default
+
+
+def choose_currency(explicit: str | None, user: User | None, locale: str) -> str:
+    """``?currency=``, else the user's saved currency, else the locale's market default."""
+    if explicit:
+        chosen = explicit.strip().upper()
+        if not is_supported_currency(chosen):
+            raise UnsupportedCurrency(supported=", ".join(supported_currencies()))
+        return chosen
+    if user is not None:
+        return user.currency
+    return DEFAULT_CURRENCY[locale]
 
 
 async def get_context(
@@ -182,15 +207,7 @@ async def get_context(
     user = principal.user if principal else None
     chosen_locale = negotiate_locale(request, user, settings.default_locale)
     request.state.locale = chosen_locale
-    if currency:
-        chosen_currency = currency.strip().upper()
-        if not is_supported_currency(chosen_currency):
-            raise UnsupportedCurrency(supported=", ".join(supported_currencies()))
-    elif user is not None:
-        chosen_currency = user.currency
-    else:
-        chosen_currency = DEFAULT_CURRENCY[chosen_locale]
-    return RequestContext(chosen_locale, chosen_currency, principal)
+    return RequestContext(chosen_locale, choose_currency(currency, user, chosen_locale), principal)
 
 
 ContextDep = Annotated[RequestContext, Depends(get_context)]

@@ -3,6 +3,8 @@ with exactly the route's answer; everything else passes through untouched."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 from fastapi import FastAPI
 
@@ -60,8 +62,8 @@ async def test_the_front_doors_answer_is_the_routes(
 async def test_what_the_door_cannot_judge_goes_to_the_route(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    """A bad token is still a 401, a bad body a 422, and a guest's order a 403, sold out
-    or not."""
+    """A bad token is still a 401, a bad body a 422 (also a valid order that is not sent as
+    JSON, which FastAPI does not read), and a guest's order a 403, sold out or not."""
     product, sale, crowd = await sold_out_sale(app, client)
     lang = {"Accept-Language": "ru"}
     bad_token = await order(
@@ -71,6 +73,19 @@ async def test_what_the_door_cannot_judge_goes_to_the_route(
     body = {"items": [{"product_id": product, "quantity": 1}], "flash_sale_id": sale}
     no_address = await client.post("/api/v1/orders", json=body, headers={**crowd[0], **lang})
     assert no_address.status_code == 422
+    full = {**body, "ship_to": ALMATY, "payment_method": "cod"}
+    as_text = await client.post(
+        "/api/v1/orders",
+        content=json.dumps(full),
+        headers={**crowd[0], **lang, "Content-Type": "text/plain"},
+    )
+    assert as_text.status_code == 422, as_text.text
+    as_json = await client.post(
+        "/api/v1/orders",
+        content=json.dumps(full),
+        headers={**crowd[0], **lang, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert as_json.status_code == 409, as_json.text  # read as JSON: refused at the door
     guest = (await client.post("/api/v1/auth/guest")).json()["access_token"]
     as_guest = await order(
         client, {"Authorization": f"Bearer {guest}", **lang}, [(product, 1)], flash_sale_id=sale
@@ -97,11 +112,11 @@ async def test_orders_that_may_win_pass_through(app: FastAPI, client: httpx.Asyn
     assert placed.json()["stream_id"] == sid
 
 
-async def test_units_taken_at_the_door_come_back_when_the_route_refuses(
+async def test_units_taken_at_the_door_come_back_when_the_order_is_refused(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    """The door takes the last unit for a deactivated account's order; the route answers
-    401, and the unit goes back: the next buyer gets it."""
+    """The door takes the last unit for a deactivated account's order, then answers 401 on
+    looking the account up, and the unit goes back: the next buyer gets it."""
     from sqlalchemy import update
 
     from livecommerce.accounts.models import User
@@ -124,11 +139,11 @@ async def test_units_taken_at_the_door_come_back_when_the_route_refuses(
     assert won.status_code == 201, won.text
 
 
-async def test_a_replay_through_the_door_takes_nothing(
+async def test_a_keyed_retry_of_a_won_order_takes_nothing(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    """A keyed retry of a won order, admitted at the door, replays and gives its unit back
-    to the gate."""
+    """A keyed retry of a won order (let through by the gate: the buyer holds units) replays
+    and takes nothing from the gate."""
     _, mh = await merchant(client)
     hot = await stocked_product(client, mh, KZALA=10)
     sid = await live_stream(client, mh)

@@ -13,7 +13,7 @@ from livecommerce.i18n.money import Money
 from livecommerce.logistics.network import load_network
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus
 from livecommerce.orders.quotes import BasketLine, Quote, build_quote
-from livecommerce.orders.routes import render_order, render_quote
+from livecommerce.orders.rendering import render_order, render_quote
 from livecommerce.orders.schemas import OrderOut, QuoteOut
 from livecommerce.rates.service import RateBook, RateQuote
 
