@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import unicodedata
 from collections import OrderedDict
@@ -373,10 +372,6 @@ DESK_QUEUE = 10_000  # requests waiting at most; beyond, the newest are refused
 REF_MAX = 64
 
 
-class BadEstimateRequest(ValidationFailed):
-    pass
-
-
 @dataclass(slots=True)
 class Asked:
     """One viewer's request: a product to a city, in the viewer's language and currency."""
@@ -420,23 +415,23 @@ def parse_request(data: dict[str, Any]) -> tuple[int, str, str, str | None]:
     if ref is not None and (not isinstance(ref, str) or len(ref) > REF_MAX):
         fields["ref"] = f"at most {REF_MAX} characters"
     if fields:
-        raise BadEstimateRequest(details={"fields": fields})
+        raise ValidationFailed(details={"fields": fields})
     assert isinstance(product_id, int) and isinstance(country, str) and isinstance(city, str)
     return product_id, country, city, ref
 
 
-def estimate_frame(asked: Asked, body: dict[str, Any]) -> str:
-    return json.dumps(
-        {"type": "estimate", "data": {**body, "ref": asked.ref}},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+def estimate_frame(ref: str | None, body: dict[str, Any]) -> str:
+    """The answer, in the room's frame envelope (protocol.md), to this viewer only."""
+    return render.frame("estimate", {**body, "ref": ref})
 
 
-def error_frame(asked: Asked, error: AppError) -> str:
-    body = error.body(asked.locale)["error"]
-    body["ref"] = asked.ref
-    return json.dumps({"type": "error", "data": body}, ensure_ascii=False, separators=(",", ":"))
+def error_frame(locale: str, ref: str | None, error: AppError) -> str:
+    """The endpoint's error object, localized, as the room's ``error`` frame."""
+    return render.frame("error", {**error.body(locale)["error"], "ref": ref})
+
+
+def busy_frame(asked: Asked) -> str:
+    return error_frame(asked.locale, asked.ref, ServiceUnavailable(details={"estimates": "busy"}))
 
 
 class EstimateDesk:
@@ -472,21 +467,7 @@ class EstimateDesk:
         try:
             product_id, country, city, ref = parse_request(data)
         except AppError as error:
-            viewer.push(
-                error_frame(
-                    Asked(
-                        0,
-                        "",
-                        "",
-                        viewer.locale,
-                        viewer.currency,
-                        None,
-                        viewer.push,
-                        ref[:REF_MAX] if ref else None,
-                    ),
-                    error,
-                )
-            )
+            viewer.push(error_frame(viewer.locale, ref[:REF_MAX] if ref else None, error))
             return
         self.ask(
             Asked(
@@ -503,7 +484,7 @@ class EstimateDesk:
 
     def ask(self, asked: Asked) -> None:
         if len(self._waiting) >= self.queue_max:
-            asked.reply(error_frame(asked, ServiceUnavailable(details={"estimates": "busy"})))
+            asked.reply(busy_frame(asked))
             return
         self._waiting.append(asked)
         if self._task is None or self._task.done():
@@ -524,9 +505,7 @@ class EstimateDesk:
             except Exception:
                 log.exception("%d estimate requests could not be answered", len(batch))
                 for asked in batch:
-                    asked.reply(
-                        error_frame(asked, ServiceUnavailable(details={"estimates": "busy"}))
-                    )
+                    asked.reply(busy_frame(asked))
 
     async def _answer(self, batch: list[Asked], now: datetime | None = None) -> None:
         now = now or utcnow()
@@ -558,7 +537,7 @@ class EstimateDesk:
                         now=now,
                     )
                 except AppError as error:
-                    asked.reply(error_frame(asked, error))
+                    asked.reply(error_frame(asked.locale, asked.ref, error))
                     found.append(None)
                     continue
                 found.append((asked, destination, estimate))
@@ -581,7 +560,7 @@ class EstimateDesk:
                     book = await self.cache.book(session, got.rates_version)
                     estimate = _personal(estimate, earlier, book)
                 asked.reply(
-                    estimate_frame(asked, render_estimate(estimate, destination, asked.locale))
+                    estimate_frame(asked.ref, render_estimate(estimate, destination, asked.locale))
                 )
         self.batches += 1
 

@@ -88,8 +88,11 @@ class ChatBucket:
 
     burst: int = CHAT_BURST
     refill_s: float = CHAT_REFILL_S
-    tokens: float = CHAT_BURST
+    tokens: float = field(init=False)
     stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
 
     def take(self) -> bool:
         now = time.monotonic()
@@ -242,7 +245,7 @@ async def _first_frames(hub: Hub, conn: Connection, last_seq: int | None, joined
 
 async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id: int) -> None:
     bucket = ChatBucket()
-    requests = ChatBucket(REQUEST_BURST, REQUEST_REFILL_S, REQUEST_BURST)
+    requests = ChatBucket(REQUEST_BURST, REQUEST_REFILL_S)
     handlers: dict[str, RoomRequest] = getattr(websocket.app.state, "room_requests", {})
     reaction_window, reactions_in_window = time.monotonic(), 0
     room_name = streams.room_of(stream_id)

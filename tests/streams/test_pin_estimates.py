@@ -109,6 +109,7 @@ async def test_a_signed_in_buyer_asks_for_their_own_figure_over_the_room(
         for n in range(6):
             await ws.send(json.dumps({"type": "estimate", "data": {**ask, "ref": f"p{n}"}}))
         answers = [await next_frame(ws, "estimate", "error") for _ in range(6)]
+    assert all(f["seq"] is None and f["ts"] for f in answers)  # the envelope, not an event
     by_type: dict[str, list[dict[str, Any]]] = {}
     for frame in answers:
         by_type.setdefault(frame["type"], []).append(frame["data"])
