@@ -23,6 +23,7 @@ from livecommerce.db import on_rollback, session_scope
 from livecommerce.errors import AppError
 from livecommerce.flashsales import service
 from livecommerce.flashsales.gate import Breaker, Gate, Verdict
+from livecommerce.flashsales.models import FlashSale
 from livecommerce.inventory.service import out_of_stock
 from livecommerce.sqltypes import utcnow
 
@@ -64,6 +65,7 @@ class Admission:
         self.breaker = Breaker()
         self._checks: set[asyncio.Task[None]] = set()
         self._verified: dict[int, float] = {}
+        self._seen: dict[int, int] = {}  # sale -> units the database had at the last check
         self._products: dict[int, int] = {}  # sale -> its product (never changes)
 
     def _remember(self, sale_id: int, product_id: int) -> int:
@@ -190,7 +192,7 @@ class Admission:
         try:
             async with session_scope(sessions, read_only=True) as session:
                 sale, _ = await service.snapshot(session=session, sale_id=sale_id)
-                if sale is None or sale.remaining <= 0 or not service.is_open(sale, utcnow()):
+                if sale is None or not self._units_lost(sale_id, sale):
                     return
                 log.info(
                     "flash sale %s: gate said sold out with %s left; rebuilt",
@@ -200,6 +202,24 @@ class Admission:
                 await self._rebuild(session, gate, sale_id, replace=True)
         except Exception as exc:
             self._failed(type(exc).__name__)
+
+    def _units_lost(self, sale_id: int, sale: FlashSale) -> bool:
+        """Whether the units the database still has for a sale the gate calls sold out were
+        lost by the gate (a process died mid-order, a give-back failed), rather than handed
+        to orders still being placed.
+
+        In a rush the database lags the gate: every unit is handed out within moments, and
+        the orders holding them commit over the next second or more, so a positive count is
+        no proof. Lost units are the ones no order comes for: the database shows the same
+        count at two checks a second apart (checks run at most once a second, see
+        ``VERIFY_EVERY_S``). A count that moved between them is orders committing."""
+        if sale.remaining <= 0 or not service.is_open(sale, utcnow()):
+            self._seen.pop(sale_id, None)
+            return False
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        seen, self._seen[sale_id] = self._seen.get(sale_id), sale.remaining
+        return seen == sale.remaining
 
     async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         if self.gate is None:
@@ -237,7 +257,7 @@ class Admission:
         if len(self._verified) > 10_000:
             self._verified = {s: t for s, t in self._verified.items() if now - t < 60}
         sale, _ = await service.snapshot(session=session, sale_id=sale_id)
-        if sale is None or sale.remaining <= 0 or not service.is_open(sale, utcnow()):
+        if sale is None or not self._units_lost(sale_id, sale):
             return False
         log.info("flash sale %s: gate said sold out with %s left; rebuilt", sale_id, sale.remaining)
         return await self._rebuild_or_step_aside(session, gate, sale_id)

@@ -161,8 +161,10 @@ async def test_a_keyed_retry_of_a_won_order_takes_nothing(
 async def test_a_gate_wrong_at_the_door_is_corrected_beside_the_requests(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    """The gate lost its units: the door's refusal starts a check against the database
-    (not awaited by the request), which rebuilds the gate, and the next buyer wins."""
+    """The gate lost its units: the door's refusals start checks against the database (not
+    awaited by the requests); the database shows the same units at two checks a second
+    apart, so they were lost rather than in flight: the gate is rebuilt, the next buyer
+    wins."""
     import asyncio
 
     from sqlalchemy import update
@@ -176,14 +178,15 @@ async def test_a_gate_wrong_at_the_door_is_corrected_beside_the_requests(
             update(FlashSale).where(FlashSale.id == sale).values(quantity=3, remaining=2)
         )
     admission = app.state.admission
-    admission._verified.clear()  # a second has passed since the last check
     lang = {"Accept-Language": "ru"}
-    with statements(app) as seen:
-        first = await order(client, {**crowd[0], **lang}, [(product, 1)], flash_sale_id=sale)
-        await asyncio.gather(*admission._checks)
-    assert first.status_code == 409  # answered at once, from the gate
-    assert touching(seen, "flash_sales")  # ...while the check read the sale
-    won = await order(client, {**crowd[1], **lang}, [(product, 1)], flash_sale_id=sale)
+    for loser in crowd[:2]:
+        admission._verified.clear()  # a second has passed since the last check
+        with statements(app) as seen:
+            first = await order(client, {**loser, **lang}, [(product, 1)], flash_sale_id=sale)
+            await asyncio.gather(*admission._checks)
+        assert first.status_code == 409  # answered at once, from the gate
+        assert touching(seen, "flash_sales")  # ...while the check read the sale
+    won = await order(client, {**crowd[2], **lang}, [(product, 1)], flash_sale_id=sale)
     assert won.status_code == 201, won.text
 
 
@@ -212,3 +215,44 @@ async def test_a_process_that_did_not_start_the_sale_answers_at_the_door(
         lost = await order(client, {**crowd[0], **lang}, [(product, 1)], flash_sale_id=sale)
     assert lost.status_code == 409 and lost.json()["error"]["code"] == "flash_sale_sold_out"
     assert seen == []
+
+
+async def test_units_the_database_still_shows_during_a_rush_are_not_taken_for_lost(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """In a rush the gate hands out every unit at once and the orders holding them commit
+    over the next seconds: while the database's count keeps moving, the door's checks leave
+    the gate alone (rebuilding it then would hand the same units out twice). Only a count
+    that stays put between two checks is lost units, and rebuilt."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from livecommerce.db import session_scope
+    from livecommerce.flashsales.models import FlashSale
+
+    product, sale, crowd = await sold_out_sale(app, client)
+    admission = app.state.admission
+    lang = {"Accept-Language": "ru"}
+
+    async def remaining_in_database(units: int) -> None:
+        async with session_scope(app.state.sessions) as session:
+            await session.execute(
+                update(FlashSale).where(FlashSale.id == sale).values(quantity=5, remaining=units)
+            )
+
+    async def refused_then_checked(buyer: dict[str, str]) -> int:
+        admission._verified.clear()  # a second has passed since the last check
+        answer = await order(client, {**buyer, **lang}, [(product, 1)], flash_sale_id=sale)
+        await asyncio.gather(*admission._checks)
+        return answer.status_code
+
+    await remaining_in_database(3)  # orders the gate admitted, not yet committed
+    assert await refused_then_checked(crowd[0]) == 409
+    await remaining_in_database(2)  # one of them committed meanwhile
+    assert await refused_then_checked(crowd[1]) == 409
+    assert (await admission.gate.peek(sale, 999_999, 1, False)).remaining == 0  # left alone
+    assert await refused_then_checked(crowd[2]) == 409  # the same 2 a second later: lost
+    assert (await admission.gate.peek(sale, 999_999, 1, False)).remaining == 2  # rebuilt
+    won = await order(client, {**crowd[3], **lang}, [(product, 1)], flash_sale_id=sale)
+    assert won.status_code == 201, won.text
