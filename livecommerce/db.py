@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,13 +47,26 @@ def create_engine(url: str, *, echo: bool = False, pool_timeout: float = 30.0) -
     return engine
 
 
+WAL_ATTEMPTS = 250  # 5 s at 20 ms
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # The sqlite3 driver's own transaction handling starts transactions late and breaks
     # SAVEPOINT; switch it off and let SQLAlchemy emit BEGIN itself (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers go on while an import writes; foreign keys are off by default in SQLite.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL takes its exclusive lock, and SQLite refuses at once rather
+    # than wait when several connections ask together (processes starting at the same time):
+    # asked again, the file is soon in WAL already and the switch a no-op.
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except Exception as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.02)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")

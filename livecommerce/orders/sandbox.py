@@ -35,6 +35,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    func,
     insert,
     select,
     update,
@@ -63,6 +64,7 @@ OUTCOMES = {
 }
 
 metadata = MetaData()
+CREATE_LOCK = 0x5A4E_DB0C  # the advisory lock held while the sandbox's tables are created
 intents = Table(
     "sandbox_payment_intents",
     metadata,
@@ -183,6 +185,11 @@ class SandboxProvider:
 
     async def start(self) -> None:
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several API processes start at once (``serve --workers N``): one creates
+                # the tables, the others wait for its commit and find them (two CREATE TABLE
+                # at once would fail one process's start-up on PostgreSQL's catalog).
+                await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
             await conn.run_sync(metadata.create_all)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
 

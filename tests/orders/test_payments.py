@@ -314,3 +314,45 @@ def test_sandbox_delivers_its_webhook_over_http(database: TestDatabase, tmp_path
     with running_server(env, tmp_path / "server.log") as base:
         asyncio.run(scenario(base))
     assert ALMATY["country"] == "KZ"
+
+
+async def test_api_processes_starting_at_once_all_start(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """``serve --workers N`` starts its processes together on a database the sandbox has not
+    used yet: each creates the sandbox's tables if missing, and none fails its start-up on
+    another's CREATE TABLE. Run on a scratch database (PostgreSQL) or file (SQLite)."""
+    import uuid
+
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from livecommerce.db import create_engine
+    from livecommerce.orders.sandbox import SandboxProvider, storage_url
+
+    if database.backend == "postgresql":
+        scratch = f"lc_sandbox_start_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(database.url)
+        async with admin.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql(f'CREATE DATABASE "{scratch}"')
+        url = make_url(database.url).set(database=scratch).render_as_string(hide_password=False)
+    else:
+        url = storage_url(f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}", tmp_path)
+    providers = [
+        SandboxProvider(database_url=url, secret="s", webhook_url="http://127.0.0.1:1/")
+        for _ in range(4)
+    ]
+    try:
+        await asyncio.gather(*(p.start() for p in providers))
+        async with providers[0].engine.connect() as conn:
+            names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert {"sandbox_payment_intents", "sandbox_payment_events"} <= names
+    finally:
+        for provider in providers:
+            await provider.close()
+        if database.backend == "postgresql":
+            async with admin.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+            await admin.dispose()
