@@ -46,6 +46,7 @@ from livecommerce.orders.front_door import OrderFrontDoor
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
 from livecommerce.orders.sandbox import SandboxProvider, storage_url
+from livecommerce.orders.winners import WinnerDesk
 from livecommerce.rates.routes import router as rates_router
 from livecommerce.rates.service import RateBookCache
 from livecommerce.rooms.broker import Broker, MemoryBroker
@@ -278,6 +279,14 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             network=partial(load_network, settings.logistics_file),
         )
         app.state.estimate_desk = desk
+        winners = WinnerDesk(
+            sessions=sessions,
+            settings=settings,
+            admission=app.state.admission,
+            announcer=hub,
+            books=app.state.rate_books,
+        )
+        app.state.winner_desk = winners
         app.state.room_requests = {"estimate": desk.from_room}
         sandbox = SandboxProvider(
             database_url=storage_url(settings.resolved_database_url, settings.data_dir),
@@ -297,6 +306,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         finally:
             await jobs.close()  # what the outbox still holds goes to the broker first
             await feed.close()
+            await winners.close()  # placed and answered before the rooms close
             await hub.close()
             await desk.close()
             await gate.close()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -113,6 +113,11 @@ def on_rollback(session: AsyncSession, effect: AfterCommit) -> None:
 async def commit_and_run_effects(session: AsyncSession) -> None:
     await session.commit()
     session.info.pop("on_rollback", None)
+    await run_after_commit(session)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """The effects queued with ``after_commit``, once the transaction has committed."""
     effects: list[AfterCommit] = session.info.pop("after_commit", [])
     for effect in effects:
         await effect()
@@ -157,6 +162,23 @@ async def session_scope(
             finally:
                 await run_rollback_effects(session)
             raise
+
+
+M = TypeVar("M")
+
+
+def as_loaded(model: type[M], values: Mapping[str, Any]) -> M:
+    """An instance of the mapped class ``model`` holding ``values``, built as the ORM builds
+    the objects of rows it loads (no ``__init__``, no per-attribute events), in no session.
+
+    For rows just written with a Core statement (a new order, its events) that the answer
+    and the room read back: the model's constructor costs more than writing the row.
+    ``values`` must name every column that is read (an unset one reads as None).
+    """
+    mapper: Any = getattr(model, "__mapper__")  # noqa: B009 - mapped classes only
+    instance: M = mapper.class_manager.new_instance()
+    instance.__dict__.update(values)
+    return instance
 
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:

@@ -397,6 +397,46 @@ async def claim(
     return int(remaining)
 
 
+async def claim_together(
+    *,
+    session: AsyncSession,
+    sales: dict[int, FlashSale],
+    claims: list[tuple[int, int, int]],
+    now: datetime,
+) -> bool:
+    """``claim`` for several orders in one transaction: ``(sale_id, buyer_id, quantity)``,
+    one per buyer and sale. Every buyer's claim first (one statement per sale), then each
+    sale's units, taken once for their sum; in the lock order of ``claim`` (claim rows, then
+    sale rows, each by key). False when any of it cannot be done as asked: the caller rolls
+    back and claims them one by one, which says which order failed and why."""
+    dialect = dialect_of(session)
+    wanted: dict[int, list[dict[str, Any]]] = {}
+    for sale_id, buyer_id, quantity in sorted(claims):
+        rows = wanted.setdefault(sale_id, [])
+        if rows and rows[-1]["buyer_id"] == buyer_id:
+            return False  # one statement cannot count a buyer twice
+        rows.append({"sale_id": sale_id, "buyer_id": buyer_id, "quantity": quantity})
+    for sale_id, rows in wanted.items():
+        limit = sales[sale_id].per_customer_limit
+        if limit is not None and any(row["quantity"] > limit for row in rows):
+            return False
+        add, _ = _claim_statements(dialect, limit is not None)
+        if limit is not None:
+            rows = [{**row, "per_buyer": limit} for row in rows]
+        counted = (await session.execute(add, rows)).all()
+        if len(counted) != len(rows):
+            return False
+    for sale_id, rows in wanted.items():
+        _, take = _claim_statements(dialect, False)
+        units = sum(row["quantity"] for row in rows)
+        result = await session.execute(take, {"sale_id": sale_id, "units": units, "now": now})
+        remaining = result.scalar_one_or_none()
+        if remaining is None:
+            return False
+        set_committed_value(sales[sale_id], "remaining", remaining)
+    return True
+
+
 async def release(*, session: AsyncSession, sale_id: int, buyer_id: int, quantity: int) -> None:
     """Give a buyer's units back to the sale (an order was cancelled, refunded or expired)."""
     await session.execute(

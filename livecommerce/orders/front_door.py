@@ -8,12 +8,13 @@ gate for the order's units (``Admission.at_door``):
 
 - **A certain loser** hears the same localized 409 the order path would give, at once,
   without a single SQL statement.
-- **A winner** (the gate handed it units, a ``Ticket``) is placed here: the door opens the
-  request's transaction itself, loads the buyer's row as the route's dependencies do (a
-  missing or deactivated account is the route's 401), chooses the currency as they do
-  (``?currency=``, else the buyer's saved one), and calls the very function the route calls
-  (``placing.place``), which claims the ticket. Routing, dependency solving and a second
-  validation of the body are skipped; that was a fifth of a winner's CPU.
+- **A winner** (the gate handed it units, a ``Ticket``) is handed to the winner desk
+  (``winners.py``), which places it with the other winners of the moment in one
+  transaction, or alone through the very function the route calls (``placing.place``):
+  the buyer's row loaded as the route's dependencies load it (a missing or deactivated
+  account is the route's 401), the currency chosen as they choose it (``?currency=``, else
+  the buyer's saved one). Routing, dependency solving and a second validation of the body
+  are skipped; that was a fifth of a winner's CPU.
 - **Anything else** (no language named, a guest, a bad token or body, a gate that cannot
   tell) goes on untouched to the route, which checks it all again.
 
@@ -22,8 +23,8 @@ with the same body and headers), errors through the app's own exception handlers
 as Starlette's exception layer applies them (so a ``PoolTimeout`` is its 503); an error no
 handler takes (a bug) propagates to the app's server-error layer, which answers its 500.
 The middlewares added after the door (CORS, the body size limit, the socket router) wrap its
-answers as they wrap the route's. Units the door took and the order did not keep go back to
-the gate: on rollback once claimed (``Ticket.claim``), and here otherwise.
+answers as they wrap the route's. Units the door took for a winner are the desk's to keep or
+give back.
 
 One answer differs from the route's, on purpose: a deactivated account whose token has not
 yet expired hears "sold out" rather than 401 when the gate has nothing for it (its account
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import email.message
 import json
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -46,26 +46,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecommerce.accounts.security import decode_token
-from livecommerce.db import session_scope
-from livecommerce.deps import BEARER_STATE, active_user, choose_currency, requested_locale
+from livecommerce.deps import BEARER_STATE, requested_locale
 from livecommerce.errors import AppError
 from livecommerce.flashsales.admission import Admission, Ticket
-from livecommerce.orders import placing
 from livecommerce.orders.schemas import OrderIn
+from livecommerce.orders.winners import OrderRequest, Winner, WinnerDesk
 
 ORDERS_PATH = "/api/v1/orders"
 MAX_BODY = 64 * 1024  # an order body is a few hundred bytes; larger ones take the full path
-
-
-@dataclass(frozen=True)
-class Understood:
-    """An order request the door can answer as the route would."""
-
-    order: OrderIn
-    buyer_id: int
-    locale: str
-    currency: str | None  # ?currency=
-    idempotency_key: str | None
 
 
 class OrderFrontDoor:
@@ -118,15 +106,11 @@ class OrderFrontDoor:
         await self.app(scope, replay, send)
 
     async def _win(
-        self, scope: Scope, receive: Receive, send: Send, understood: Understood, ticket: Ticket
+        self, scope: Scope, receive: Receive, send: Send, understood: OrderRequest, ticket: Ticket
     ) -> None:
-        try:
-            await self._handled(scope, partial(self._place, understood, ticket))(
-                scope, receive, send
-            )
-        finally:
-            if not ticket.claimed:  # answered before the order claimed its units
-                await ticket.release()
+        winner = Winner(understood, ticket)
+        scope.setdefault("state", {})["locale"] = understood.locale  # as deps.get_context
+        await self._handled(scope, partial(self._place, winner))(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AppError) -> None:
         """The gate's refusal, rendered by the app's handler for it (as if raised; the
@@ -148,32 +132,15 @@ class OrderFrontDoor:
         handlers = self._handlers_of(scope)
         return ExceptionMiddleware(answer, handlers=handlers, debug=scope["app"].debug)
 
-    async def _place(
-        self, understood: Understood, ticket: Ticket, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        state = scope["app"].state
-        async with session_scope(state.sessions) as session:  # as deps.get_session
-            buyer = await active_user(session, understood.buyer_id)
-            scope.setdefault("state", {})["locale"] = understood.locale  # as deps.get_context
-            answer = await placing.place(
-                session=session,
-                buyer=buyer,
-                data=understood.order,
-                locale=understood.locale,
-                currency=choose_currency(understood.currency, buyer, understood.locale),
-                idempotency_key=understood.idempotency_key,
-                settings=state.settings,
-                admission=state.admission,
-                announcer=state.hub,
-                books=state.rate_books,
-                ticket=ticket,
-            )
-        # The commit is done: a failed commit was an error answer, as through the route.
+    async def _place(self, winner: Winner, scope: Scope, receive: Receive, send: Send) -> None:
+        desk: WinnerDesk = scope["app"].state.winner_desk
+        # Committed once this returns: a failed commit was an error answer, as on the route.
+        answer = await desk.place(winner)
         response = JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
         await response(scope, receive, send)
 
 
-def understand(scope: Scope, body: bytes) -> Understood | None:
+def understand(scope: Scope, body: bytes) -> OrderRequest | None:
     """The order and the buyer, read exactly as the route reads them; None when the door
     cannot tell (the route then gives the precise answer)."""
     headers = Headers(scope=scope)
@@ -198,7 +165,7 @@ def understand(scope: Scope, body: bytes) -> Understood | None:
     scope.setdefault("state", {})[BEARER_STATE] = (token, claims)
     if claims.is_guest or claims.user_id is None:
         return None
-    return Understood(
+    return OrderRequest(
         order, claims.user_id, locale, query.get("currency"), headers.get("idempotency-key")
     )
 

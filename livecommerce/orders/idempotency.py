@@ -74,7 +74,7 @@ def _claim_statement(dialect: str) -> Any:
             request_hash=bindparam("request_hash"),
         )
         .on_conflict_do_nothing(index_elements=["user_id", "key"])
-        .returning(table.c.key)
+        .returning(table.c.key, table.c.user_id)
     )
 
 
@@ -121,3 +121,59 @@ async def finish(
         _FINISH, {"b_user": user_id, "b_key": key, "b_status": status_code, "b_response": body}
     )
     assert done.rowcount == 1, "finish() without begin()"  # type: ignore[attr-defined]
+
+
+async def begin_together(
+    session: AsyncSession, *, scope: str, requests: list[tuple[int, str, Any]]
+) -> dict[tuple[int, str], str]:
+    """``begin`` for several requests ``(user_id, key, body)`` in one statement: the
+    ``(user_id, key)`` pairs claimed for them, with their request hashes. A key not claimed
+    is another request's (done, or still running): its request goes through ``begin`` on
+    its own, for the replay."""
+    if not requests:
+        return {}
+    digests = {
+        (user_id, check_key(key)): request_hash(scope, body) for user_id, key, body in requests
+    }
+    rows = [
+        {"user_id": user_id, "key": key, "scope": scope, "request_hash": digest}
+        for (user_id, key), digest in digests.items()
+    ]
+    claimed = await session.execute(_claim_statement(dialect_of(session)), rows)
+    return {(user_id, key): digests[(user_id, key)] for key, user_id in claimed}
+
+
+@cache
+def _finish_statement(dialect: str) -> Any:
+    """The answers of claimed keys, all in one statement (an upsert of rows this transaction
+    inserted): one round trip, where an UPDATE per key is one each."""
+    add = insert_for(dialect, _records)
+    return add.on_conflict_do_update(
+        index_elements=["user_id", "key"],
+        set_={"status_code": add.excluded.status_code, "response": add.excluded.response},
+    ).returning(_records.c.key)
+
+
+async def finish_together(
+    session: AsyncSession,
+    *,
+    scope: str,
+    answers: list[tuple[int, str, str, int, dict[str, Any]]],
+) -> None:
+    """``finish`` for requests claimed together: ``(user_id, key, request_hash, status_code,
+    body)``, the hashes as ``begin_together`` gave them."""
+    if not answers:
+        return
+    rows = [
+        {
+            "user_id": user_id,
+            "key": key,
+            "scope": scope,
+            "request_hash": digest,
+            "status_code": status,
+            "response": body,
+        }
+        for user_id, key, digest, status, body in answers
+    ]
+    done = (await session.execute(_finish_statement(dialect_of(session)), rows)).all()
+    assert len(done) == len(rows), "finish_together() without begin_together()"

@@ -1,10 +1,11 @@
 """Placing an order as ``POST /api/v1/orders`` answers it: admission, the idempotency key,
 the order itself, its stored answer, the hot rows, and the restart when stock moved.
 
-One function for both callers: the order route, and the front door, which places a
-flash-sale winner itself without the request machinery (``front_door.py``). It runs inside
-the caller's transaction (the request boundary commits) and returns the answer to send;
-refusals are raised (``AppError``) for the caller to render.
+One function for both callers: the order route, and the front door's winner desk, which
+places flash-sale winners without the request machinery (``front_door.py``, ``winners.py``).
+It runs inside the caller's transaction (the request boundary commits) and returns the
+answer to send; refusals are raised (``AppError``) for the caller to render.
+``place_together`` does the same for several winners in one transaction.
 """
 
 from __future__ import annotations
@@ -108,3 +109,74 @@ async def place(
             continue
         break
     return Answer(201, rendered, {"Location": f"/api/v1/orders/{order.id}"})
+
+
+@dataclass(frozen=True)
+class Win:
+    """One order of those placed together: the buyer's row and the request's parts."""
+
+    buyer: User
+    data: OrderIn
+    locale: str
+    currency: str
+    idempotency_key: str | None
+
+
+async def place_together(
+    *,
+    session: AsyncSession,
+    wins: list[Win],
+    settings: Settings,
+    admission: Admission | None,
+    announcer: service.OrderAnnouncer | None,
+    books: RateBookCache,
+) -> tuple[dict[int, Answer], list[int]]:
+    """``place`` for several orders in the caller's one transaction: the answers by index
+    in ``wins``, and the indexes of those to place alone (their Idempotency-Key is another
+    request's: ``place`` gives its replay, or its 409 while that request runs).
+
+    Raises ``service.PlaceApart`` when they cannot be placed together: the caller rolls
+    back and places every one of them with ``place``. Admission is the caller's: these are
+    orders that already hold their units at the gate.
+    """
+    keyed = [
+        (w.buyer.id, w.idempotency_key, w.data.model_dump(mode="json"))
+        for w in wins
+        if w.buyer.id is not None and w.idempotency_key is not None
+    ]
+    claimed = await idempotency.begin_together(session, scope=SCOPE, requests=keyed)
+    here: list[int] = []
+    digests: dict[int, str] = {}  # the claimed requests' hashes, by index
+    for i, w in enumerate(wins):
+        if w.idempotency_key is None:
+            here.append(i)
+        elif (digest := claimed.pop((w.buyer.id or 0, w.idempotency_key), None)) is not None:
+            here.append(i)  # a key twice in the batch: the second goes alone, for the replay
+            digests[i] = digest
+    alone = sorted(set(range(len(wins))) - set(here))
+    if not here:
+        return {}, alone
+    together = await service.place_together(
+        session=session,
+        network=load_network(settings.logistics_file),
+        wanted=[
+            service.Wanted(wins[i].buyer, wins[i].data, wins[i].currency, wins[i].locale)
+            for i in here
+        ],
+        reservation=timedelta(minutes=settings.reservation_minutes),
+        announcer=announcer,
+        books=books,
+        admission=admission,
+    )
+    answers: dict[int, Answer] = {}
+    stored: list[tuple[int, str, str, int, dict[str, Any]]] = []
+    for i, placed in zip(here, together.placed, strict=True):
+        win, order = wins[i], placed.order
+        rendered = render_order(order, placed.events, win.locale)
+        answers[i] = Answer(201, rendered, {"Location": f"/api/v1/orders/{order.id}"})
+        if win.idempotency_key is not None and win.buyer.id is not None:
+            stored.append((win.buyer.id, win.idempotency_key, digests[i], 201, rendered))
+    # Stored in the orders' own transaction, before their hot rows (as for one order).
+    await idempotency.finish_together(session, scope=SCOPE, answers=stored)
+    await together.take_units()
+    return answers, alone

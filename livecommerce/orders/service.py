@@ -26,8 +26,8 @@ from livecommerce import jobs
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.catalog.models import Product
-from livecommerce.db import after_commit, is_postgres, session_scope
-from livecommerce.errors import Conflict, NotFound, ValidationFailed
+from livecommerce.db import after_commit, as_loaded, is_postgres, session_scope
+from livecommerce.errors import AppError, Conflict, NotFound, ValidationFailed
 from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.admission import Admission, Ticket
 from livecommerce.flashsales.models import FlashSale
@@ -283,14 +283,15 @@ def _quote(
     currency: str,
     earlier: Decimal,
     now: datetime,
+    stock: Mapping[int, Mapping[str, int]] | None = None,
 ) -> Quote:
-    """The landed cost of ``basket``, allocated on the stock read with it."""
+    """The landed cost of ``basket``, allocated on the stock read with it (or on ``stock``)."""
     try:
         return build_quote(
             network=network,
             destination=destination,
             basket=basket.lines,
-            stock=basket.stock,
+            stock=basket.stock if stock is None else stock,
             book=book,
             currency=currency,
             earlier_imports=earlier,
@@ -387,6 +388,10 @@ async def _take_hot_rows(
 
 
 _INSERT_ORDER = insert(Order.__table__).returning(Order.__table__.c.id)  # type: ignore[attr-defined]
+_INSERT_ORDERS = insert(Order.__table__).returning(  # type: ignore[attr-defined]
+    Order.__table__.c.id,  # type: ignore[attr-defined]
+    sort_by_parameter_order=True,  # the ids in the order of the rows
+)
 _INSERT_LINES = insert(OrderLine.__table__)  # type: ignore[attr-defined]
 _INSERT_EVENTS = insert(OrderEvent.__table__)  # type: ignore[attr-defined]
 
@@ -424,6 +429,169 @@ async def admit(
         )
 
 
+async def _checked_basket(
+    session: AsyncSession, data: OrderIn, now: datetime, admission: Admission | None
+) -> Basket:
+    """The order's basket, or its 409 when it cannot be filled or its sale has ended."""
+    basket = await _load_basket(session, data, now)
+    # A sold-out item is the common answer in a rush: decide it from one snapshot, before
+    # the rates and the buyer's customs history are loaded.
+    short = _short_line(basket, basket.stock)
+    if short is not None:
+        if admission is not None and short.details["available"] == 0:
+            # Gone everywhere: the next buyers of this product hear it from the gate.
+            await admission.mark_sold_out(short.details["product_id"])
+        raise short
+    if basket.sale is not None and not any(line.flash_sale_id for line in basket.lines):
+        raise flashsales.FlashSaleEnded()
+    return basket
+
+
+def _order_row(
+    *,
+    buyer_id: int,
+    data: OrderIn,
+    basket: Basket,
+    landed: Quote,
+    key: str,
+    currency: str,
+    locale: str,
+    reservation: timedelta,
+    now: datetime,
+) -> dict[str, Any]:
+    """The ``orders`` row of a quoted order (without its id)."""
+    is_card = data.payment_method == PaymentMethod.CARD
+    declared_value, declared_currency = landed.declared
+    return {
+        "buyer_id": buyer_id,
+        "merchant_id": basket.merchant_id,
+        "stream_id": basket.stream.id if basket.stream else None,
+        "flash_sale_id": basket.sale.id if basket.sale else None,
+        # Cash on delivery needs no payment first: the order goes straight to the warehouse
+        # (both steps are recorded by opening_events).
+        "status": OrderStatus.PENDING_PAYMENT if is_card else OrderStatus.FULFILLING,
+        "payment_method": data.payment_method,
+        "currency": currency,
+        "subtotal_minor": landed.subtotal.to_minor(),
+        "shipping_minor": landed.shipping.to_minor(),
+        "duties_minor": landed.duties.to_minor(),
+        "total_minor": landed.total.to_minor(),
+        "ship_to": data.ship_to.model_dump(mode="json"),
+        "destination_country": landed.destination.country,
+        "recipient_key": key,
+        "declared_value": declared_value,
+        "declared_currency": declared_currency,
+        "quote": landed.as_data(),
+        "locale": locale,
+        "reserved_until": now + reservation if is_card else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _priced(
+    *,
+    network: Network,
+    basket: Basket,
+    destination: Destination,
+    book: RateBook,
+    buyer_id: int,
+    data: OrderIn,
+    key: str,
+    currency: str,
+    locale: str,
+    earlier: Decimal,
+    reservation: timedelta,
+    now: datetime,
+    stock: Mapping[int, Mapping[str, int]] | None = None,
+) -> tuple[Quote, dict[str, Any]]:
+    """The order's landed cost (allocated on ``stock``, else the basket's snapshot) and its
+    ``orders`` row."""
+    landed = _quote(
+        network=network,
+        basket=basket,
+        destination=destination,
+        book=book,
+        currency=currency,
+        earlier=earlier,
+        now=now,
+        stock=stock,
+    )
+    row = _order_row(
+        buyer_id=buyer_id,
+        data=data,
+        basket=basket,
+        landed=landed,
+        key=key,
+        currency=currency,
+        locale=locale,
+        reservation=reservation,
+        now=now,
+    )
+    return landed, row
+
+
+def _line_rows(order_id: int, basket: Basket, landed: Quote) -> list[dict[str, Any]]:
+    """The order's ``order_lines``: one per product and warehouse it ships from."""
+    units = {line.product_id: line for line in landed.lines}
+    lines: list[dict[str, Any]] = []
+    for pid, split in sorted(landed.allocation.items()):
+        product = basket.products[pid]
+        for code, qty in split:
+            lines.append(
+                {
+                    "order_id": order_id,
+                    "product_id": pid,
+                    "warehouse_code": code,
+                    "quantity": qty,
+                    "unit_price_minor": units[pid].unit_price.to_minor(),
+                    "flash_sale_id": units[pid].flash_sale_id,
+                    "sku": product.sku,
+                    "title": dict(product.title),
+                    "hs_code": product.hs_code,
+                    "weight_grams": product.weight_grams,
+                }
+            )
+    return lines
+
+
+def _event_rows(events: list[OrderEvent]) -> list[dict[str, Any]]:
+    return [
+        {
+            "order_id": e.order_id,
+            "from_status": e.from_status,
+            "to_status": e.to_status,
+            "actor": e.actor,
+            "reason": e.reason,
+            "at": e.at,
+        }
+        for e in events
+    ]
+
+
+def _after_placed(
+    session: AsyncSession,
+    *,
+    order: Order,
+    basket: Basket,
+    landed: Quote,
+    buyer: User,
+    book: RateBook,
+    announcer: OrderAnnouncer | None,
+    admission: Admission | None,
+    sale_card: bool = True,
+) -> None:
+    """What a placed order sets off once it commits: the room's ticker (and the sale's card,
+    unless ``sale_card`` is False), the gate's note of the buyer, the warehouse job."""
+    assert buyer.id is not None and order.id is not None
+    if announcer is not None and basket.stream is not None:
+        _announce(session, announcer, order, basket, landed, buyer, book, sale_card=sale_card)
+    if admission is not None:
+        after_commit(session, partial(admission.bought, sorted(basket.products), buyer.id))
+    if order.status == OrderStatus.FULFILLING:  # cash on delivery: straight to the warehouse
+        jobs.enqueue(session, "fulfil_order", order.id)
+
+
 async def place_order(
     *,
     session: AsyncSession,
@@ -446,103 +614,42 @@ async def place_order(
     assert buyer.id is not None
     now = now or utcnow()
     destination = network.destination(data.ship_to.country, data.ship_to.city)
-    basket = await _load_basket(session, data, now)
-    # A sold-out item is the common answer in a rush: decide it from one snapshot, before
-    # the rates and the buyer's customs history are loaded.
-    short = _short_line(basket, basket.stock)
-    if short is not None:
-        if admission is not None and short.details["available"] == 0:
-            # Gone everywhere: the next buyers of this product hear it from the gate.
-            await admission.mark_sold_out(short.details["product_id"])
-        raise short
-    if basket.sale is not None and not any(line.flash_sale_id for line in basket.lines):
-        raise flashsales.FlashSaleEnded()
+    basket = await _checked_basket(session, data, now, admission)
     book = await books.book(session, basket.rates)
     key = recipient_key(data.ship_to.phone, buyer.id)
     earlier = await earlier_imports(
         session, network=network, destination=destination, key=key, buyer_id=buyer.id, now=now
     )
-    pay_in = data.currency or currency
-    is_card = data.payment_method == PaymentMethod.CARD
-    landed = _quote(
+    landed, values = _priced(
         network=network,
         basket=basket,
         destination=destination,
         book=book,
-        currency=pay_in,
+        buyer_id=buyer.id,
+        data=data,
+        key=key,
+        currency=data.currency or currency,
+        locale=locale,
         earlier=earlier,
+        reservation=reservation,
         now=now,
     )
-    declared_value, declared_currency = landed.declared
-    values: dict[str, Any] = {
-        "buyer_id": buyer.id,
-        "merchant_id": basket.merchant_id,
-        "stream_id": basket.stream.id if basket.stream else None,
-        "flash_sale_id": basket.sale.id if basket.sale else None,
-        # Cash on delivery needs no payment first: the order goes straight to the warehouse
-        # (both steps are recorded by opening_events).
-        "status": OrderStatus.PENDING_PAYMENT if is_card else OrderStatus.FULFILLING,
-        "payment_method": data.payment_method,
-        "currency": pay_in,
-        "subtotal_minor": landed.subtotal.to_minor(),
-        "shipping_minor": landed.shipping.to_minor(),
-        "duties_minor": landed.duties.to_minor(),
-        "total_minor": landed.total.to_minor(),
-        "ship_to": data.ship_to.model_dump(mode="json"),
-        "destination_country": destination.country,
-        "recipient_key": key,
-        "declared_value": declared_value,
-        "declared_currency": declared_currency,
-        "quote": landed.as_data(),
-        "locale": locale,
-        "reserved_until": now + reservation if is_card else None,
-        "created_at": now,
-        "updated_at": now,
-    }
     # Core inserts: the unit of work's bookkeeping for three new rows cost more than the rows.
     order_id = (await session.execute(_INSERT_ORDER, values)).scalar_one()
-    order = Order(id=order_id, **values)  # not in the session: for the answer and the room
-    units = {line.product_id: line for line in landed.lines}
-    lines: list[dict[str, Any]] = []
-    for pid, split in sorted(landed.allocation.items()):
-        product = basket.products[pid]
-        for code, qty in split:
-            lines.append(
-                {
-                    "order_id": order_id,
-                    "product_id": pid,
-                    "warehouse_code": code,
-                    "quantity": qty,
-                    "unit_price_minor": units[pid].unit_price.to_minor(),
-                    "flash_sale_id": units[pid].flash_sale_id,
-                    "sku": product.sku,
-                    "title": dict(product.title),
-                    "hs_code": product.hs_code,
-                    "weight_grams": product.weight_grams,
-                }
-            )
-    await session.execute(_INSERT_LINES, lines)
+    order = as_loaded(Order, {"id": order_id, **values})  # for the answer and the room
+    await session.execute(_INSERT_LINES, _line_rows(order_id, basket, landed))
     events = states.opening_events(order, placed_by=f"user:{buyer.id}")
-    await session.execute(
-        _INSERT_EVENTS,
-        [
-            {
-                "order_id": order_id,
-                "from_status": e.from_status,
-                "to_status": e.to_status,
-                "actor": e.actor,
-                "reason": e.reason,
-                "at": e.at,
-            }
-            for e in events
-        ],
+    await session.execute(_INSERT_EVENTS, _event_rows(events))
+    _after_placed(
+        session,
+        order=order,
+        basket=basket,
+        landed=landed,
+        buyer=buyer,
+        book=book,
+        announcer=announcer,
+        admission=admission,
     )
-    if announcer is not None and basket.stream is not None:
-        _announce(session, announcer, order, basket, landed, buyer, book)
-    if admission is not None:
-        after_commit(session, partial(admission.bought, sorted(basket.products), buyer.id))
-    if order.status == OrderStatus.FULFILLING:  # cash on delivery: straight to the warehouse
-        jobs.enqueue(session, "fulfil_order", order.id)
     return Placed(
         order,
         events,
@@ -558,6 +665,216 @@ async def place_order(
     )
 
 
+# --- Placing orders together ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One order of those placed together."""
+
+    buyer: User
+    data: OrderIn
+    currency: str  # the request's (``data.currency`` still wins, as for one order)
+    locale: str
+
+
+@dataclass
+class Together:
+    placed: list[Placed]
+    take_units: Callable[[], Awaitable[None]]
+
+
+class PlaceApart(Exception):
+    """Orders that cannot be placed together as each would be placed alone (a basket or a
+    quote refused, a claim or the stock not there for all of them): the caller rolls back
+    and places each on its own, which gives each its precise answer."""
+
+
+def _basket_key(data: OrderIn) -> tuple[Any, ...]:
+    return (
+        data.stream_id,
+        data.flash_sale_id,
+        tuple((i.product_id, i.quantity) for i in data.items),
+    )
+
+
+async def _imports_of(
+    session: AsyncSession,
+    *,
+    network: Network,
+    destination: Destination,
+    buyer_ids: Collection[int],
+    keys: Collection[str],
+    now: datetime,
+) -> list[tuple[int | None, str | None, Decimal]]:
+    """The orders counted by ``earlier_imports`` for any of these buyers or recipients:
+    ``(buyer_id, recipient_key, declared_value)``; nothing under a per-parcel rule."""
+    rule = network.customs.get(destination.customs_union)
+    if rule is None or not rule.monthly:
+        return []
+    rows = await session.execute(
+        select(col(Order.buyer_id), col(Order.recipient_key), col(Order.declared_value)).where(
+            or_(col(Order.buyer_id).in_(list(buyer_ids)), col(Order.recipient_key).in_(list(keys))),
+            col(Order.destination_country) == destination.country,
+            col(Order.declared_currency) == rule.currency,
+            col(Order.created_at) >= _month_start(now, destination),
+            col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+        )
+    )
+    return [(buyer_id, key, value) for buyer_id, key, value in rows]
+
+
+async def place_together(
+    *,
+    session: AsyncSession,
+    network: Network,
+    wanted: list[Wanted],
+    reservation: timedelta,
+    announcer: OrderAnnouncer | None,
+    books: RateBookCache,
+    admission: Admission | None = None,
+    now: datetime | None = None,
+) -> Together:
+    """Several orders in one transaction (a flash sale's winners, gathered by the front
+    door), each quoted and recorded exactly as ``place_order`` records it alone, with one
+    statement per kind of row for all of them; their units are taken once, for their sum,
+    when the caller calls ``Together.take_units`` (last, as for one order).
+
+    All or nothing: where one of them would not be placed alone as it is here, this raises
+    ``PlaceApart`` (and ``take_units`` does too), and the caller places them one by one.
+    Stock is allocated on one snapshot that each order leaves less of for the next, and a
+    monthly customs allowance counts the orders placed before it in the same batch.
+    """
+    now = now or utcnow()
+    baskets: dict[tuple[Any, ...], Basket] = {}
+    stock: dict[int, dict[str, int]] = {}  # the snapshot, less what earlier orders took
+    destinations: list[Destination] = []
+    try:
+        for want in wanted:
+            destinations.append(
+                network.destination(want.data.ship_to.country, want.data.ship_to.city)
+            )
+            if _basket_key(want.data) not in baskets:
+                basket = await _checked_basket(session, want.data, now, None)
+                baskets[_basket_key(want.data)] = basket
+                for pid, levels in basket.stock.items():
+                    stock.setdefault(pid, dict(levels))
+    except AppError:
+        raise PlaceApart() from None
+    keys = [recipient_key(w.data.ship_to.phone, w.buyer.id) for w in wanted]
+    history: dict[str, list[tuple[int | None, str | None, Decimal]]] = {}
+    for destination in {d.country: d for d in destinations}.values():
+        history[destination.country] = await _imports_of(
+            session,
+            network=network,
+            destination=destination,
+            buyer_ids={w.buyer.id for w in wanted if w.buyer.id is not None},
+            keys=set(keys),
+            now=now,
+        )
+    rows: list[dict[str, Any]] = []
+    quoted: list[tuple[Basket, Quote, RateBook]] = []
+    for want, destination, key in zip(wanted, destinations, keys, strict=True):
+        assert want.buyer.id is not None
+        basket = baskets[_basket_key(want.data)]
+        book = await books.book(session, basket.rates)
+        mine = history[destination.country]
+        earlier = sum((v for b, k, v in mine if b == want.buyer.id or k == key), Decimal(0))
+        try:
+            landed, row = _priced(
+                network=network,
+                basket=basket,
+                destination=destination,
+                book=book,
+                buyer_id=want.buyer.id,
+                data=want.data,
+                key=key,
+                currency=want.data.currency or want.currency,
+                locale=want.locale,
+                earlier=earlier,
+                reservation=reservation,
+                now=now,
+                stock=stock,
+            )
+        except AppError:
+            raise PlaceApart() from None
+        for pid, shipped in landed.allocation.items():
+            for code, qty in shipped:
+                stock[pid][code] -= qty
+        rows.append(row)
+        rule = network.customs.get(destination.customs_union)
+        if rule is not None and rule.monthly and row["declared_currency"] == rule.currency:
+            mine.append((want.buyer.id, key, row["declared_value"]))  # the next ones count it
+        quoted.append((basket, landed, book))
+    ids = (await session.execute(_INSERT_ORDERS, rows)).scalars().all()
+    placed: list[Placed] = []
+    lines: list[dict[str, Any]] = []
+    events: list[OrderEvent] = []
+    last_of_sale = {want.data.flash_sale_id: i for i, want in enumerate(wanted)}
+    for i, (want, order_id, row, (basket, landed, book)) in enumerate(
+        zip(wanted, ids, rows, quoted, strict=True)
+    ):
+        order = as_loaded(Order, {"id": order_id, **row})
+        opened = states.opening_events(order, placed_by=f"user:{want.buyer.id}")
+        placed.append(Placed(order, opened, _nothing))
+        lines.extend(_line_rows(order_id, basket, landed))
+        events.extend(opened)
+        _after_placed(
+            session,
+            order=order,
+            basket=basket,
+            landed=landed,
+            buyer=want.buyer,
+            book=book,
+            announcer=announcer,
+            admission=admission,
+            # The sale's card once, with what the last of them left.
+            sale_card=last_of_sale[want.data.flash_sale_id] == i,
+        )
+    await session.execute(_INSERT_LINES, lines)
+    await session.execute(_INSERT_EVENTS, _event_rows(events))
+    return Together(
+        placed,
+        partial(_take_together, session, wanted=wanted, baskets=baskets, quotes=quoted, now=now),
+    )
+
+
+async def _nothing() -> None:
+    """A batch's orders have their units taken together (``Together.take_units``)."""
+
+
+async def _take_together(
+    session: AsyncSession,
+    *,
+    wanted: list[Wanted],
+    baskets: dict[tuple[Any, ...], Basket],
+    quotes: list[tuple[Basket, Quote, RateBook]],
+    now: datetime,
+) -> None:
+    """``_take_hot_rows`` for a batch: every claim, every sale once, then the stock once."""
+    sales = {b.sale.id: b.sale for b in baskets.values() if b.sale is not None and b.sale.id}
+    claims = []
+    for want, (basket, _, _) in zip(wanted, quotes, strict=True):
+        if basket.sale is not None and basket.sale.id is not None:
+            assert want.buyer.id is not None
+            qty = next(line.quantity for line in basket.lines if line.flash_sale_id)
+            claims.append((basket.sale.id, want.buyer.id, qty))
+    if claims and not await flashsales.claim_together(
+        session=session, sales=sales, claims=claims, now=now
+    ):
+        raise PlaceApart()
+    parts = [
+        (pid, code, qty)
+        for _, landed, _ in quotes
+        for pid, split in landed.allocation.items()
+        for code, qty in split
+    ]
+    try:
+        await inventory.take(session=session, parts=parts)
+    except inventory.StockTaken:
+        raise PlaceApart() from None
+
+
 def _announce(
     session: AsyncSession,
     announcer: OrderAnnouncer,
@@ -566,6 +883,8 @@ def _announce(
     landed: Quote,
     buyer: User,
     book: RateBook,
+    *,
+    sale_card: bool = True,
 ) -> None:
     assert basket.stream is not None and basket.stream.id is not None
     room = stream_room(basket.stream.id)
@@ -587,7 +906,7 @@ def _announce(
     }
     after_commit(session, partial(_ticker, announcer, room, entry))
     sale = basket.sale
-    if sale is not None and sale.id is not None:
+    if sale_card and sale is not None and sale.id is not None:
         # The card (prices in every currency) is built after commit, not while this
         # transaction still holds the sale's hot row.
         product = basket.products[sale.product_id]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
+from livecommerce.db import as_loaded
 from livecommerce.errors import Conflict
 from livecommerce.i18n.messages import N_
 from livecommerce.notifications import service as notices
@@ -118,29 +119,31 @@ def opening_events(order: Order, *, placed_by: str) -> list[OrderEvent]:
     """
     assert order.id is not None
     at = order.created_at
-    events = [
-        OrderEvent(
-            order_id=order.id,
-            from_status=None,
-            to_status=S.PENDING_PAYMENT,
-            actor=placed_by,
-            reason="placed",
-            at=at,
-        )
+    rows = [
+        {
+            "order_id": order.id,
+            "from_status": None,
+            "to_status": S.PENDING_PAYMENT,
+            "actor": placed_by,
+            "reason": "placed",
+            "at": at,
+        }
     ]
     if order.status != S.PENDING_PAYMENT:
         if order.payment_method not in TRANSITIONS.get((S.PENDING_PAYMENT, order.status), ()):
             raise InvalidOrderTransition(
                 details={"status": S.PENDING_PAYMENT, "target": order.status}
             )
-        events.append(
-            OrderEvent(
-                order_id=order.id,
-                from_status=S.PENDING_PAYMENT,
-                to_status=order.status,
-                actor="system",
-                reason="cash_on_delivery",
-                at=at,
-            )
+        rows.append(
+            {
+                "order_id": order.id,
+                "from_status": S.PENDING_PAYMENT,
+                "to_status": order.status,
+                "actor": "system",
+                "reason": "cash_on_delivery",
+                "at": at,
+            }
         )
+    # Written by the caller with a Core insert: built as loaded rows (see db.as_loaded).
+    events = [as_loaded(OrderEvent, row) for row in rows]
     return events

@@ -362,14 +362,6 @@ async def test_the_per_customer_limit_from_the_database_is_the_routes(
     )
 
 
-@pytest.fixture
-async def lenient(app: FastAPI) -> Any:
-    """A client that receives the app's 500 instead of the exception behind it."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
 @pytest.mark.parametrize(
     ("failure", "status", "code"),
     [("bug", 500, "internal_error"), ("pool", 503, "service_unavailable")],
@@ -429,3 +421,4 @@ async def test_what_the_door_answers_passes_the_outer_layers(
             assert won.status_code == 201 and lost.status_code == 409
             for answer in (won, lost):
                 assert answer.headers["access-control-allow-origin"] == origin
+
