@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from livecommerce.config import SUPPORTED_LOCALES
@@ -16,6 +24,7 @@ T = TypeVar("T")
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CHECKED: ContextVar[bool] = ContextVar("control_characters_checked", default=False)
 
 
 def has_control_characters(value: object) -> bool:
@@ -35,12 +44,20 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _no_control_characters(cls, data: Any) -> Any:
+    def _no_control_characters(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        # Checked once, by the outermost model, for all it contains: the nested models it
+        # validates (inside ``handler``) skip their own walk of what was just walked.
+        if _CHECKED.get():
+            return handler(data)
         if has_control_characters(data):
             raise PydanticCustomError("invalid_characters", "text contains control characters")
-        return data
+        token = _CHECKED.set(True)
+        try:
+            return handler(data)
+        finally:
+            _CHECKED.reset(token)
 
 
 def _currency(value: Any) -> str:
