@@ -24,7 +24,7 @@ as Starlette's exception layer applies them (so a ``PoolTimeout`` is its 503); a
 handler takes (a bug) propagates to the app's server-error layer, which answers its 500.
 The middlewares added after the door (CORS, the body size limit, the socket router) wrap its
 answers as they wrap the route's. Units the door took for a winner are the desk's to keep or
-give back.
+give back; a refusal's rendering is kept and its bytes sent again (see ``_refuse``).
 
 One answer differs from the route's, on purpose: a deactivated account whose token has not
 yet expired hears "sold out" rather than 401 when the gate has nothing for it (its account
@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import email.message
 import json
+from collections.abc import Hashable
 from functools import partial
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers, QueryParams
 from starlette.middleware.exceptions import ExceptionMiddleware
@@ -54,6 +55,7 @@ from livecommerce.orders.winners import OrderRequest, Winner, WinnerDesk
 
 ORDERS_PATH = "/api/v1/orders"
 MAX_BODY = 64 * 1024  # an order body is a few hundred bytes; larger ones take the full path
+REFUSALS_KEPT = 1024  # rendered refusals kept for reuse (a few per sale and language)
 
 
 class OrderFrontDoor:
@@ -61,6 +63,7 @@ class OrderFrontDoor:
         self.app = app
         self.path = path
         self._handlers: dict[Any, Any] | None = None
+        self._refusals: dict[Hashable, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
@@ -92,7 +95,7 @@ class OrderFrontDoor:
                     return
                 if verdict is not None:
                     scope.setdefault("state", {})["locale"] = understood.locale  # as get_context
-                    await self._refuse(scope, receive, send, verdict)
+                    await self._refuse(scope, receive, send, verdict, understood.locale)
                     return
         replayed = False
 
@@ -112,13 +115,34 @@ class OrderFrontDoor:
         scope.setdefault("state", {})["locale"] = understood.locale  # as deps.get_context
         await self._handled(scope, partial(self._place, winner))(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AppError) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, error: AppError, locale: str
+    ) -> None:
         """The gate's refusal, rendered by the app's handler for it (as if raised; the
-        exception layer is skipped for the commonest answer of a rush)."""
-        handlers = self._handlers_of(scope)
-        handler = next(handlers[cls] for cls in type(error).__mro__ if cls in handlers)
-        response = await handler(Request(scope, receive), error)
-        await response(scope, receive, send)
+        exception layer is skipped for the commonest answer of a rush).
+
+        The handler's answer to an ``AppError`` depends on the error and the language alone,
+        and a rush repeats the same few refusals hundreds of times: each is rendered once
+        and its bytes sent again (status, headers and body as the handler made them)."""
+        key = _refusal_key(error, locale)
+        answer = self._refusals.get(key) if key is not None else None
+        if answer is None:
+            handlers = self._handlers_of(scope)
+            handler = next(handlers[cls] for cls in type(error).__mro__ if cls in handlers)
+            response = await handler(Request(scope, receive), error)
+            if key is None or type(response) not in (Response, JSONResponse) or response.background:
+                await response(scope, receive, send)
+                return
+            if len(self._refusals) >= REFUSALS_KEPT:
+                self._refusals.clear()
+            answer = self._refusals[key] = (
+                response.status_code,
+                response.raw_headers,
+                response.body,
+            )
+        status, headers, body = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _handlers_of(self, scope: Scope) -> dict[Any, Any]:
         if self._handlers is None:
@@ -138,6 +162,21 @@ class OrderFrontDoor:
         answer = await desk.place(winner)
         response = JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
         await response(scope, receive, send)
+
+
+def _refusal_key(error: AppError, locale: str) -> Hashable | None:
+    """What a refusal's rendering depends on; None when it cannot be told apart by value."""
+    key = (
+        type(error),
+        locale,
+        tuple(sorted(error.params.items())),
+        tuple(sorted(error.details.items())),
+    )
+    try:
+        hash(key)
+    except TypeError:  # a nested value: rendered each time
+        return None
+    return key
 
 
 def understand(scope: Scope, body: bytes) -> OrderRequest | None:

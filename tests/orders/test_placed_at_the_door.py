@@ -422,3 +422,32 @@ async def test_what_the_door_answers_passes_the_outer_layers(
             for answer in (won, lost):
                 assert answer.headers["access-control-allow-origin"] == origin
 
+
+async def test_a_refusal_said_again_is_the_same_answer_as_the_routes(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The door renders a refusal once per language and sends its bytes again: each repeat
+    is the route's answer to the same request, and another language gets its own."""
+    product, _, sale, _ = await running_sale(client, quantity=1)
+    first, *losers = await buyers(app, 4)
+    won = await order(
+        client, {**first, "Accept-Language": "ru"}, [(product, 1)], flash_sale_id=sale
+    )
+    assert won.status_code == 201, won.text
+    langs = ["ru", "ru", "kk"]
+    with reaching_the_route(app) as reached:
+        refused = [
+            await order(client, {**b, "Accept-Language": lang}, [(product, 1)], flash_sale_id=sale)
+            for b, lang in zip(losers, langs, strict=True)
+        ]
+    assert reached == []
+    assert [r.status_code for r in refused] == [409] * 3
+    assert refused[0].content == refused[1].content != refused[2].content
+    with without_gate(app):
+        for b, lang, at_door in zip(losers, langs, refused, strict=True):
+            routed = await order(
+                client, {**b, "Accept-Language": lang}, [(product, 1)], flash_sale_id=sale
+            )
+            assert routed.status_code == 409
+            assert routed.json() == at_door.json()
+            same_headers(routed, at_door)
