@@ -513,6 +513,7 @@ class Race:
     samples: list[str] = field(default_factory=list)
     wall_s: float = math.nan
     latencies_ms: list[float] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)  # beside latencies_ms
     client_cpu_s: float = math.nan
     server_cpu_s: float = math.nan
     db_sold: int = 0
@@ -538,9 +539,15 @@ class Race:
     def requests_per_s(self) -> float:
         return self.buyers / self.wall_s
 
-    def percentile(self, pct: float) -> float:
-        """Nearest-rank percentile of the latencies, in ms."""
-        ordered = sorted(self.latencies_ms)
+    def percentile(self, pct: float, status: int | None = None) -> float:
+        """Nearest-rank percentile of the latencies (of answers with ``status``), in ms."""
+        ordered = sorted(
+            ms
+            for ms, got in zip(
+                self.latencies_ms, self.statuses or [0] * len(self.latencies_ms), strict=True
+            )
+            if status is None or got == status
+        )
         if not ordered:
             return math.nan
         return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
@@ -598,6 +605,7 @@ async def run_race(
         race.server_cpu_s = server.cpu_seconds() - server0
     race.wall_s = max(ends) - min(starts)
     race.latencies_ms = [(e - s) * 1000 for s, e in zip(starts, ends, strict=True)]
+    race.statuses = [status for status, _ in outcomes]
     for status, body in outcomes:
         classify(race, status, body)
 
@@ -918,7 +926,8 @@ def print_race(race: Race, round_no: int) -> None:
         f"  round {round_no} {race.variant:<17} {race.buyers:>5} buyers: {race.orders} orders"
         f" of {race.units} units, {race.sold_out} sold out, {race.other_errors} other errors,"
         f" wall {race.wall_s:.3f} s, p50 {race.percentile(50):.1f} ms,"
-        f" p99 {race.percentile(99):.1f} ms, DB sold {race.db_sold} left {race.db_left}"
+        f" p99 {race.percentile(99):.1f} ms (orders {race.percentile(99, 201):.1f},"
+        f" refusals {race.percentile(99, 409):.1f}), DB sold {race.db_sold} left {race.db_left}"
     )
     for sample in race.samples:
         log(f"    sample error: {sample}")
