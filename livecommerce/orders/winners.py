@@ -137,16 +137,23 @@ class WinnerDesk:
             await asyncio.gather(*self._lanes, return_exceptions=True)
 
     async def _run(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
-            try:
-                await self._place_batch(batch)
-            except Exception as exc:  # a bug: answered as the route's server error would be
-                log.exception("%d flash-sale orders could not be placed", len(batch))
-                for winner in batch:
-                    await winner.settle(exc)
-            for winner in batch:  # none is left without an answer, nor its units unreturned
-                await winner.settle(RuntimeError("flash-sale order not answered"))
+        lane = asyncio.current_task()
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self.batch], self._waiting[self.batch :]
+                try:
+                    await self._place_batch(batch)
+                except Exception as exc:  # a bug: answered as the route's server error would be
+                    log.exception("%d flash-sale orders could not be placed", len(batch))
+                    for winner in batch:
+                        await winner.settle(exc)
+                for winner in batch:  # none is left unanswered, nor its units unreturned
+                    await winner.settle(RuntimeError("flash-sale order not answered"))
+        finally:
+            # Out of the count at once, not when the task's end is processed: on an event
+            # loop busy with a rush that is a turn later, and the winners arriving meanwhile
+            # would wait for a busy lane instead of starting a free one.
+            self._lanes.discard(lane)
 
     async def _place_batch(self, batch: list[Winner]) -> None:
         together: list[Winner] = []
