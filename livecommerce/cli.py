@@ -85,6 +85,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             [sys.executable, "-m", "livecommerce.cli", "worker", "--beat", "--embedded"],
             preexec_fn=_die_with_parent,  # one prctl call; no threads run yet
         )
+    # One access line per request is an info line: above info uvicorn would still build each
+    # line's parts (client address, path) to throw them away.
+    access_log = settings.log_level.lower() in ("trace", "debug", "info")
     try:
         if workers == 1:
             app = create_app(settings)
@@ -94,6 +97,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 host=host,
                 port=port,
                 log_level=settings.log_level,
+                access_log=access_log,
                 timeout_keep_alive=settings.keep_alive_seconds,
                 **WEBSOCKET_OPTIONS,
             )
@@ -108,6 +112,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 host=host,
                 port=port,
                 log_level=settings.log_level,
+                access_log=access_log,
                 timeout_keep_alive=settings.keep_alive_seconds,
                 workers=workers,
                 **WEBSOCKET_OPTIONS,
