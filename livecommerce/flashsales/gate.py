@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -284,6 +285,16 @@ return 1
 ADMIT_BATCH = 256
 
 
+@dataclass(eq=False, slots=True)
+class _Call:
+    """A request's commands waiting for the next pipeline: ``ask`` puts them on it, their
+    results go to ``future``; ``unclaimed`` gets them if nobody waits any more."""
+
+    ask: Callable[[Any], Awaitable[None]]
+    future: asyncio.Future[list[Any]]
+    unclaimed: Callable[[list[Any]], Awaitable[None]] | None
+
+
 class RedisGate:
     """The gate in Redis, shared by every API process of the scaled mode.
 
@@ -319,7 +330,7 @@ class RedisGate:
         self._admit = self._redis.register_script(_ADMIT)
         self._give_back = self._redis.register_script(_GIVE_BACK)
         self._load = self._redis.register_script(_LOAD)
-        self._pending: list[tuple[list[str], list[int], asyncio.Future[Any]]] = []
+        self._pending: list[_Call] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def _sale_keys(self, sale_id: int) -> list[str]:
@@ -347,45 +358,64 @@ class RedisGate:
         *,
         take: bool,
     ) -> Answer:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(
-            (
-                self._sale_keys(sale_id),
-                [buyer_id, quantity, 1 if keyed else 0, 1 if take else 0, product_id],
-                future,
-            )
-        )
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        verdict, limit, remaining = await future
+        keys = self._sale_keys(sale_id)
+        args = [buyer_id, quantity, 1 if keyed else 0, 1 if take else 0, product_id]
+
+        async def ask(pipe: Any) -> None:
+            await self._admit(keys=keys, args=args, client=pipe)
+
+        async def unclaimed(results: list[Any]) -> None:
+            if results[0][0] == Verdict.ADMIT and take:
+                # Its request went away while it waited: the units it was given go back,
+                # or the gate would hold them away from everyone until rebuilt.
+                await self._give_back(keys=keys, args=[buyer_id, quantity])
+
+        [(verdict, limit, remaining)] = await self._batched(ask, unclaimed)
         return Answer(Verdict(verdict), int(limit) or None, int(remaining))
 
+    async def _batched(
+        self,
+        ask: Callable[[Any], Awaitable[None]],
+        unclaimed: Callable[[list[Any]], Awaitable[None]] | None = None,
+    ) -> list[Any]:
+        """The results of the commands ``ask`` puts on a pipeline, sent with every other
+        request's in the next round trip."""
+        call = _Call(ask, asyncio.get_running_loop().create_future(), unclaimed)
+        self._pending.append(call)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await call.future
+
     async def _flush(self) -> None:
-        """Every admission asked for since the last round trip, in one pipeline.
+        """Every admission and sold-out check asked for since the last round trip, in one
+        pipeline.
 
         In a rush thousands of requests ask at once; one Redis call each would queue them for
         the pool's connections, a few per turn of a busy event loop. Batched, a turn answers
-        them all. The script runs once per request, atomically, in arrival order."""
+        them all. The scripts run once per request, atomically, in arrival order."""
         while self._pending:
             batch, self._pending = self._pending[:ADMIT_BATCH], self._pending[ADMIT_BATCH:]
             try:
                 pipe = self._redis.pipeline(transaction=False)
-                for keys, args, _ in batch:
-                    await self._admit(keys=keys, args=args, client=pipe)
+                sizes = []
+                for call in batch:
+                    before = len(pipe)
+                    await call.ask(pipe)
+                    sizes.append(len(pipe) - before)
                 results = await pipe.execute()
             except Exception as exc:  # Redis down or slow: every waiter hears it
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for call in batch:
+                    if not call.future.done():
+                        call.future.set_exception(exc)
                 continue
-            for (keys, args, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-                elif result[0] == Verdict.ADMIT and args[3]:
-                    # Its request went away while it waited: the units it was given go
-                    # back, or the gate would hold them away from everyone until rebuilt.
+            at = 0
+            for call, size in zip(batch, sizes, strict=True):
+                mine, at = results[at : at + size], at + size
+                if not call.future.done():
+                    call.future.set_result(mine)
+                elif call.unclaimed is not None:
                     with contextlib.suppress(Exception):
-                        await self._give_back(keys=keys, args=[args[0], args[1]])
+                        await call.unclaimed(mine)
 
     async def give_back(self, sale_id: int, buyer_id: int, quantity: int) -> None:
         await self._give_back(keys=self._sale_keys(sale_id), args=[buyer_id, quantity])
@@ -417,13 +447,17 @@ class RedisGate:
 
     async def sold_out(self, product_id: int, buyer_id: int, keyed: bool) -> bool:
         marker = f"{self._prefix}soldout:{product_id}"
-        if not keyed:
-            return bool(await self._redis.exists(marker))
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.exists(marker)
-        pipe.sismember(f"{self._prefix}buyers:{product_id}", buyer_id)
-        marked, holder = await pipe.execute()
-        return bool(marked) and not holder
+        holders = f"{self._prefix}buyers:{product_id}"
+
+        async def ask(pipe: Any) -> None:
+            pipe.exists(marker)
+            if keyed:
+                pipe.sismember(holders, buyer_id)
+
+        # In the same round trip as the admissions asked for at the same moment: every
+        # order request asks this first, and one call each would cost a round trip each.
+        marked, *holder = await self._batched(ask)
+        return bool(marked) and not (holder and holder[0])
 
     async def mark_sold_out(self, product_id: int) -> None:
         marker = f"{self._prefix}soldout:{product_id}"

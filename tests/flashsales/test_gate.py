@@ -113,6 +113,24 @@ async def test_sold_out_marker_until_restocked(gate: Gate) -> None:
     assert not await gate.sold_out(3, 2, False)
 
 
+async def test_checks_and_admissions_asked_together_each_get_their_answer(gate: Gate) -> None:
+    """A rush asks sold-out checks (one or two commands each, keyed or not) and admissions
+    in the same moment: sent in one round trip to Redis, every caller still gets its own."""
+    await gate.load_sale(1, 3, {}, None, soon(), product_id=7)  # type: ignore[arg-type]
+    await gate.note_buyer(9, 1)
+    await gate.mark_sold_out(9)
+    asked = []
+    for buyer in range(1, 31):
+        asked.append(gate.sold_out(9, buyer, buyer % 2 == 1))
+        asked.append(gate.admit(1, buyer, 1, False, 7))
+        asked.append(gate.sold_out(7, buyer, True))
+    answers = await asyncio.gather(*asked)
+    marked, admitted, fresh = answers[0::3], answers[1::3], answers[2::3]
+    assert marked == [buyer != 1 for buyer in range(1, 31)]  # buyer 1 bought it, keyed
+    assert [a[0] for a in admitted] == [Verdict.ADMIT] * 3 + [Verdict.SOLD_OUT] * 27
+    assert fresh == [False] * 30
+
+
 async def test_a_product_that_is_not_the_sales_is_unknown(gate: Gate) -> None:
     """Asked with a product, the gate admits only for the sale's own, and takes nothing
     otherwise."""
