@@ -572,7 +572,9 @@ class EstimateDesk:
                 asked.reply(
                     estimate_frame(asked.ref, render_estimate(estimate, destination, asked.locale))
                 )
-        self.batches += 1
+            # Counted once every answer is out, not after the read-only session has closed: a
+            # viewer may already act on its answer while the connection is being released.
+            self.batches += 1
 
 
 # --- Estimates for a room -------------------------------------------------------------------
