@@ -115,9 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         locale = request_locale(request)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(
-            exc.status, exc.code, translate(locale, exc.message, **exc.params), exc.details, headers
-        )
+        return error_response(exc.status, exc.code, exc.localized(locale), exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

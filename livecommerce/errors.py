@@ -21,9 +21,14 @@ class AppError(Exception):
         self.details = details or {}
         self.params = params
 
+    def localized(self, locale: str) -> str:
+        """The message in ``locale`` (an error whose parameters are themselves localized,
+        such as a date, overrides this)."""
+        return translate(locale, self.message, **self.params)
+
     def body(self, locale: str) -> dict[str, Any]:
         """The API's error object, the message in ``locale``."""
-        message = translate(locale, self.message, **self.params)
+        message = self.localized(locale)
         return {"error": {"code": self.code, "message": message, "details": self.details}}
 
 

@@ -169,6 +169,31 @@ def _convert(money: Money, currency: str, books: Sequence[RateBook]) -> Money:
     return books[-1].convert(money, currency)[0]
 
 
+def _border_date(
+    plan: dict[str, Any], network: Network, code: str, order: Order, destination: Destination
+) -> date:
+    """The day the quote expected the parcel at the border (for a quote stored before border
+    dates were kept: the same day worked out from today's route)."""
+    if plan.get("border_date"):
+        return date.fromisoformat(plan["border_date"])
+    route = network.route(code, destination)
+    day = route.border_date(order.created_at, destination) if route is not None else None
+    return day or date.fromisoformat(plan["eta"])
+
+
+def _purchase_value(
+    planned: dict[str, dict[str, Any]], code: str, rule_id: str, value: Decimal
+) -> Decimal:
+    """This parcel's customs value plus, as quoted, that of the order's other parcels under
+    the same rule: an e-commerce threshold applies to the whole purchase."""
+    others = Decimal(0)
+    for other, plan in planned.items():
+        customs = plan.get("customs") or {}
+        if other != code and customs.get("rule") == rule_id:
+            others += Decimal(customs["customs_value"])
+    return value + others
+
+
 async def create_shipments(
     *, session: AsyncSession, network: Network, order_id: int, now: datetime | None = None
 ) -> list[Shipment]:
@@ -255,8 +280,16 @@ async def create_shipments(
         # its task retries and finds this run's rows.
         await session.flush()
         assert shipment.id is not None
-        rule = network.crosses_customs(code, destination)
-        if rule is not None:
+        rule = vat = None
+        border_day = None
+        if network.crosses_border(code, destination):
+            border_day = _border_date(plan, network, code, order, destination)
+            # The rule in force on the quote's border date: the parcel is declared under the
+            # rule its buyer was charged under, even when the day it ships is in another.
+            rule = network.customs_for(destination, on=border_day)
+            if rule.vat:
+                vat = network.vat_for(destination.country, on=border_day)
+        if rule is not None and border_day is not None:
             try:
                 declared_lines = _declaration_lines(
                     parts,
@@ -286,7 +319,15 @@ async def create_shipments(
                     month=month,
                     value=value,
                 )
-            assessed = assess(rule, value=value, weight_grams=weight, earlier_value=earlier)
+            assessed = assess(
+                rule,
+                value=value,
+                weight_grams=weight,
+                border_date=border_day,
+                vat=vat,
+                earlier_value=earlier,
+                purchase_value=_purchase_value(planned, code, rule.id, value),
+            )
             quoted = (plan.get("customs") or {}).get("duty")
             session.add(
                 CustomsDeclaration(

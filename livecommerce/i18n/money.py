@@ -14,6 +14,7 @@ from pathlib import Path
 from babel import Locale
 from babel.numbers import (
     NumberPattern,
+    format_percent,
     get_currency_precision,
     get_currency_symbol,
     get_decimal_symbol,
@@ -268,3 +269,13 @@ def _currency_spacing(text: str, symbol: str) -> str:
     if start > 0 and text[start - 1].isdigit():
         return text[:start] + "\xa0" + text[start:]
     return text
+
+
+@lru_cache(maxsize=256)
+def format_rate(rate: str, locale: str) -> str:
+    """A tax or duty rate stored as a fraction (``"0.05"``) as the locale writes a percentage."""
+    return str(
+        format_percent(
+            Decimal(rate), locale=BABEL_LOCALE.get(locale, locale), decimal_quantization=False
+        )
+    )

@@ -22,7 +22,12 @@ from zoneinfo import ZoneInfo
 from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_
-from livecommerce.logistics.customs import CustomsRule
+from livecommerce.logistics.customs import (
+    CorridorDataError,
+    CustomsRule,
+    VatRate,
+    load_customs,
+)
 
 DEFAULT_FILE = Path(__file__).with_name("corridor.json")
 GRAMS_PER_KG = Decimal(1000)
@@ -83,6 +88,10 @@ class Route:
     warehouse: str
     handling_days: int
     legs: tuple[Leg, ...]
+    # Days from the order to the day the parcel reaches the destination's customs union
+    # (handling plus every leg up to the first node inside it); None: no border is crossed.
+    border_days: int | None = None
+    border: str | None = None  # the node where it enters the union
 
     @property
     def days(self) -> int:
@@ -96,13 +105,20 @@ class Route:
         """Calendar date of delivery in the destination's time zone, for an order at ``now``."""
         return now.astimezone(destination.timezone).date() + timedelta(days=self.days)
 
+    def border_date(self, now: datetime, destination: Destination) -> date | None:
+        """The day the parcel is expected at the border (in the destination's time zone, as
+        ``eta``): the customs rule in force that day applies."""
+        if self.border_days is None:
+            return None
+        return now.astimezone(destination.timezone).date() + timedelta(days=self.border_days)
+
 
 def _fold(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 class Network:
-    def __init__(self, raw: Mapping[str, Any]) -> None:
+    def __init__(self, raw: Mapping[str, Any], *, source: str = "<data>") -> None:
         self.tariff_currency: str = raw["tariff_currency"]
         self.nodes = {key: Place(key, node["names"]) for key, node in raw["nodes"].items()}
         self._node_country = {key: node["country"] for key, node in raw["nodes"].items()}
@@ -116,9 +132,7 @@ class Network:
                 (edge["to"], edge["mode"], int(edge["days"]), tariff)
             )
         self.countries: dict[str, Mapping[str, Any]] = raw["countries"]
-        self.customs = {
-            union: CustomsRule.from_data(union, rule) for union, rule in raw["customs"].items()
-        }
+        self.customs = load_customs(raw["customs"], countries=self.countries, source=source)
         self._paths: dict[tuple[str, str], tuple[Leg, ...] | None] = {}
         self._aliases: dict[str, str] = {}
         for key, place in self.nodes.items():
@@ -128,6 +142,15 @@ class Network:
         self._raw_aliases: dict[str, str] = dict(raw.get("city_aliases", {}))
         for alias, key in self._raw_aliases.items():
             self._aliases[_fold(alias)] = key
+        # A served country that some warehouse reaches across a union border needs rules:
+        # without them its parcels could only be assessed as a silent 0.
+        unions = self.customs.unions()
+        for country, info in self.countries.items():
+            union = info["customs_union"]
+            if union not in unions and any(
+                self._origin_union(code) != union for code in self.warehouses
+            ):
+                raise CorridorDataError(f"{source}: no customs rule for {country} (union {union})")
 
     def destination(self, country: str, city: str) -> Destination:
         country = country.upper()
@@ -175,7 +198,26 @@ class Network:
                 return None
             hub = self.nodes[info["hub"]]
             final = Leg("road", hub, destination.city, int(info["extra_days"]), courier)
-        return Route(warehouse, handling, (*path, final))
+        legs = (*path, final)
+        border_days = border = None
+        if self._origin_union(warehouse) != destination.customs_union:
+            border_days = handling
+            for leg in legs:
+                border_days += leg.days
+                key = leg.destination.key
+                if key is not None and self._union_of_node(key) == destination.customs_union:
+                    border = key
+                    break
+            else:  # no node of the union on the way: assessed on arrival at the buyer's city
+                border_days = handling + sum(leg.days for leg in legs) - final.days
+        return Route(warehouse, handling, legs, border_days, border)
+
+    def _union_of_node(self, key: str) -> str | None:
+        info = self.countries.get(self._node_country.get(key, ""))
+        return None if info is None else str(info["customs_union"])
+
+    def _origin_union(self, warehouse: str) -> str | None:
+        return self._union_of_node(self.warehouses[warehouse][0])
 
     def _path(self, start: str, goal: str) -> tuple[Leg, ...] | None:
         key = (start, goal)
@@ -205,19 +247,30 @@ class Network:
                 )
         return None
 
-    def crosses_customs(self, warehouse: str, destination: Destination) -> CustomsRule | None:
-        """The rule a shipment is assessed under, or None inside one customs union."""
-        node, _ = self.warehouses[warehouse]
-        origin_country = self._node_country[node]
-        origin_info = self.countries.get(origin_country)
-        if origin_info is not None and origin_info["customs_union"] == destination.customs_union:
-            return None
-        return self.customs.get(destination.customs_union)
+    def crosses_border(self, warehouse: str, destination: Destination) -> bool:
+        """Whether a shipment leaves one customs union for another (and so is assessed)."""
+        return self._origin_union(warehouse) != destination.customs_union
+
+    def customs_for(self, destination: Destination, *, on: date) -> CustomsRule:
+        """The rule in force on ``on`` for the destination's union (``NoCustomsRule``: none)."""
+        return self.customs.rule(destination.customs_union, country=destination.country, on=on)
+
+    def vat_for(self, country: str, *, on: date) -> VatRate:
+        """The destination country's import VAT rate on ``on`` (``NoCustomsRule``: none)."""
+        return self.customs.vat_rate(country, on=on)
+
+    def monthly_currency(self, destination: Destination) -> str | None:
+        """The currency a monthly per-recipient allowance of the destination counts in, or
+        None when none of its union's rules (of any date) is monthly."""
+        for rule in self.customs.rules_of(destination.customs_union):
+            if rule.monthly:
+                return rule.currency
+        return None
 
     def border(self, warehouse: str, destination: Destination, legs: Any) -> str | None:
         """The node where a parcel on ``legs`` (``{from_key, to_key}`` records) enters the
         destination's customs territory, or None when it crosses no customs border."""
-        if self.crosses_customs(warehouse, destination) is None:
+        if not self.crosses_border(warehouse, destination):
             return None
         for leg in legs:
             key = leg.get("to_key")
@@ -234,4 +287,4 @@ def load_network(path: Path | None = None) -> Network:
 
 @cache
 def _load(path: str) -> Network:
-    return Network(json.loads(Path(path).read_text(encoding="utf-8")))
+    return Network(json.loads(Path(path).read_text(encoding="utf-8")), source=path)

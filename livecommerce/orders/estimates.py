@@ -48,9 +48,9 @@ from livecommerce.errors import AppError, ServiceUnavailable, ValidationFailed
 from livecommerce.i18n.money import Money, supported_currencies
 from livecommerce.inventory.models import Stock
 from livecommerce.logistics.allocation import Shortage
-from livecommerce.logistics.customs import CustomsRule, DutyAssessment, assess
+from livecommerce.logistics.customs import CustomsRule, DutyAssessment, NoCustomsRule, assess
 from livecommerce.logistics.network import Destination, Network
-from livecommerce.orders.quotes import BasketLine, build_quote
+from livecommerce.orders.quotes import BasketLine, build_quote, charge
 from livecommerce.orders.schemas import EstimateOut
 from livecommerce.orders.service import (
     OutOfStock,
@@ -87,6 +87,7 @@ class Inputs:
     weight_grams: int
     in_stock: frozenset[str]  # warehouses holding at least one unit
     rates_version: RatesVersion  # newest exchange-rate row: (id, created_at)
+    hs_code: str = ""  # decides whether customs excludes the goods from a regime
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ async def read_inputs(session: AsyncSession, product_id: int) -> Inputs:
                 col(Product.deleted_at),
                 col(Stock.warehouse_code),
                 *version_columns(),
+                col(Product.hs_code),
             )
             .outerjoin(
                 Stock,
@@ -171,13 +173,14 @@ async def read_inputs(session: AsyncSession, product_id: int) -> Inputs:
     ).all()
     if not rows or rows[0][3] is not None:
         raise ProductUnavailable(id=product_id)
-    price_minor, price_currency, weight, _, _, rate_id, rate_created = rows[0]
+    price_minor, price_currency, weight, _, _, rate_id, rate_created, hs_code = rows[0]
     return Inputs(
         product_id=product_id,
         price=Money.from_minor(price_minor, price_currency),
         weight_grams=weight,
         in_stock=frozenset(row[4] for row in rows if row[4] is not None),
         rates_version=rates_version(rate_id, rate_created),
+        hs_code=hs_code or "",
     )
 
 
@@ -197,7 +200,9 @@ def _build(
     currency: str,
     now: datetime,
 ) -> Estimate:
-    line = BasketLine(inputs.product_id, 1, inputs.price, inputs.weight_grams, {})
+    line = BasketLine(
+        inputs.product_id, 1, inputs.price, inputs.weight_grams, {}, hs_code=inputs.hs_code
+    )
     stock = {inputs.product_id: dict.fromkeys(inputs.in_stock, 1)}
     quote = build_quote(
         network=network,
@@ -224,7 +229,7 @@ def _build(
         duties=quote.duties,
         total=quote.total,
         customs=shipment.customs,
-        rule=network.crosses_customs(shipment.warehouse, destination),
+        rule=shipment.customs.rule if shipment.customs else None,
         weight_grams=inputs.weight_grams,
         rates=tuple(quote.rates),
         price=inputs.price,
@@ -273,14 +278,19 @@ def _personal(estimate: Estimate, earlier: Decimal, book: RateBook) -> Estimate:
         estimate.rule,
         value=estimate.customs.customs_value,
         weight_grams=estimate.weight_grams,
+        border_date=estimate.customs.border_date,
+        vat=estimate.customs.vat_rate,
         earlier_value=earlier,
     )
-    duties = Money(ZERO, estimate.currency)
     used = {(r.base, r.quote): r for r in estimate.rates}
-    if customs.duty > 0:
-        converted, rates = book.convert(Money(customs.duty, customs.currency), estimate.currency)
-        duties = converted.rounded_for_display()
+
+    def charged(money: Money, target: str) -> Money:
+        converted, rates = book.convert(money, target)
         used.update({(r.base, r.quote): r for r in rates})
+        return converted.rounded_for_display()
+
+    duty, vat = charge(charged, customs, estimate.currency)
+    duties = Money(duty.amount + vat.amount, estimate.currency)
     total = estimate.unit_price.amount + estimate.shipping.amount + duties.amount
     return replace(
         estimate,
@@ -562,7 +572,9 @@ class EstimateDesk:
                 asked.reply(
                     estimate_frame(asked.ref, render_estimate(estimate, destination, asked.locale))
                 )
-        self.batches += 1
+            # Counted once every answer is out, not after the read-only session has closed: a
+            # viewer may already act on its answer while the connection is being released.
+            self.batches += 1
 
 
 # --- Estimates for a room -------------------------------------------------------------------
@@ -577,13 +589,14 @@ def _figures(estimate: Estimate, book: RateBook, currency: str) -> dict[str, Mon
     """The estimate's amounts in another currency, converted and rounded as ``build_quote``
     converts them (each from its own source amount, once)."""
 
-    def charged(amount: Money) -> Money:
-        return book.convert(amount, currency)[0].rounded_for_display()
+    def charged(amount: Money, target: str = currency) -> Money:
+        return book.convert(amount, target)[0].rounded_for_display()
 
     unit, shipping = charged(estimate.price), charged(estimate.shipping_source)
     duties = Money(ZERO, currency)
-    if estimate.customs is not None and estimate.customs.duty > 0:
-        duties = charged(Money(estimate.customs.duty, estimate.customs.currency))
+    if estimate.customs is not None:
+        duty, vat = charge(charged, estimate.customs, currency)
+        duties = Money(duty.amount + vat.amount, currency)
     total = Money(unit.amount + shipping.amount + duties.amount, currency)
     return {"unit_price": unit, "shipping": shipping, "duties": duties, "total": total}
 
@@ -627,8 +640,8 @@ async def room_estimates(
                 currency=base,
                 now=now,
             )
-        except (RateUnavailable, OutOfStock):
-            continue
+        except (RateUnavailable, OutOfStock, NoCustomsRule):
+            continue  # a city the product cannot be quoted to is left out of the pin
         per_currency: dict[str, dict[str, Money]] = {}
         for code in codes:
             with contextlib.suppress(RateUnavailable):

@@ -4,14 +4,21 @@
 and the recipient's earlier imports, and returns every figure with the rates it used. The
 order service calls the same function, so an order is always charged what a quote shows.
 
-Rounding: every amount the buyer pays (unit price, shipping and duties per shipment) is
-converted once and rounded to the currency's display step (whole tenge and soʻm), so the
-figures shown add up exactly to the total charged.
+Customs: a parcel that leaves one customs union for another is assessed under the rule in
+force on the day it is expected at the border (``Route.border_date``). A destination or day
+with no rule, or goods the rule excludes, is ``NoCustomsRule`` (a 422), never a silent 0.
+Under an e-commerce rule the duty-free threshold applies to the purchase: the customs value
+of all of the quote's parcels assessed under that rule together.
+
+Rounding: every amount the buyer pays (unit price, shipping, and per shipment the duty and
+the import VAT, each on its own) is converted once and rounded to the currency's display step
+(whole tenge and soʻm), so the figures shown, and the ``customs`` breakdown, add up exactly to
+the total charged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,7 +26,14 @@ from typing import Any
 
 from livecommerce.i18n.money import Money
 from livecommerce.logistics.allocation import allocate
-from livecommerce.logistics.customs import DutyAssessment, assess
+from livecommerce.logistics.customs import (
+    Charge,
+    CustomsRule,
+    DutyAssessment,
+    NoCustomsRule,
+    VatRate,
+    assess,
+)
 from livecommerce.logistics.network import Destination, Network, Route
 from livecommerce.rates.service import RateBook, RateQuote
 
@@ -34,6 +48,7 @@ class BasketLine:
     weight_grams: int
     title: Mapping[str, str]
     flash_sale_id: int | None = None
+    hs_code: str = ""
 
 
 @dataclass
@@ -54,8 +69,9 @@ class QuotedShipment:
     eta: date
     weight_grams: int
     shipping: Money
-    duties: Money
+    duties: Money  # duty + import VAT, each converted and rounded on its own
     customs: DutyAssessment | None
+    border_date: date | None = None
 
     def as_data(self) -> dict[str, Any]:
         """Language-neutral record kept on the order (leg places keep every name)."""
@@ -76,10 +92,40 @@ class QuotedShipment:
             "handling_days": self.route.handling_days,
             "days": self.route.days,
             "eta": self.eta.isoformat(),
+            "border": self.route.border,
+            "border_date": self.border_date.isoformat() if self.border_date else None,
             "weight_grams": self.weight_grams,
             "shipping": self.shipping.amount_str(),
             "duties": self.duties.amount_str(),
             "customs": self.customs.as_data() if self.customs else None,
+        }
+
+
+@dataclass(frozen=True)
+class QuotedCharge:
+    """One duty or VAT of one parcel: as assessed (rule's currency) and as charged."""
+
+    warehouse: str
+    charge: Charge
+    assessment: DutyAssessment
+    charged: Money  # in the buyer's currency, rounded
+
+    def as_data(self) -> dict[str, Any]:
+        c, a = self.charge, self.assessment
+        return {
+            "warehouse": self.warehouse,
+            "type": c.type,
+            "rule": c.rule,
+            "legal_basis": c.legal_basis,
+            "border_date": a.border_date.isoformat(),
+            "currency": a.currency,
+            "base": str(c.base),
+            "rate": str(c.rate),
+            "basis": c.basis,
+            "minimum": None if c.minimum is None else str(c.minimum),
+            "allowance": str(a.allowance),
+            "assessed": str(c.amount),
+            "charged": self.charged.amount_str(),
         }
 
 
@@ -95,6 +141,7 @@ class Quote:
     total: Money
     rates: list[RateQuote]
     allocation: dict[int, list[tuple[str, int]]]
+    customs: list[QuotedCharge] = field(default_factory=list)  # adds up to ``duties``
 
     @property
     def declared(self) -> tuple[Decimal, str | None]:
@@ -126,6 +173,7 @@ class Quote:
             "subtotal": self.subtotal.amount_str(),
             "shipping": self.shipping.amount_str(),
             "duties": self.duties.amount_str(),
+            "customs": [c.as_data() for c in self.customs],
             "total": self.total.amount_str(),
             "shipments": [s.as_data() for s in self.shipments],
             "rates": [r.as_dict() for r in self.rates],
@@ -145,6 +193,33 @@ class _Converter:
 
     def charged(self, money: Money, target: str) -> Money:
         return self.exact(money, target).rounded_for_display()
+
+
+def charge(
+    convert: Callable[[Money, str], Money], assessment: DutyAssessment, currency: str
+) -> tuple[Money, Money]:
+    """The duty and the import VAT in ``currency``, each converted and rounded on its own
+    (so a breakdown adds up to what is charged); nothing owed needs no rate."""
+
+    def one(amount: Decimal) -> Money:
+        if amount <= 0:
+            return Money(ZERO, currency)
+        return convert(Money(amount, assessment.currency), currency)
+
+    return one(assessment.duty), one(assessment.vat)
+
+
+@dataclass
+class _Parcel:
+    code: str
+    route: Route
+    items: list[tuple[int, int]]
+    weight: int
+    shipping: Money
+    border_date: date | None = None
+    rule: CustomsRule | None = None
+    vat: VatRate | None = None
+    value: Decimal = ZERO
 
 
 def rank_warehouses(network: Network, destination: Destination) -> list[tuple[str, Route]]:
@@ -171,8 +246,10 @@ def build_quote(
     """The landed cost of ``basket`` delivered to ``destination``, paid in ``currency``.
 
     ``earlier_imports`` is the customs value the recipient already imported this month
-    under a monthly allowance (in that rule's currency). Raises ``Shortage`` when the
-    warehouses together hold too little of a line.
+    under a monthly allowance (in that rule's currency). ``now`` is the moment of the
+    order: it sets the ETAs and the border dates, so the customs rule in force. Raises
+    ``Shortage`` when the warehouses together hold too little of a line, and
+    ``NoCustomsRule`` when a parcel cannot be assessed.
     """
     convert = _Converter(book)
     ranked = rank_warehouses(network, destination)
@@ -197,11 +274,8 @@ def build_quote(
         for code, quantity in parts:
             per_warehouse.setdefault(code, []).append((product_id, quantity))
 
-    shipments: list[QuotedShipment] = []
-    shipping_total = duties_total = ZERO
-    monthly_used = earlier_imports
-    # Shipments in ranking order, so the fastest parcel is assessed first under a monthly
-    # allowance (it is the one that reaches customs first).
+    # Pass 1: route, weigh and price every parcel, and find the rule each is assessed under.
+    parcels: list[_Parcel] = []
     for code, _ in ranked:
         items = per_warehouse.get(code)
         if not items:
@@ -211,34 +285,80 @@ def build_quote(
         shipping = convert.charged(
             Money(route.shipping_cost(weight), network.tariff_currency), currency
         )
-        customs = None
-        duties = Money(ZERO, currency)
-        rule = network.crosses_customs(code, destination)
-        if rule is not None:
-            value = sum(
+        parcel = _Parcel(code, route, items, weight, shipping)
+        day = route.border_date(now, destination)
+        if network.crosses_border(code, destination) and day is not None:
+            rule = network.customs_for(destination, on=day)
+            for p, _q in items:
+                category = rule.excluded_category(by_product[p].hs_code)
+                if category is not None:
+                    raise NoCustomsRule(
+                        country=destination.country,
+                        on=day,
+                        reason="excluded_goods",
+                        union=rule.union,
+                        category=category.key,
+                        hs_code=by_product[p].hs_code,
+                        product_id=p,
+                    )
+            parcel.border_date, parcel.rule = day, rule
+            if rule.vat:
+                parcel.vat = network.vat_for(destination.country, on=day)
+            parcel.value = sum(
                 (
                     convert.exact(by_product[p].unit_price, rule.currency).amount * q
                     for p, q in items
                 ),
                 ZERO,
             )
-            customs = assess(rule, value=value, weight_grams=weight, earlier_value=monthly_used)
+        parcels.append(parcel)
+    # An e-commerce threshold applies per purchase: to all the parcels under that rule.
+    purchase: dict[str, Decimal] = {}
+    for parcel in parcels:
+        if parcel.rule is not None and parcel.rule.kind == "ecommerce":
+            purchase[parcel.rule.id] = purchase.get(parcel.rule.id, ZERO) + parcel.value
+
+    # Pass 2: assess in ranking order, so the fastest parcel is assessed first under a
+    # monthly allowance (it is the one that reaches customs first).
+    shipments: list[QuotedShipment] = []
+    charges: list[QuotedCharge] = []
+    shipping_total = duties_total = ZERO
+    monthly_used = earlier_imports
+    for parcel in parcels:
+        customs = None
+        duties = Money(ZERO, currency)
+        if parcel.rule is not None and parcel.border_date is not None:
+            rule = parcel.rule
+            customs = assess(
+                rule,
+                value=parcel.value,
+                weight_grams=parcel.weight,
+                border_date=parcel.border_date,
+                vat=parcel.vat,
+                earlier_value=monthly_used,
+                purchase_value=purchase.get(rule.id),
+            )
             if rule.monthly:
                 monthly_used += customs.customs_value
-            if customs.duty > 0:
-                duties = convert.charged(Money(customs.duty, rule.currency), currency)
-        shipping_total += shipping.amount
+            duty, vat = charge(convert.charged, customs, currency)
+            duties = Money(duty.amount + vat.amount, currency)
+            by_type = {"duty": duty, "vat": vat}
+            charges.extend(
+                QuotedCharge(parcel.code, c, customs, by_type[c.type]) for c in customs.charges
+            )
+        shipping_total += parcel.shipping.amount
         duties_total += duties.amount
         shipments.append(
             QuotedShipment(
-                warehouse=code,
-                items=sorted(items),
-                route=route,
-                eta=route.eta(now, destination),
-                weight_grams=weight,
-                shipping=shipping,
+                warehouse=parcel.code,
+                items=sorted(parcel.items),
+                route=parcel.route,
+                eta=parcel.route.eta(now, destination),
+                weight_grams=parcel.weight,
+                shipping=parcel.shipping,
                 duties=duties,
                 customs=customs,
+                border_date=parcel.border_date,
             )
         )
     return Quote(
@@ -252,4 +372,5 @@ def build_quote(
         total=Money(subtotal + shipping_total + duties_total, currency),
         rates=sorted(convert.used.values(), key=lambda r: (r.base, r.quote)),
         allocation=allocation,
+        customs=charges,
     )

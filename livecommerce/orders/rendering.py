@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
-from livecommerce.i18n.money import Money, format_money
+from livecommerce.i18n.money import Money, format_money, format_rate
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus
 from livecommerce.orders.states import STATUS_LABELS
 from livecommerce.schemas import money_json
@@ -62,6 +62,53 @@ def _shown(amount: str, currency: str, locale: str) -> tuple[str, str]:
     return money.amount_str(), format_money(money, locale)
 
 
+def _charges(data: dict[str, Any], locale: str) -> list[dict[str, Any]]:
+    """CustomsChargeOut's JSON: the stored breakdown, or for a quote stored before it was
+    kept, one charge per assessed parcel (its duties, as then charged)."""
+    cur = data["currency"]
+    if "customs" not in data:
+        return [
+            {
+                "warehouse": s["warehouse"],
+                "type": "duty",
+                "rule": str(s["customs"].get("rule", "")),
+                "legal_basis": None,
+                "border_date": None,
+                "base": None,
+                "rate": None,
+                "rate_text": None,
+                "basis": "legacy",
+                "minimum": None,
+                "allowance": None,
+                "assessed": _money(s["customs"]["duty"], s["customs"]["currency"], locale),
+                "amount": _money(s["duties"], cur, locale),
+            }
+            for s in data["shipments"]
+            if s.get("customs")
+        ]
+    out = []
+    for c in data["customs"]:
+        rule_cur = c["currency"]
+        out.append(
+            {
+                "warehouse": c["warehouse"],
+                "type": c["type"],
+                "rule": c["rule"],
+                "legal_basis": c["legal_basis"],
+                "border_date": _stored_date(c["border_date"]) if c["border_date"] else None,
+                "base": _money(c["base"], rule_cur, locale),
+                "rate": c["rate"],
+                "rate_text": format_rate(c["rate"], locale),
+                "basis": c["basis"],
+                "minimum": None if c["minimum"] is None else _money(c["minimum"], rule_cur, locale),
+                "allowance": _money(c["allowance"], rule_cur, locale),
+                "assessed": _money(c["assessed"], rule_cur, locale),
+                "amount": _money(c["charged"], cur, locale),
+            }
+        )
+    return out
+
+
 def render_quote(data: dict[str, Any], locale: str) -> dict[str, Any]:
     """A stored (language-neutral) quote as the API shows it in ``locale`` (QuoteOut's JSON)."""
     cur = data["currency"]
@@ -85,6 +132,7 @@ def render_quote(data: dict[str, Any], locale: str) -> dict[str, Any]:
         "subtotal": _money(data["subtotal"], cur, locale),
         "shipping": _money(data["shipping"], cur, locale),
         "duties": _money(data["duties"], cur, locale),
+        "customs": _charges(data, locale),
         "total": _money(data["total"], cur, locale),
         "shipments": [
             {

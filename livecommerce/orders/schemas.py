@@ -113,7 +113,10 @@ class ShipmentQuoteOut(BaseModel):
     shipping: MoneyOut
     duties: MoneyOut
     customs: dict[str, Any] | None = Field(
-        description="How duties were assessed: rule, customs value, allowance, excess, duty"
+        description=(
+            "How duties were assessed: rule, border date, customs value, allowance, excess, "
+            "duty, VAT and the charges"
+        )
     )
 
 
@@ -130,13 +133,34 @@ class DestinationOut(BaseModel):
     city: str
 
 
+class CustomsChargeOut(BaseModel):
+    """One duty or import VAT charged at the border for one parcel."""
+
+    warehouse: str
+    type: Literal["duty", "vat"]
+    rule: str = Field(description="The id of the customs rule or VAT rate applied")
+    legal_basis: str | None
+    border_date: date | None = Field(description="The day the parcel is expected at the border")
+    base: MoneyOut | None = Field(description="What the rate applies to, in the rule's currency")
+    rate: str | None = Field(description="A fraction, such as 0.05")
+    rate_text: str | None
+    basis: str = Field(description="rate | per_kg_minimum | within_allowance")
+    minimum: MoneyOut | None = Field(description="The per-kg floor of the duty, if any")
+    allowance: MoneyOut | None = Field(description="The duty-free limit of the rule")
+    assessed: MoneyOut = Field(description="The amount in the rule's currency")
+    amount: MoneyOut = Field(description="The amount charged, in the quote's currency")
+
+
 class QuoteOut(BaseModel):
     currency: str
     destination: DestinationOut
     items: list[QuoteItemOut]
     subtotal: MoneyOut
     shipping: MoneyOut
-    duties: MoneyOut
+    duties: MoneyOut = Field(description="Everything charged at the border: duty and import VAT")
+    customs: list[CustomsChargeOut] = Field(
+        description="The charges that make up duties (they add up to it exactly)"
+    )
     total: MoneyOut
     shipments: list[ShipmentQuoteOut]
     rates: list[RateOut]
@@ -206,7 +230,10 @@ class EstimateOut(BaseModel):
     duties: MoneyOut
     total: MoneyOut
     customs: dict[str, Any] | None = Field(
-        description="How duties were assessed: rule, customs value, allowance, excess, duty"
+        description=(
+            "How duties were assessed: rule, border date, customs value, allowance, excess, "
+            "duty, VAT and the charges"
+        )
     )
     monthly_allowance: bool = Field(
         description="Duties depend on what the recipient imported earlier this month"

@@ -203,6 +203,7 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
                 weight_grams=product.weight_grams,
                 title=product.title or {"en": product.sku},
                 flash_sale_id=sale_id,
+                hs_code=product.hs_code or "",
             )
         )
     return Basket(
@@ -226,8 +227,8 @@ async def earlier_imports(
 ) -> Decimal:
     """Customs value already imported this calendar month by the recipient, under a
     monthly allowance (0 for per-parcel rules or an anonymous quote)."""
-    rule = network.customs.get(destination.customs_union)
-    if rule is None or not rule.monthly or (key is None and buyer_id is None):
+    currency = network.monthly_currency(destination)
+    if currency is None or (key is None and buyer_id is None):
         return Decimal(0)
     who = []
     if key is not None:
@@ -238,7 +239,7 @@ async def earlier_imports(
         select(col(Order.declared_value)).where(
             or_(*who),
             col(Order.destination_country) == destination.country,
-            col(Order.declared_currency) == rule.currency,
+            col(Order.declared_currency) == currency,
             col(Order.created_at) >= _month_start(now, destination),
             col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
         )
@@ -256,14 +257,14 @@ async def earlier_imports_of(
 ) -> dict[int, Decimal]:
     """``earlier_imports`` of many signed-in buyers to one destination's country, in one
     query (by buyer; what is not listed imported nothing)."""
-    rule = network.customs.get(destination.customs_union)
-    if rule is None or not rule.monthly or not buyer_ids:
+    currency = network.monthly_currency(destination)
+    if currency is None or not buyer_ids:
         return {}
     rows = await session.execute(
         select(col(Order.buyer_id), col(Order.declared_value)).where(
             col(Order.buyer_id).in_(list(buyer_ids)),
             col(Order.destination_country) == destination.country,
-            col(Order.declared_currency) == rule.currency,
+            col(Order.declared_currency) == currency,
             col(Order.created_at) >= _month_start(now, destination),
             col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
         )
@@ -709,14 +710,14 @@ async def _imports_of(
 ) -> list[tuple[int | None, str | None, Decimal]]:
     """The orders counted by ``earlier_imports`` for any of these buyers or recipients:
     ``(buyer_id, recipient_key, declared_value)``; nothing under a per-parcel rule."""
-    rule = network.customs.get(destination.customs_union)
-    if rule is None or not rule.monthly:
+    currency = network.monthly_currency(destination)
+    if currency is None:
         return []
     rows = await session.execute(
         select(col(Order.buyer_id), col(Order.recipient_key), col(Order.declared_value)).where(
             or_(col(Order.buyer_id).in_(list(buyer_ids)), col(Order.recipient_key).in_(list(keys))),
             col(Order.destination_country) == destination.country,
-            col(Order.declared_currency) == rule.currency,
+            col(Order.declared_currency) == currency,
             col(Order.created_at) >= _month_start(now, destination),
             col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
         )
@@ -802,8 +803,8 @@ async def place_together(
             for code, qty in shipped:
                 stock[pid][code] -= qty
         rows.append(row)
-        rule = network.customs.get(destination.customs_union)
-        if rule is not None and rule.monthly and row["declared_currency"] == rule.currency:
+        monthly = network.monthly_currency(destination)
+        if monthly is not None and row["declared_currency"] == monthly:
             mine.append((want.buyer.id, key, row["declared_value"]))  # the next ones count it
         quoted.append((basket, landed, book))
     ids = (await session.execute(_INSERT_ORDERS, rows)).scalars().all()

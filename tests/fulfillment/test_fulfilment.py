@@ -153,10 +153,11 @@ async def test_the_monthly_allowance_counts_earlier_shipments(
     assert d2.earlier_value == Decimal("174.00") and d2.duty == Decimal("44.40")
 
 
-async def test_eaeu_parcels_are_declared_in_euro_with_duty_on_the_excess(
+async def test_eaeu_parcels_are_declared_in_euro_with_the_quoted_duty(
     app: FastAPI, client: httpx.AsyncClient, sent_jobs: Recorder
 ) -> None:
-    """Moscow: EUR 250 / 1 kg from Duisburg is declared at EUR 250; 15 % of 50 = EUR 7.50.
+    """Moscow: EUR 250 / 1 kg from Duisburg is declared at EUR 250; at the border after
+    1 Jul 2026 the e-commerce duty is 5 % of the whole value = EUR 12.50, as quoted.
     Almaty from Almaty crosses no border and has no declaration."""
     _, mh = await merchant(client)
     coat = await stocked_product(
@@ -167,7 +168,8 @@ async def test_eaeu_parcels_are_declared_in_euro_with_duty_on_the_excess(
     [parcel] = await ship(app, ru["id"])
     declared = await declaration_of(app, parcel.id)
     assert (declared.rule, declared.currency) == ("EAEU", "EUR")
-    assert declared.declared_value == Decimal("250.00") and declared.duty == Decimal("7.50")
+    assert declared.declared_value == Decimal("250.00") and declared.duty == Decimal("12.50")
+    assert declared.quoted_duty == declared.duty
 
     cream = await stocked_product(client, mh, KZALA=3)
     kz = await cod_order(client, buyer, [(cream["id"], 1)], ship_to=ALMATY)

@@ -47,7 +47,8 @@ async def test_merchant_lists_filters_and_exports_the_manifest(
     assert {s["order_id"] for s in page["items"]} == {to_moscow["id"], local["id"]}
     dedui = (await client.get("/api/v1/shipments?warehouse=DEDUI", headers=mh)).json()
     assert [s["order_id"] for s in dedui["items"]] == [to_moscow["id"]]
-    assert dedui["items"][0]["declaration"]["duty"]["amount"] == "45.00"  # 15 % of EUR 300
+    # E-commerce regime (border after 1 Jul 2026): 5 % of the whole EUR 500.
+    assert dedui["items"][0]["declaration"]["duty"]["amount"] == "25.00"
     created = (await client.get("/api/v1/shipments?status=created", headers=mh)).json()
     assert created["total"] == 2
     booked = (await client.get("/api/v1/shipments?status=booked", headers=mh)).json()
@@ -68,7 +69,7 @@ async def test_merchant_lists_filters_and_exports_the_manifest(
     assert row["order_id"] == str(to_moscow["id"]) and row["rule"] == "EAEU"
     assert row["hs_code"] == "620231" and row["quantity"] == "2"
     assert row["description"] == "Увлажняющий крем"  # the customs language is Russian
-    assert (row["value"], row["currency"], row["parcel_duty"]) == ("500.00", "EUR", "45.00")
+    assert (row["value"], row["currency"], row["parcel_duty"]) == ("500.00", "EUR", "25.00")
     assert row["recipient_name"] == MOSCOW["recipient_name"]
     assert row["weight_kg"] == "2"
 

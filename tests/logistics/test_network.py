@@ -68,14 +68,42 @@ def test_eta_is_a_date_in_the_destination_time_zone(network: Network) -> None:
 def test_customs_only_across_a_union_border(network: Network) -> None:
     """Almaty -> Moscow stays inside the EAEU; Duisburg -> Almaty and Almaty -> Tashkent cross."""
 
-    def rule(warehouse: str, country: str, city: str) -> str | None:
-        found = network.crosses_customs(warehouse, network.destination(country, city))
-        return found.union if found else None
+    def crosses(warehouse: str, country: str, city: str) -> bool:
+        return network.crosses_border(warehouse, network.destination(country, city))
 
-    assert rule("KZALA", "RU", "Moscow") is None
-    assert rule("KZALA", "KG", "Bishkek") is None
-    assert rule("DEDUI", "KZ", "Almaty") == "EAEU"
-    assert rule("KZALA", "UZ", "Tashkent") == "UZ"
+    assert not crosses("KZALA", "RU", "Moscow")
+    assert not crosses("KZALA", "KG", "Bishkek")
+    assert crosses("DEDUI", "KZ", "Almaty")
+    assert crosses("KZALA", "UZ", "Tashkent")
+
+
+@pytest.mark.parametrize(
+    ("warehouse", "country", "city", "days", "border"),
+    [
+        ("DEDUI", "RU", "Moscow", 10, "moscow"),  # handling 1 + rail 9
+        ("DEDUI", "KZ", "Almaty", 16, "khorgos"),  # handling 1 + rail 15 to Khorgos
+        ("DEDUI", "KG", "Bishkek", 16, "khorgos"),  # Khorgos is already inside the EAEU
+        ("DEDUI", "RU", "Kazan", 10, "moscow"),  # off the network: through the hub
+        ("KZALA", "UZ", "Tashkent", 3, "tashkent"),  # handling 1 + road 2
+        ("KZALA", "RU", "Moscow", None, None),  # inside the union: no border
+    ],
+)
+def test_border_is_the_first_node_inside_the_union(
+    network: Network, warehouse: str, country: str, city: str, days: int | None, border: str | None
+) -> None:
+    """The border date counts handling and the legs up to the first node in the union."""
+    route = network.route(warehouse, network.destination(country, city))
+    assert route is not None
+    assert (route.border_days, route.border) == (days, border)
+
+
+def test_border_date_is_a_day_in_the_destination_time_zone(network: Network) -> None:
+    """20 Jun 2026 21:30 UTC is already 21 Jun in Moscow: + 10 days = 1 Jul 2026."""
+    moscow = network.destination("RU", "Moscow")
+    route = network.route("DEDUI", moscow)
+    assert route is not None
+    assert route.border_date(datetime(2026, 6, 20, 21, 30, tzinfo=UTC), moscow) == date(2026, 7, 1)
+    assert route.border_date(datetime(2026, 6, 20, 20, 30, tzinfo=UTC), moscow) == date(2026, 6, 30)
 
 
 def test_unserved_country_is_a_clear_error(network: Network) -> None:

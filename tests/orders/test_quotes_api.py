@@ -6,12 +6,20 @@ Seeded rates (migration 0001): 1 EUR = 602.50 KZT = 14,050 UZS = 94.80 RUB = 101
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
+from fastapi import FastAPI
 
+from livecommerce.db import session_scope
+from livecommerce.logistics.customs import NoCustomsRule
+from livecommerce.logistics.network import load_network
+from livecommerce.orders import service as orders_service
+from livecommerce.orders.schemas import QuoteIn
 from tests.orders.shop import merchant, stocked_product
 
 
@@ -49,8 +57,6 @@ def amounts(q: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def today_in(zone: str) -> date:
-    from datetime import datetime
-
     return datetime.now(ZoneInfo(zone)).date()
 
 
@@ -98,7 +104,7 @@ async def test_tashkent_from_duisburg_counts_the_monthly_allowance(
         ("courier", "Toshkent", "Toshkent", 1),
     ]
     assert shipment["days"] == 20
-    assert shipment["customs"]["rule"] == "UZ"
+    assert shipment["customs"]["rule"] == "UZ-2025-COURIER"
     assert shipment["customs"]["customs_value"] == "174.00"
 
     placed = await order(client, buyer, [(bag["id"], 1)], ship_to=TASHKENT)
@@ -112,21 +118,67 @@ async def test_tashkent_from_duisburg_counts_the_monthly_allowance(
     assert amounts(await quote(client, [(bag["id"], 1)], "UZ", "Tashkent", "UZS"))[2] == "0.00"
 
 
-async def test_moscow_pays_eaeu_duty_on_the_excess(client: httpx.AsyncClient) -> None:
-    """Moscow, RUB: EUR 250 / 1 kg from DEDUI by rail; 15 % of the EUR 50 over the limit."""
+async def test_moscow_pays_eaeu_duty_and_vat(client: httpx.AsyncClient) -> None:
+    """Moscow, RUB: EUR 250 / 1 kg from DEDUI by rail, at the border on today + 10 days, so
+    under the e-commerce regime (since 1 Jul 2026): 5 % of the whole value plus 22 % VAT."""
     _, mh = await merchant(client)
     coat = await stocked_product(
         client, mh, DEDUI=3, weight_grams=1000, price={"amount": "250.00", "currency": "EUR"}
     )
     q = await quote(client, [(coat["id"], 1)], "RU", "Moscow", "RUB", locale="ru")
     # item 250 * 94.80 = 23,700.00; shipping (5.00 + 1.00) + (3.00 + 0.30) = EUR 9.30
-    # = 881.64 RUB; duty 0.15 * 50 = EUR 7.50 = 711.00 RUB.
-    assert amounts(q) == ("23700.00", "881.64", "711.00", "25292.64")
+    # = 881.64 RUB; duty 0.05 * 250 = EUR 12.50 = 1,185.00 RUB; VAT 0.22 * (250 + 12.50)
+    # = EUR 57.75 = 5,474.70 RUB; duties 6,659.70 RUB.
+    assert amounts(q) == ("23700.00", "881.64", "6659.70", "31241.34")
     [shipment] = q["shipments"]
     assert [leg["mode"] for leg in shipment["legs"]] == ["rail", "courier"]
     assert shipment["legs"][0]["to"] == "Москва" and shipment["days"] == 11
-    assert shipment["customs"]["excess_value"] == "50.00"
-    assert q["total"]["formatted"].replace("\xa0", " ") == "25 292,64 ₽"
+    customs = shipment["customs"]
+    assert (customs["rule"], customs["duty"], customs["vat"]) == (
+        "EAEU-2026-ECOM",
+        "12.50",
+        "57.75",
+    )
+    assert customs["excess_value"] == "50.00"
+    assert customs["border_date"] == (today_in("Europe/Moscow") + timedelta(days=10)).isoformat()
+    assert [(c["type"], c["rule"], c["amount"]["amount"]) for c in q["customs"]] == [
+        ("duty", "EAEU-2026-ECOM", "1185.00"),
+        ("vat", "VAT-RU-2026", "5474.70"),
+    ]
+    assert q["customs"][1]["base"]["amount"] == "262.50"
+    assert q["total"]["formatted"].replace("\xa0", " ") == "31 241,34 ₽"
+
+
+async def test_excluded_goods_are_no_customs_rule(client: httpx.AsyncClient) -> None:
+    """A car (HS 8703...) from Duisburg is outside the e-commerce regime: a localized 422."""
+    _, mh = await merchant(client)
+    car = await stocked_product(
+        client,
+        mh,
+        DEDUI=1,
+        hs_code="870323",
+        weight_grams=1000,
+        price={"amount": "250.00", "currency": "EUR"},
+    )
+    body = {
+        "items": [{"product_id": car["id"], "quantity": 1}],
+        "ship_to": {"country": "RU", "city": "Moscow"},
+    }
+    response = await client.post("/api/v1/quotes?locale=ru", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "no_customs_rule"
+    assert error["details"]["reason"] == "excluded_goods"
+    assert error["details"]["category"] == "motor_vehicles"
+    assert error["details"]["product_id"] == car["id"]
+    assert error["message"].startswith("Для страны RU на ")
+    assert "г. нет действующего таможенного правила" in error["message"]
+    estimate = await client.get(
+        f"/api/v1/products/{car['id']}/delivery-estimate?country=RU&city=Moscow&locale=kk"
+    )
+    assert estimate.status_code == 422, estimate.text
+    assert estimate.json()["error"]["code"] == "no_customs_rule"
+    assert "қолданыстағы кеден ережесі жоқ" in estimate.json()["error"]["message"]
 
 
 async def test_bishkek_from_almaty_without_customs(client: httpx.AsyncClient) -> None:
@@ -198,3 +250,36 @@ async def test_quote_errors_are_clear(client: httpx.AsyncClient) -> None:
         "/api/v1/quotes", json={**body, "items": [{"product_id": 999999, "quantity": 1}]}
     )
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "product_not_found"
+
+
+async def test_service_quote_takes_the_moment_of_the_order(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """service.quote with an explicit ``now``: 20 Jun 2026 reaches Moscow's border on 30 Jun
+    (old rule, 15 % x 50 = EUR 7.50 = 711.00 RUB); 1 Jun 2019 has no rule in force."""
+    _, mh = await merchant(client)
+    coat = await stocked_product(
+        client, mh, DEDUI=3, weight_grams=1000, price={"amount": "250.00", "currency": "EUR"}
+    )
+    data = QuoteIn.model_validate(
+        {
+            "items": [{"product_id": coat["id"], "quantity": 1}],
+            "ship_to": {"country": "RU", "city": "Moscow"},
+        }
+    )
+    async with session_scope(app.state.sessions) as session:
+        ask = partial(
+            orders_service.quote,
+            session=session,
+            network=load_network(app.state.settings.logistics_file),
+            data=data,
+            currency="RUB",
+            buyer=None,
+            books=app.state.rate_books,
+        )
+        old = await ask(now=datetime(2026, 6, 20, 12, tzinfo=UTC))
+        assert old.duties.amount_str() == "711.00"
+        assert [c.charge.rule for c in old.customs] == ["EAEU-2020-PERSONAL"]
+        with pytest.raises(NoCustomsRule) as caught:
+            await ask(now=datetime(2019, 6, 1, 12, tzinfo=UTC))
+        assert caught.value.details["reason"] == "no_rule"

@@ -165,7 +165,24 @@ def test_order_body_pins_its_text() -> None:
     assert body["created_at"] == "2026-11-23T12:00:00.123456Z"
     assert body["rates"][0]["as_of"] == "2026-11-20T06:00:00Z"
     assert [s["warehouse"] for s in body["shipments"]] == ["KZALA", "DEDUI"]
-    assert body["shipments"][1]["customs"]["rule"] == "EAEU"
+    # Boots EUR 240 / 0.9 kg cross at Khorgos on 23 Nov + 16 days = 9 Dec 2026, under the
+    # e-commerce regime: duty 5 % x 240 = EUR 12.00 (> 0.9 kg x EUR 1) = 1,137.60 RUB; VAT
+    # 16 % x 252.00 = EUR 40.32 = 3,822.336 -> 3,822.34 RUB; duties 4,959.94 RUB.
+    assert body["shipments"][1]["customs"]["rule"] == "EAEU-2026-ECOM"
+    assert body["shipments"][1]["customs"]["border_date"] == "2026-12-09"
+    assert body["duties"]["amount"] == body["shipments"][1]["duties"]["amount"] == "4959.94"
+    duty, vat = body["customs"]
+    assert (duty["type"], duty["rule"], duty["rate"], duty["rate_text"]) == (
+        "duty",
+        "EAEU-2026-ECOM",
+        "0.05",
+        f"5{NBSP}%",
+    )
+    assert duty["base"]["formatted"] == f"240,00{NBSP}€"
+    assert (duty["assessed"]["amount"], duty["amount"]["amount"]) == ("12.00", "1137.60")
+    assert (vat["rule"], vat["base"]["amount"], vat["rate"]) == ("VAT-KZ-2026", "252.00", "0.16")
+    assert (vat["assessed"]["amount"], vat["amount"]["amount"]) == ("40.32", "3822.34")
+    assert vat["border_date"] == "2026-12-09"
     assert body["status"] == "pending_payment"
     assert type(body["status"]) is str
     assert body["events"][0] == {
@@ -188,3 +205,16 @@ def test_one_stored_figure_renders_in_each_language() -> None:
         "en": "₽2,033.94",
         "zh": "₽2,033.94",
     }
+
+
+def test_a_quote_stored_before_the_breakdown_still_renders() -> None:
+    """An order stored with only shipment customs gets one duty charge per assessed parcel."""
+    data = json.loads(json.dumps(landed("RUB", two_warehouses=True).as_data()))
+    del data["customs"]
+    data["shipments"][1]["customs"] = {"rule": "EAEU", "currency": "EUR", "duty": "7.50"}
+    data["shipments"][1]["duties"] = data["duties"] = "711.00"
+    body = render_quote(data, "ru")
+    assert_schema_json(body, QuoteOut)
+    [charge] = body["customs"]
+    assert (charge["rule"], charge["basis"], charge["rate"]) == ("EAEU", "legacy", None)
+    assert (charge["assessed"]["amount"], charge["amount"]["amount"]) == ("7.50", "711.00")
