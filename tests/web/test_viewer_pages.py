@@ -375,3 +375,79 @@ async def test_a_signed_in_uzbek_buyer_gets_their_own_estimate_over_the_room(
         assert asked == []
         assert page.errors == []
         await page.context.close()
+
+
+async def test_checkout_shows_duties_and_taxes_with_the_breakdown_on_demand(
+    browser: Any, web_base: str, screenshots: Path
+) -> None:
+    """A EUR 250 parcel from Duisburg to Moscow pays the e-commerce duty and Russian import
+    VAT: the checkout shows their total as "duties and taxes", and on demand each charge
+    with its rate, base and amount, as the quote gives them."""
+    from tests.fixtures.factories import product_body
+
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        host = await bearer(http, DEMO_HOST)
+        merchant = await bearer(http, DEMO_MERCHANT)
+        viewer = await bearer(http, DEMO_VIEWER)
+        body = product_body(price={"amount": "250.00", "currency": "EUR"}, weight_grams=1000)
+        created = await http.post("/api/v1/products", json=body, headers=merchant)
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+        stocked = await http.put(
+            f"/api/v1/products/{pid}/stock/DEDUI", json={"quantity": 10}, headers=merchant
+        )
+        assert stocked.status_code == 200, stocked.text
+        stream = {"title": {"kk": "Эфир", "ru": "Эфир из Дуйсбурга", "uz": "Efir"}}
+        sid = (await http.post("/api/v1/streams", json=stream, headers=host)).json()["id"]
+        assert (await http.post(f"/api/v1/streams/{sid}/start", headers=host)).is_success
+        pinned = await http.post(
+            f"/api/v1/streams/{sid}/pins", json={"product_id": pid}, headers=host
+        )
+        assert pinned.status_code == 200, pinned.text
+
+        page = await open_page(browser, f"{web_base}/live/{sid}", locale="ru-RU")
+        await page.locator("#buy").wait_for()
+        await sign_in(page, DEMO_VIEWER)
+        await page.locator("#buy").click()
+        dialog = page.locator("#checkout")
+        await dialog.locator("#checkout-total").wait_for()
+        await dialog.locator("select[name=country]").select_option("RU")
+        await dialog.locator("input[name=city]").fill("Москва")
+        await dialog.locator("input[name=city]").dispatch_event("change")
+        breakdown = dialog.locator("#checkout-customs")
+        await breakdown.wait_for(state="attached")
+        shown_duties = await dialog.locator("#checkout-duties").text_content()
+
+        # The page's currency: the one chosen on it, else the language's market default.
+        currency = await page.evaluate("localStorage.getItem('lc.currency')") or "RUB"
+        quote = await http.post(
+            f"/api/v1/quotes?locale=ru&currency={currency}",
+            json={
+                "items": [{"product_id": pid, "quantity": 1}],
+                "ship_to": {"country": "RU", "city": "Москва"},
+            },
+            headers=viewer,
+        )
+        assert quote.status_code == 200, quote.text
+        expected = quote.json()
+        assert shown_duties == expected["duties"]["formatted"]
+        charges = expected["customs"]
+        assert [c["type"] for c in charges] == ["duty", "vat"]
+        assert [c["rule"] for c in charges] == ["EAEU-2026-ECOM", "VAT-RU-2026"]
+
+        assert await breakdown.get_attribute("open") is None  # on demand: closed at first
+        rows = breakdown.locator("[data-charge]")
+        assert not await rows.first.is_visible()
+        await breakdown.locator("summary").click()
+        assert await rows.count() == 2
+        for row, charge in zip(await rows.all(), charges, strict=True):
+            text = await row.text_content() or ""
+            assert charge["amount"]["formatted"] in text
+            assert charge["rate_text"] in text and charge["base"]["formatted"] in text
+        vat_text = await rows.nth(1).text_content() or ""
+        assert "НДС" in vat_text
+        await page.screenshot(
+            path=str(screenshots / "viewer-checkout-customs-ru.png"), full_page=True
+        )
+        assert page.errors == []
+        await page.context.close()

@@ -75,6 +75,27 @@ function shipTo() {
   return { country, city };
 }
 
+/** The duty and the import VAT behind "duties and taxes", each with its base and rate, shown
+ * on demand; nothing when the parcel crosses no customs border. */
+function customsBreakdown(charges) {
+  if (!charges.length) return null;
+  const label = (c) => {
+    if (c.basis === "within_allowance") return t("checkout.customs.free");
+    if (!c.base) return t("checkout.duties"); // a quote stored before the breakdown was kept
+    if (c.type === "vat") return t("checkout.customs.vat", { rate: c.rate_text, base: c.base.formatted });
+    if (c.basis === "per_kg_minimum") return t("checkout.customs.minimum", { minimum: c.minimum.formatted });
+    return t("checkout.customs.duty", { rate: c.rate_text, base: c.base.formatted });
+  };
+  return h(
+    "details",
+    { class: "customs", id: "checkout-customs" },
+    h("summary", { class: "small" }, t("checkout.customs_show")),
+    charges.map((c) =>
+      h("div", { class: "small", "data-charge": c.type }, h("span", {}, label(c)), h("span", {}, c.amount.formatted)),
+    ),
+  );
+}
+
 function saveShipTo(address) {
   localStorage.setItem("lc.shipTo", JSON.stringify(address));
 }
@@ -703,6 +724,7 @@ class Checkout {
       h("div", {}, h("span", {}, `${this.product.title} × ${this.quantity}`), h("span", {}, q.subtotal.formatted)),
       h("div", {}, h("span", {}, t("checkout.shipping")), h("span", {}, q.shipping.formatted)),
       h("div", {}, h("span", {}, t("checkout.duties")), h("span", { id: "checkout-duties" }, q.duties.formatted)),
+      customsBreakdown(q.customs || []),
       h("div", { class: "total" }, h("span", {}, t("checkout.total")), h("span", { id: "checkout-total" }, q.total.formatted)),
       q.shipments.map((s) =>
         h(
