@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
 
 from livecommerce.app import create_app
 from livecommerce.config import Settings
@@ -71,3 +75,94 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.cors_origins == ["https://a.kz", "https://b.uz"]
     assert settings.default_locale == "kk"
     assert not settings.is_sqlite
+
+
+LEGACY_DECLARATION = {
+    "id": 1,
+    "shipment_id": 1,
+    "language": "ru",
+    "currency": "EUR",
+    "declared_value": "250.00",
+    "gross_weight_grams": 1000,
+    "earlier_value": "0",
+    "duty_free_allowance": "200",
+    "duty": "7.50",
+    "recipient": "{}",
+    "lines": "[]",
+}
+FILED_AT = "'2026-05-02 10:00:00+00:00'"  # a literal: each driver reads it as a timestamp
+
+# Its order and merchant are left out: only the declaration's own key is checked on the way.
+LEGACY_SHIPMENT = (
+    "INSERT INTO shipments (id, order_id, merchant_id, warehouse_code, status, legs,"
+    " handling_days, planned_days, eta, destination_country, destination_city, weight_grams,"
+    " items, created_at, updated_at) VALUES (:id, :id, 1, 'DEDUI', 'created', '[]', 1, 10,"
+    f" '2026-05-12', 'RU', '{{}}', 1000, '[]', {FILED_AT}, {FILED_AT})"
+)
+
+
+async def _execute(url: str, sql: str, params: dict[str, object] | None = None) -> list[Any]:
+    """Run one statement with foreign keys unchecked (a lone row, without its shipment)."""
+    if url.startswith("sqlite"):  # plain sqlite3 leaves foreign keys unchecked
+        with closing(sqlite3.connect(make_url(url).database or "")) as db:
+            db.row_factory = sqlite3.Row
+            found = [dict(r) for r in db.execute(sql, params or {})]
+            db.commit()
+            return found
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SET session_replication_role = replica"))
+            result = await conn.execute(text(sql), params or {})
+            rows = list(result.mappings()) if result.returns_rows else []
+            await conn.commit()
+            return rows
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_declarations_filed_before_dated_rules_get_their_rule(
+    backend: str, tmp_path: Path
+) -> None:
+    """0006 turns a stored union into the rule the declaration was assessed under, with its
+    legal basis, no VAT and the duty as the total; going down gives the union back."""
+    if backend == "postgresql":
+        require_postgres()
+        url = postgres_url()
+        await wipe_postgres(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    await asyncio.to_thread(upgrade, url, "0005")
+    columns = ", ".join(["rule", *LEGACY_DECLARATION, "created_at"])
+    values = ", ".join([*(f":{name}" for name in ["rule", *LEGACY_DECLARATION]), FILED_AT])
+    for i, union in enumerate(["EAEU", "UZ"], start=1):
+        await _execute(url, LEGACY_SHIPMENT, {"id": i})
+        await _execute(
+            url,
+            f"INSERT INTO customs_declarations ({columns}) VALUES ({values})",
+            {**LEGACY_DECLARATION, "id": i, "shipment_id": i, "rule": union},
+        )
+    await asyncio.to_thread(upgrade, url)
+    rows = await _execute(
+        url,
+        "SELECT rule, customs_union, legal_basis, border_date, declared_by, vat, total"
+        " FROM customs_declarations ORDER BY id",
+    )
+    assert [(r["rule"], r["customs_union"]) for r in rows] == [
+        ("EAEU-2020-PERSONAL", "EAEU"),
+        ("UZ-2025-COURIER", "UZ"),
+    ]
+    assert rows[0]["legal_basis"].startswith("EEC Council decision No. 107")
+    assert rows[1]["legal_basis"].startswith("Uzbekistan: international courier")
+    assert all(r["border_date"] is None and r["declared_by"] is None for r in rows)
+    assert [(r["vat"], r["total"]) for r in rows] == [("0", "7.50"), ("0", "7.50")]
+    # A rule id as long as the column now allows is stored whole.
+    await _execute(url, "UPDATE customs_declarations SET rule = :r WHERE id = 2", {"r": "X" * 40})
+
+    await asyncio.to_thread(downgrade, url, "0005")
+    back = await _execute(url, "SELECT rule FROM customs_declarations ORDER BY id")
+    assert [r["rule"] for r in back] == ["EAEU", "UZ"]
+    await asyncio.to_thread(downgrade, url, "base")
+    if backend == "postgresql":
+        await wipe_postgres(url)

@@ -77,7 +77,15 @@ class CustomsDeclaration(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     shipment_id: int = Field(foreign_key="shipments.id", unique=True, ondelete="CASCADE")
-    rule: str = Field(max_length=16)  # "EAEU", "UZ": the customs rule it is assessed under
+    # The dated rule it was assessed under ("EAEU-2026-ECOM"), kept with its legal basis so
+    # the declaration still explains itself after the law (and the corridor data) changes.
+    rule: str = Field(max_length=40)
+    customs_union: str = Field(max_length=16)  # "EAEU", "UZ": the union it enters
+    legal_basis: str | None = Field(default=None, max_length=300)  # None: filed before kept
+    # The day the parcel is expected at the border, which chose the rule; None: not kept.
+    border_date: date | None = Field(default=None, sa_type=Date)
+    # Who files it ("ecommerce_operator"), as the rule's data says; None: not stated.
+    declared_by: str | None = Field(default=None, max_length=32)
     language: str = Field(max_length=8)  # the customs language of the descriptions
     currency: str = Field(max_length=3)  # declared values and the duty, as the rule requires
     declared_value: Decimal = Field(sa_type=DecimalText)
@@ -88,6 +96,10 @@ class CustomsDeclaration(SQLModel, table=True):
     allowance_month: str | None = Field(default=None, max_length=7)
     duty_free_allowance: Decimal = Field(sa_type=DecimalText)
     duty: Decimal = Field(sa_type=DecimalText)
+    vat: Decimal = Field(default=Decimal(0), sa_type=DecimalText)  # import VAT
+    total: Decimal = Field(sa_type=DecimalText)  # to pay at the border: duty + VAT
+    # Each amount with the rule or VAT rate it comes from, base, rate and basis.
+    charges: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
     # The duty the buyer was quoted when ordering, for comparison (same currency).
     quoted_duty: Decimal | None = Field(default=None, sa_type=DecimalText)
     recipient: dict[str, Any] = Field(sa_type=JSON)

@@ -82,6 +82,13 @@ def render_declaration(declaration: CustomsDeclaration, locale: str) -> dict[str
         "earlier_this_month": money(declaration.earlier_value),
         "duty_free_allowance": money(declaration.duty_free_allowance),
         "duty": money(declaration.duty),
+        "customs_union": declaration.customs_union,
+        "legal_basis": declaration.legal_basis,
+        "border_date": declaration.border_date.isoformat() if declaration.border_date else None,
+        "declared_by": declaration.declared_by,
+        "vat": money(declaration.vat),
+        "total": money(declaration.total),
+        "charges": declaration.charges or [],
         "quoted_duty": money(declaration.quoted_duty)
         if declaration.quoted_duty is not None
         else None,

@@ -332,7 +332,11 @@ async def create_shipments(
             session.add(
                 CustomsDeclaration(
                     shipment_id=shipment.id,
-                    rule=rule.union,
+                    rule=rule.id,
+                    customs_union=rule.union,
+                    legal_basis=rule.legal_basis,
+                    border_date=border_day,
+                    declared_by=rule.declared_by,
                     language=rule.declaration_language,
                     currency=rule.currency,
                     declared_value=assessed.customs_value,
@@ -340,7 +344,10 @@ async def create_shipments(
                     earlier_value=earlier,
                     allowance_month=month,
                     duty_free_allowance=assessed.allowance,
-                    duty=assessed.duty,
+                    duty=assessed.duty.quantize(CENT),
+                    vat=assessed.vat.quantize(CENT),
+                    total=assessed.total.quantize(CENT),
+                    charges=[c.as_data() for c in assessed.charges],
                     quoted_duty=Decimal(quoted) if quoted is not None else None,
                     recipient={
                         "name": ship_to.get("recipient_name"),
@@ -422,7 +429,7 @@ async def withdraw_shipments(session: AsyncSession, order: Order, strict: bool) 
             await session.execute(
                 update(table)
                 .where(
-                    table.c.rule == declaration.rule,
+                    table.c.rule == declaration.customs_union,
                     table.c.recipient_key == order.recipient_key,
                     table.c.month == declaration.allowance_month,
                 )
@@ -716,6 +723,12 @@ MANIFEST_COLUMNS = (
     "parcel_value",
     "parcel_weight_kg",
     "parcel_duty",
+    # Added at the end, so the columns above keep their places in merchants' sheets.
+    "legal_basis",
+    "border_date",
+    "parcel_vat",
+    "parcel_total",
+    "declared_by",
 )
 
 
@@ -853,6 +866,13 @@ async def manifest(
                         Decimal(declaration.gross_weight_grams) / Decimal(1000)
                     ),
                     "parcel_duty": str(declaration.duty),
+                    "legal_basis": declaration.legal_basis or "",
+                    "border_date": declaration.border_date.isoformat()
+                    if declaration.border_date
+                    else "",
+                    "parcel_vat": str(declaration.vat),
+                    "parcel_total": str(declaration.total),
+                    "declared_by": declaration.declared_by or "",
                 }
             )
     return rows

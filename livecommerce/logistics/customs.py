@@ -116,6 +116,9 @@ class CustomsRule:
     vat: bool  # import VAT at the destination's national rate above the limit
     declaration_language: str
     excluded: tuple[ExcludedCategory, ...] = ()
+    # Who files the declaration ("ecommerce_operator": a registered e-commerce operator on
+    # the buyer's behalf); None when the data does not say.
+    declared_by: str | None = None
 
     @classmethod
     def from_data(
@@ -161,6 +164,7 @@ class CustomsRule:
             vat=bool(raw.get("vat", False)),
             declaration_language=str(raw.get("declaration_language", "en")),
             excluded=tuple(excluded),
+            declared_by=str(raw["declared_by"]) if raw.get("declared_by") else None,
         )
 
     @property

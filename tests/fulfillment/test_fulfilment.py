@@ -7,9 +7,11 @@ tests/workers runs the same flow through real workers. Seeded rates: 1 EUR = 14,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +23,9 @@ from livecommerce.db import session_scope
 from livecommerce.fulfillment import service
 from livecommerce.fulfillment.carriers import CarrierUnavailable, SandboxCarrier
 from livecommerce.fulfillment.models import CustomsDeclaration, Shipment, TrackingEvent
-from livecommerce.logistics.network import load_network
+from livecommerce.logistics.network import DEFAULT_FILE, load_network
 from livecommerce.notifications.models import Notification
+from livecommerce.orders.models import Order
 from tests.fixtures.factories import account
 from tests.fulfillment.conftest import Recorder
 from tests.orders.shop import ALMATY, TASHKENT, merchant, order, stocked_product
@@ -59,6 +62,16 @@ async def declaration_of(app: FastAPI, shipment_id: int | None) -> CustomsDeclar
             )
         ).one()
         return found
+
+
+async def quoted_customs(app: FastAPI, order_id: int, warehouse: str) -> dict[str, Any]:
+    """The customs assessment the order's quote stored for the parcel from ``warehouse``."""
+    async with session_scope(app.state.sessions, read_only=True) as session:
+        placed = await session.get(Order, order_id)
+        assert placed is not None
+        [plan] = [s for s in placed.quote["shipments"] if s["warehouse"] == warehouse]
+        customs: dict[str, Any] = plan["customs"]
+        return customs
 
 
 async def book(app: FastAPI, shipment_id: int | None, with_carrier: SandboxCarrier) -> Shipment:
@@ -112,7 +125,7 @@ async def test_a_paid_order_becomes_one_declared_shipment_per_warehouse(
     # KZALA ships first (2 + 1 + 1 days): its parcel is declared first under the allowance.
     kz = await declaration_of(app, by_code["KZALA"].id)
     de = await declaration_of(app, dedui.id)
-    assert kz.rule == de.rule == "UZ" and kz.currency == "USD" and kz.language == "ru"
+    assert kz.rule == de.rule == "UZ-2025-COURIER" and kz.currency == "USD" and kz.language == "ru"
     [kz_line] = kz.lines
     assert kz_line["hs_code"] == "330499" and kz_line["quantity"] == 2
     assert kz_line["description"] == "Увлажняющий крем"
@@ -167,9 +180,22 @@ async def test_eaeu_parcels_are_declared_in_euro_with_the_quoted_duty(
     ru = await cod_order(client, buyer, [(coat["id"], 1)], ship_to=MOSCOW, currency="RUB")
     [parcel] = await ship(app, ru["id"])
     declared = await declaration_of(app, parcel.id)
-    assert (declared.rule, declared.currency) == ("EAEU", "EUR")
+    assert (declared.rule, declared.customs_union, declared.currency) == (
+        "EAEU-2026-ECOM",
+        "EAEU",
+        "EUR",
+    )
     assert declared.declared_value == Decimal("250.00") and declared.duty == Decimal("12.50")
     assert declared.quoted_duty == declared.duty
+    # Import VAT at Russia's 22 % on value + duty: 0.22 x 262.50 = EUR 57.75, as quoted.
+    quoted = await quoted_customs(app, ru["id"], "DEDUI")
+    assert declared.vat == Decimal("57.75") == Decimal(quoted["vat"])
+    assert declared.total == Decimal("70.25") == Decimal(quoted["total"])
+    assert declared.border_date is not None
+    assert declared.border_date.isoformat() == quoted["border_date"] > "2026-07-01"
+    assert declared.legal_basis is not None and declared.legal_basis.startswith("EEC Council")
+    assert declared.declared_by == "ecommerce_operator"
+    assert [c["type"] for c in declared.charges or []] == ["duty", "vat"]
 
     cream = await stocked_product(client, mh, KZALA=3)
     kz = await cod_order(client, buyer, [(cream["id"], 1)], ship_to=ALMATY)
@@ -180,6 +206,85 @@ async def test_eaeu_parcels_are_declared_in_euro_with_the_quoted_duty(
             select(CustomsDeclaration).where(col(CustomsDeclaration.shipment_id) == local.id)
         )
         assert found.first() is None
+
+
+async def test_a_duty_free_eaeu_parcel_is_declared_with_nothing_to_pay(
+    app: FastAPI, client: httpx.AsyncClient, sent_jobs: Recorder
+) -> None:
+    """Every e-commerce parcel is declared whatever its value: EUR 150 to Moscow is within
+    the EUR 200 purchase threshold, so it is declared by the e-commerce operator under
+    EAEU-2026-ECOM with no duty, no VAT and 0 to pay; the tracking API says so."""
+    _, mh = await merchant(client)
+    scarf = await stocked_product(
+        client, mh, DEDUI=3, weight_grams=1000, price={"amount": "150.00", "currency": "EUR"}
+    )
+    _, buyer = await account(client)
+    placed = await cod_order(client, buyer, [(scarf["id"], 1)], ship_to=MOSCOW, currency="RUB")
+    [parcel] = await ship(app, placed["id"])
+    declared = await declaration_of(app, parcel.id)
+    assert declared.rule == "EAEU-2026-ECOM" and declared.declared_by == "ecommerce_operator"
+    assert declared.declared_value == Decimal("150.00")
+    assert (declared.duty, declared.vat, declared.total) == (Decimal("0.00"),) * 3
+    quoted = await quoted_customs(app, placed["id"], "DEDUI")
+    assert declared.border_date is not None
+    assert declared.border_date.isoformat() == quoted["border_date"]
+    assert Decimal(quoted["total"]) == 0
+    assert {c["basis"] for c in declared.charges or []} == {"within_allowance"}
+
+    response = await client.get(f"/api/v1/orders/{placed['id']}/tracking?locale=en", headers=buyer)
+    assert response.status_code == 200, response.text
+    [shown] = response.json()["shipments"]
+    shown_declaration = shown["declaration"]
+    assert shown_declaration["rule"] == "EAEU-2026-ECOM"
+    assert shown_declaration["customs_union"] == "EAEU"
+    assert shown_declaration["legal_basis"] == declared.legal_basis
+    assert shown_declaration["border_date"] == quoted["border_date"]
+    assert shown_declaration["declared_by"] == "ecommerce_operator"
+    assert shown_declaration["duty"]["amount"] == "0.00"
+    assert shown_declaration["vat"]["amount"] == "0.00"
+    assert shown_declaration["total"]["amount"] == "0.00"
+    assert shown_declaration["total"]["currency"] == "EUR"
+
+
+async def test_a_declaration_keeps_the_wording_of_its_rule_after_the_data_changes(
+    app: FastAPI, client: httpx.AsyncClient, sent_jobs: Recorder, tmp_path: Path
+) -> None:
+    """A parcel declared while the corridor data worded its rule one way still shows that
+    rule and wording after the data (here the packaged file) words it another way."""
+    raw = json.loads(DEFAULT_FILE.read_text(encoding="utf-8"))
+    [ecom] = [r for r in raw["customs"]["rules"] if r["id"] == "EAEU-2026-ECOM"]
+    ecom["legal_basis"] = "EEC Council decisions of 12 January 2026 (as first published)"
+    ecom["declared_by"] = "logistics_partner"
+    earlier = tmp_path / "corridor.json"
+    earlier.write_text(json.dumps(raw), encoding="utf-8")
+
+    _, mh = await merchant(client)
+    coat = await stocked_product(
+        client, mh, DEDUI=3, weight_grams=1000, price={"amount": "250.00", "currency": "EUR"}
+    )
+    _, buyer = await account(client)
+    placed = await cod_order(client, buyer, [(coat["id"], 1)], ship_to=MOSCOW, currency="RUB")
+    async with session_scope(app.state.sessions) as session:
+        [parcel] = await service.create_shipments(
+            session=session, network=load_network(earlier), order_id=placed["id"]
+        )
+
+    # Read back through the API, which serves today's packaged data.
+    packaged = load_network().customs.rules_of("EAEU")[-1]
+    assert packaged.id == "EAEU-2026-ECOM" and packaged.legal_basis != ecom["legal_basis"]
+    response = await client.get(f"/api/v1/orders/{placed['id']}/tracking?locale=en", headers=buyer)
+    [shown] = response.json()["shipments"]
+    assert shown["declaration"]["rule"] == "EAEU-2026-ECOM"
+    assert shown["declaration"]["legal_basis"] == ecom["legal_basis"]
+    assert shown["declaration"]["declared_by"] == "logistics_partner"
+    assert shown["declaration"]["duty"]["amount"] == "12.50"
+    assert shown["declaration"]["vat"]["amount"] == "57.75"
+    assert shown["declaration"]["total"]["amount"] == "70.25"
+    stored = await declaration_of(app, parcel.id)
+    assert [c["legal_basis"] for c in stored.charges or []] == [
+        ecom["legal_basis"],
+        "Tax Code of Russia, art. 164, as amended from 1 January 2026",
+    ]
 
 
 async def test_tracking_follows_the_parcel_to_the_door(
@@ -227,7 +332,7 @@ async def test_tracking_follows_the_parcel_to_the_door(
     assert codes.index("at_border") < codes.index("customs_held") < codes.index("customs_cleared")
     border = next(e for e in shown["events"] if e["code"] == "at_border")
     assert border["location"] == "Ташкент"  # where it enters Uzbek customs
-    assert shown["status"] == "delivered" and shown["declaration"]["rule"] == "UZ"
+    assert shown["status"] == "delivered" and shown["declaration"]["rule"] == "UZ-2025-COURIER"
     assert shown["declaration"]["declared_value"]["currency"] == "USD"
 
     async with session_scope(app.state.sessions, read_only=True) as session:

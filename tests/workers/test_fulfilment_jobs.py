@@ -111,7 +111,7 @@ async def test_a_paid_order_is_shipped_declared_and_delivered_by_a_worker(
             [parcel] = body["shipments"]
             assert parcel["warehouse"] == "DEDUI" and parcel["tracking_number"].startswith("LC")
             declaration = parcel["declaration"]
-            assert declaration["rule"] == "UZ"
+            assert declaration["rule"] == "UZ-2025-COURIER"
             assert declaration["declared_value"]["amount"] == "174.00"
             assert declaration["lines"][0]["hs_code"] == bag["hs_code"]
             codes = [e["code"] for e in parcel["events"]]
@@ -269,7 +269,7 @@ async def test_a_worker_killed_mid_job_leaves_nothing_half_made(
             with running_worker(env, tmp_path / "worker-2.log", beat=True):
                 body = await wait_for(lambda: delivered(client, oid, bh), "delivery")
     assert [s["warehouse"] for s in body["shipments"]] == ["DEDUI"]
-    assert body["shipments"][0]["declaration"]["rule"] == "UZ"
+    assert body["shipments"][0]["declaration"]["rule"] == "UZ-2025-COURIER"
     assert await shipment_count(clean, oid) == 1
 
 
