@@ -84,6 +84,17 @@ def _day(raw: Mapping[str, Any], key: str, *, what: str, source: str) -> date | 
         raise CorridorDataError(f"{source}: {what}: {key} {value!r} is not a date") from None
 
 
+def _period(raw: Mapping[str, Any], *, what: str, source: str) -> tuple[date, date | None]:
+    """The inclusive dates a rule or rate is in force (``effective_to`` None: open-ended)."""
+    start = _day(raw, "effective_from", what=what, source=source)
+    if start is None:
+        raise CorridorDataError(f"{source}: {what}: effective_from is missing")
+    end = _day(raw, "effective_to", what=what, source=source)
+    if end is not None and end < start:
+        raise CorridorDataError(f"{source}: {what}: ends {end} before it starts {start}")
+    return start, end
+
+
 def _in_force(start: date, end: date | None, day: date) -> bool:
     return start <= day and (end is None or day <= end)
 
@@ -135,12 +146,7 @@ class CustomsRule:
         kind = str(raw.get("kind"))
         if kind not in KINDS:
             raise CorridorDataError(f"{source}: {what}: unknown kind {kind!r}")
-        start = _day(raw, "effective_from", what=what, source=source)
-        if start is None:
-            raise CorridorDataError(f"{source}: {what}: effective_from is missing")
-        end = _day(raw, "effective_to", what=what, source=source)
-        if end is not None and end < start:
-            raise CorridorDataError(f"{source}: {what}: ends {end} before it starts {start}")
+        start, end = _period(raw, what=what, source=source)
         known = categories or {}
         excluded = []
         for key in raw.get("excluded", []):
@@ -443,12 +449,7 @@ def load_customs(
             what = f"VAT rate {vat_id!r}"
             if not vat_id:
                 raise CorridorDataError(f"{source}: a VAT rate for {country} has no id")
-            start = _day(entry, "effective_from", what=what, source=source)
-            if start is None:
-                raise CorridorDataError(f"{source}: {what}: effective_from is missing")
-            end = _day(entry, "effective_to", what=what, source=source)
-            if end is not None and end < start:
-                raise CorridorDataError(f"{source}: {what}: ends {end} before it starts {start}")
+            start, end = _period(entry, what=what, source=source)
             vat.setdefault(country, []).append(
                 VatRate(
                     vat_id,

@@ -201,6 +201,8 @@ class Network:
         legs = (*path, final)
         border_days = border = None
         if self._origin_union(warehouse) != destination.customs_union:
+            # Up to the first node inside the union; with none on the way, the parcel is
+            # assessed on arrival at the buyer's city (the loop runs through every leg).
             border_days = handling
             for leg in legs:
                 border_days += leg.days
@@ -208,8 +210,6 @@ class Network:
                 if key is not None and self._union_of_node(key) == destination.customs_union:
                     border = key
                     break
-            else:  # no node of the union on the way: assessed on arrival at the buyer's city
-                border_days = handling + sum(leg.days for leg in legs) - final.days
         return Route(warehouse, handling, legs, border_days, border)
 
     def _union_of_node(self, key: str) -> str | None:
@@ -274,9 +274,7 @@ class Network:
             return None
         for leg in legs:
             key = leg.get("to_key")
-            country = self._node_country.get(key) if key else None
-            info = self.countries.get(country) if country else None
-            if info is not None and info["customs_union"] == destination.customs_union:
+            if key and self._union_of_node(key) == destination.customs_union:
                 return str(key)
         return None
 

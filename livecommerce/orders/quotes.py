@@ -287,7 +287,7 @@ def build_quote(
         )
         parcel = _Parcel(code, route, items, weight, shipping)
         day = route.border_date(now, destination)
-        if network.crosses_border(code, destination) and day is not None:
+        if day is not None:  # a parcel that crosses a customs border (Route.border_days)
             rule = network.customs_for(destination, on=day)
             for p, _q in items:
                 category = rule.excluded_category(by_product[p].hs_code)

@@ -216,6 +216,17 @@ def _month_start(now: datetime, destination: Destination) -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+def _this_month(destination: Destination, currency: str, now: datetime) -> tuple[Any, ...]:
+    """What makes an order count against a monthly allowance: to the destination's country,
+    declared in the allowance's currency, this calendar month there, and not given up."""
+    return (
+        col(Order.destination_country) == destination.country,
+        col(Order.declared_currency) == currency,
+        col(Order.created_at) >= _month_start(now, destination),
+        col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+    )
+
+
 async def earlier_imports(
     session: AsyncSession,
     *,
@@ -238,10 +249,7 @@ async def earlier_imports(
     rows = await session.scalars(
         select(col(Order.declared_value)).where(
             or_(*who),
-            col(Order.destination_country) == destination.country,
-            col(Order.declared_currency) == currency,
-            col(Order.created_at) >= _month_start(now, destination),
-            col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+            *_this_month(destination, currency, now),
         )
     )
     return sum(rows, Decimal(0))
@@ -263,10 +271,7 @@ async def earlier_imports_of(
     rows = await session.execute(
         select(col(Order.buyer_id), col(Order.declared_value)).where(
             col(Order.buyer_id).in_(list(buyer_ids)),
-            col(Order.destination_country) == destination.country,
-            col(Order.declared_currency) == currency,
-            col(Order.created_at) >= _month_start(now, destination),
-            col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+            *_this_month(destination, currency, now),
         )
     )
     found: dict[int, Decimal] = {}
@@ -716,10 +721,7 @@ async def _imports_of(
     rows = await session.execute(
         select(col(Order.buyer_id), col(Order.recipient_key), col(Order.declared_value)).where(
             or_(col(Order.buyer_id).in_(list(buyer_ids)), col(Order.recipient_key).in_(list(keys))),
-            col(Order.destination_country) == destination.country,
-            col(Order.declared_currency) == currency,
-            col(Order.created_at) >= _month_start(now, destination),
-            col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+            *_this_month(destination, currency, now),
         )
     )
     return [(buyer_id, key, value) for buyer_id, key, value in rows]

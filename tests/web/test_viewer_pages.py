@@ -26,7 +26,9 @@ async def bearer(http: httpx.AsyncClient, account: tuple[str, str]) -> dict[str,
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def live_stream_with_pin(http: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+async def live_stream_with_pin(
+    http: httpx.AsyncClient, product_id: int | None = None
+) -> tuple[int, dict[str, Any]]:
     host = await bearer(http, DEMO_HOST)
     body = {"title": {"kk": "Кешкі эфир", "ru": "Вечерний эфир", "uz": "Kechki efir"}}
     created = await http.post("/api/v1/streams", json=body, headers=host)
@@ -34,8 +36,11 @@ async def live_stream_with_pin(http: httpx.AsyncClient) -> tuple[int, dict[str, 
     sid = created.json()["id"]
     assert (await http.post(f"/api/v1/streams/{sid}/start", headers=host)).status_code == 200
     merchant = await bearer(http, DEMO_MERCHANT)
-    products = (await http.get("/api/v1/products?q=scarf&locale=en", headers=merchant)).json()
-    product = products["items"][0] if products["items"] else None
+    if product_id is not None:
+        product: dict[str, Any] | None = {"id": product_id}
+    else:
+        found = (await http.get("/api/v1/products?q=scarf&locale=en", headers=merchant)).json()
+        product = found["items"][0] if found["items"] else None
     if product is None:
         product = (await http.get("/api/v1/products", headers=merchant)).json()["items"][0]
     pinned = await http.post(
@@ -50,6 +55,18 @@ def shown_title(product: dict[str, Any], locale: str) -> str:
     """The product title a viewer in ``locale`` reads (fallback uz/kk -> ru -> en)."""
     titles = product["translations"]["title"]
     return str(titles.get(locale) or titles.get("ru") or titles["en"])
+
+
+async def checkout_to_moscow(page: Any) -> Any:
+    """The demo viewer signs in, opens the pinned product's checkout and ships to Moscow."""
+    await sign_in(page, DEMO_VIEWER)
+    await page.locator("#buy").click()
+    dialog = page.locator("#checkout")
+    await dialog.locator("#checkout-total").wait_for()
+    await dialog.locator("select[name=country]").select_option("RU")
+    await dialog.locator("input[name=city]").fill("Москва")
+    await dialog.locator("input[name=city]").dispatch_event("change")
+    return dialog
 
 
 async def open_page(browser: Any, url: str, *, locale: str, width: int = 1280) -> Any:
@@ -183,13 +200,7 @@ async def test_a_viewer_pays_by_card_through_the_sandbox(
         sid, _ = await live_stream_with_pin(http)
         page = await open_page(browser, f"{web_base}/live/{sid}", locale="ru-RU", width=390)
         await page.locator("#pinned-title").wait_for()
-        await sign_in(page, DEMO_VIEWER)
-        await page.locator("#buy").click()
-        dialog = page.locator("#checkout")
-        await dialog.locator("#checkout-total").wait_for()
-        await dialog.locator("select[name=country]").select_option("RU")
-        await dialog.locator("input[name=city]").fill("Москва")
-        await dialog.locator("input[name=city]").dispatch_event("change")
+        dialog = await checkout_to_moscow(page)
         await dialog.locator("input[name=address_line1]").fill("Тверская 1")
         await dialog.locator("input[name=postal_code]").fill("125009")
         await dialog.locator("input[name=phone]").fill("+7 916 000 11 22")
@@ -386,7 +397,6 @@ async def test_checkout_shows_duties_and_taxes_with_the_breakdown_on_demand(
     from tests.fixtures.factories import product_body
 
     async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
-        host = await bearer(http, DEMO_HOST)
         merchant = await bearer(http, DEMO_MERCHANT)
         viewer = await bearer(http, DEMO_VIEWER)
         body = product_body(price={"amount": "250.00", "currency": "EUR"}, weight_grams=1000)
@@ -397,23 +407,10 @@ async def test_checkout_shows_duties_and_taxes_with_the_breakdown_on_demand(
             f"/api/v1/products/{pid}/stock/DEDUI", json={"quantity": 10}, headers=merchant
         )
         assert stocked.status_code == 200, stocked.text
-        stream = {"title": {"kk": "Эфир", "ru": "Эфир из Дуйсбурга", "uz": "Efir"}}
-        sid = (await http.post("/api/v1/streams", json=stream, headers=host)).json()["id"]
-        assert (await http.post(f"/api/v1/streams/{sid}/start", headers=host)).is_success
-        pinned = await http.post(
-            f"/api/v1/streams/{sid}/pins", json={"product_id": pid}, headers=host
-        )
-        assert pinned.status_code == 200, pinned.text
-
+        sid, _ = await live_stream_with_pin(http, pid)
         page = await open_page(browser, f"{web_base}/live/{sid}", locale="ru-RU")
         await page.locator("#buy").wait_for()
-        await sign_in(page, DEMO_VIEWER)
-        await page.locator("#buy").click()
-        dialog = page.locator("#checkout")
-        await dialog.locator("#checkout-total").wait_for()
-        await dialog.locator("select[name=country]").select_option("RU")
-        await dialog.locator("input[name=city]").fill("Москва")
-        await dialog.locator("input[name=city]").dispatch_event("change")
+        dialog = await checkout_to_moscow(page)
         breakdown = dialog.locator("#checkout-customs")
         await breakdown.wait_for(state="attached")
         shown_duties = await dialog.locator("#checkout-duties").text_content()
