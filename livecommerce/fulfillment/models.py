@@ -59,6 +59,9 @@ class Shipment(SQLModel, table=True):
     destination_city: dict[str, str] = Field(sa_type=JSON)
     weight_grams: int
     items: list[dict[str, Any]] = Field(sa_type=JSON)  # [{product_id, sku, quantity}]
+    # The Chinese export customs mode the parcel's stock left China under ("9810": export to
+    # an overseas warehouse), from the warehouse's data; None: not recorded.
+    export_mode: str | None = Field(default=None, max_length=8)
     carrier: str | None = Field(default=None, max_length=32)
     tracking_number: str | None = Field(default=None, max_length=64, unique=True)
     # What the carrier returned on booking, kept for its own later calls.
@@ -87,6 +90,7 @@ class CustomsDeclaration(SQLModel, table=True):
     # Who files it ("ecommerce_operator"), as the rule's data says; None: not stated.
     declared_by: str | None = Field(default=None, max_length=32)
     language: str = Field(max_length=8)  # the customs language of the descriptions
+    export_mode: str | None = Field(default=None, max_length=8)  # as its shipment's
     currency: str = Field(max_length=3)  # declared values and the duty, as the rule requires
     declared_value: Decimal = Field(sa_type=DecimalText)
     gross_weight_grams: int

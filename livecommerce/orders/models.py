@@ -42,6 +42,11 @@ class Order(SQLModel, table=True):
     flash_sale_id: int | None = Field(default=None, foreign_key="flash_sales.id")
     status: str = Field(max_length=20, index=True)
     payment_method: str = Field(max_length=8)
+    # How the parcels reach the buyer: "courier" or "postal" (the carrier's kind, which
+    # decides the customs allowance a parcel falls under where the law tells them apart).
+    delivery: str = Field(
+        default="courier", max_length=16, sa_column_kwargs={"server_default": "courier"}
+    )
     # Amounts in integer minor units of ``currency``, the currency the buyer pays in.
     currency: str = Field(max_length=3)
     subtotal_minor: int = Field(sa_type=BigInteger)
