@@ -168,3 +168,30 @@ async def test_declarations_filed_before_dated_rules_get_their_rule(
     await asyncio.to_thread(downgrade, url, "base")
     if backend == "postgresql":
         await wipe_postgres(url)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_allowances_raised_before_get_the_courier_rule(backend: str, tmp_path: Path) -> None:
+    """0007 keys a monthly allowance by its rule: those raised before (by union, ``UZ``)
+    were all raised under ``UZ-2025-COURIER``; orders placed before went by courier."""
+    if backend == "postgresql":
+        require_postgres()
+        url = postgres_url()
+        await wipe_postgres(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    await asyncio.to_thread(upgrade, url, "0006")
+    await _execute(
+        url,
+        "INSERT INTO customs_allowances (rule, recipient_key, month, declared_minor)"
+        " VALUES ('UZ', 'tel:998901234567', '2026-11', 17400)",
+    )
+    await asyncio.to_thread(upgrade, url, "0007")
+    rows = await _execute(url, "SELECT rule, declared_minor FROM customs_allowances")
+    assert [(r["rule"], r["declared_minor"]) for r in rows] == [("UZ-2025-COURIER", 17400)]
+    await asyncio.to_thread(downgrade, url, "0006")
+    rows = await _execute(url, "SELECT rule FROM customs_allowances")
+    assert [r["rule"] for r in rows] == ["UZ"]
+    await asyncio.to_thread(downgrade, url, "base")
+    if backend == "postgresql":
+        await wipe_postgres(url)

@@ -120,6 +120,8 @@ class CustomsAllowance(SQLModel, table=True):
 
     __tablename__ = "customs_allowances"
 
+    # The rule's id ("UZ-2025-COURIER"): each rule has its own allowance, so courier
+    # shipments and postal items of one recipient count apart.
     rule: str = Field(primary_key=True, max_length=16)
     recipient_key: str = Field(primary_key=True, max_length=64)
     month: str = Field(primary_key=True, max_length=7)  # "2026-11", in the destination's zone

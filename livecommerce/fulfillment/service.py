@@ -91,7 +91,9 @@ assert PICKED not in STATUS_AFTER  # picking happens in the warehouse: still "bo
 
 
 def destination_of(network: Network, order: Order) -> Destination:
-    return network.destination(order.destination_country, str(order.ship_to["city"]))
+    return network.destination(
+        order.destination_country, str(order.ship_to["city"]), order.delivery
+    )
 
 
 def quoted_rates(order: Order) -> RateBook:
@@ -314,7 +316,7 @@ async def create_shipments(
             if month is not None:
                 earlier = await _raise_allowance(
                     session,
-                    rule=rule.union,
+                    rule=rule.id,
                     recipient_key=order.recipient_key,
                     month=month,
                     value=value,
@@ -429,7 +431,7 @@ async def withdraw_shipments(session: AsyncSession, order: Order, strict: bool) 
             await session.execute(
                 update(table)
                 .where(
-                    table.c.rule == declaration.customs_union,
+                    table.c.rule == declaration.rule,
                     table.c.recipient_key == order.recipient_key,
                     table.c.month == declaration.allowance_month,
                 )

@@ -17,6 +17,10 @@ explained. Three kinds of rule cover the corridor's destinations:
   month; what the recipient's earlier parcels that month used is no longer free, and
   ``rate`` applies to the part of this parcel above what is left.
 
+A rule may apply to one kind of carrier only (``carrier_kind``: ``courier`` or ``postal``):
+Uzbekistan allows USD 200 a month for courier shipments and USD 100 for postal items, as two
+rules in force side by side. A rule without a carrier kind applies whatever the carrier.
+
 Values are in the rule's currency (EUR for the EAEU, USD for Uzbekistan); the caller
 converts the goods' value first and says which rates it used. The duty and the VAT are
 each rounded to the cent in that currency.
@@ -44,6 +48,8 @@ from livecommerce.i18n.messages import N_, translate
 CENT = Decimal("0.01")
 ZERO = Decimal(0)
 KINDS = ("per_parcel", "ecommerce", "monthly_per_recipient")
+# How a parcel reaches the buyer: the carrier's kind, which some rules tell apart.
+DELIVERIES = ("courier", "postal")
 
 
 class CorridorDataError(ValueError):
@@ -130,6 +136,8 @@ class CustomsRule:
     # Who files the declaration ("ecommerce_operator": a registered e-commerce operator on
     # the buyer's behalf); None when the data does not say.
     declared_by: str | None = None
+    # The only kind of carrier (one of DELIVERIES) the rule applies to; None: any.
+    carrier_kind: str | None = None
 
     @classmethod
     def from_data(
@@ -155,6 +163,9 @@ class CustomsRule:
             excluded.append(known[key])
         if not raw.get("legal_basis"):
             raise CorridorDataError(f"{source}: {what}: legal_basis is missing")
+        carrier_kind = raw.get("carrier_kind")
+        if carrier_kind is not None and carrier_kind not in DELIVERIES:
+            raise CorridorDataError(f"{source}: {what}: unknown carrier_kind {carrier_kind!r}")
         return cls(
             id=rule_id,
             union=str(raw["union"]),
@@ -171,6 +182,7 @@ class CustomsRule:
             declaration_language=str(raw.get("declaration_language", "en")),
             excluded=tuple(excluded),
             declared_by=str(raw["declared_by"]) if raw.get("declared_by") else None,
+            carrier_kind=None if carrier_kind is None else str(carrier_kind),
         )
 
     @property
@@ -179,6 +191,10 @@ class CustomsRule:
 
     def in_force(self, day: date) -> bool:
         return _in_force(self.effective_from, self.effective_to, day)
+
+    def carries(self, delivery: str) -> bool:
+        """Whether the rule applies to parcels delivered this way (courier or postal)."""
+        return self.carrier_kind is None or self.carrier_kind == delivery
 
     def excluded_category(self, hs_code: str) -> ExcludedCategory | None:
         return next((c for c in self.excluded if c.covers(hs_code)), None)
@@ -290,9 +306,9 @@ def assess(
     weight_kg = Decimal(weight_grams) / Decimal(1000)
     if rule.kind == "ecommerce":
         return _ecommerce(rule, value, weight_kg, border_date, vat, purchase_value)
-    allowance = rule.value_limit
+    allowance = _cent(rule.value_limit)
     if rule.monthly:
-        allowance = max(ZERO, allowance - earlier_value)
+        allowance = _cent(max(ZERO, allowance - earlier_value))
     excess_value = max(ZERO, value - allowance)
     excess_kg = ZERO
     if rule.weight_limit_kg is not None:
@@ -359,7 +375,7 @@ def _ecommerce(
         currency=rule.currency,
         customs_value=value,
         weight_kg=weight_kg,
-        allowance=rule.value_limit,
+        allowance=_cent(rule.value_limit),
         excess_value=max(ZERO, threshold - rule.value_limit),
         excess_kg=ZERO,
         duty=duty,
@@ -385,15 +401,21 @@ class CustomsBook:
     def unions(self) -> frozenset[str]:
         return frozenset(r.union for r in self.rules)
 
-    def rules_of(self, union: str) -> tuple[CustomsRule, ...]:
-        return tuple(r for r in self.rules if r.union == union)
+    def rules_of(self, union: str, delivery: str | None = None) -> tuple[CustomsRule, ...]:
+        """The union's rules of every date; with ``delivery``, those that apply to it."""
+        return tuple(
+            r for r in self.rules if r.union == union and (delivery is None or r.carries(delivery))
+        )
 
-    def rule(self, union: str, *, country: str, on: date) -> CustomsRule:
-        """The rule in force for ``union`` on ``on``; ``NoCustomsRule`` when there is none."""
-        for rule in self.rules_of(union):
+    def rule(self, union: str, *, country: str, on: date, delivery: str = "courier") -> CustomsRule:
+        """The rule in force for ``union`` on ``on`` for parcels delivered this way;
+        ``NoCustomsRule`` when there is none."""
+        for rule in self.rules_of(union, delivery):
             if rule.in_force(on):
                 return rule
-        raise NoCustomsRule(country=country, on=on, reason="no_rule", union=union)
+        raise NoCustomsRule(
+            country=country, on=on, reason="no_rule", union=union, delivery=delivery
+        )
 
     def vat_rate(self, country: str, *, on: date) -> VatRate:
         for rate in self.vat.get(country, ()):
@@ -460,13 +482,23 @@ def load_customs(
                     str(entry.get("legal_basis", "")),
                 )
             )
+    # On any day one rule at most applies to a parcel: per union and kind of carrier, the
+    # rules for that kind and those for any carrier form one sequence without overlap or gap.
     for union in {r.union for r in rules}:
-        _check_sequence(
-            ((r.id, r.effective_from, r.effective_to) for r in rules if r.union == union),
-            scope=union,
-            what="customs rule",
-            source=source,
-        )
+        own = [r for r in rules if r.union == union]
+        specific = sorted({r.carrier_kind for r in own if r.carrier_kind is not None})
+        kinds: list[str | None] = [*specific] if specific else [None]
+        for kind in kinds:
+            _check_sequence(
+                (
+                    (r.id, r.effective_from, r.effective_to)
+                    for r in own
+                    if kind is None or r.carries(kind)
+                ),
+                scope=union if kind is None else f"{union} ({kind})",
+                what="customs rule",
+                source=source,
+            )
     for country, rates in vat.items():
         _check_sequence(
             ((v.id, v.effective_from, v.effective_to) for v in rates),

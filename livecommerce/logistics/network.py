@@ -23,6 +23,7 @@ from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_
 from livecommerce.logistics.customs import (
+    DELIVERIES,
     CorridorDataError,
     CustomsRule,
     VatRate,
@@ -36,6 +37,11 @@ GRAMS_PER_KG = Decimal(1000)
 class DestinationNotServed(ValidationFailed):
     code = "destination_not_served"
     message = N_("We do not deliver to %(country)s yet.")
+
+
+class DeliveryNotOffered(ValidationFailed):
+    code = "delivery_not_available"
+    message = N_("Postal delivery is not available to %(country)s: choose courier delivery.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,9 @@ class Destination:
     city: Place
     timezone: ZoneInfo
     customs_union: str
+    # How the parcel reaches the buyer (one of DELIVERIES): the last leg, and the customs
+    # allowance where the law tells couriers and post apart.
+    delivery: str = "courier"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,23 +156,41 @@ class Network:
         unions = self.customs.unions()
         for country, info in self.countries.items():
             union = info["customs_union"]
-            if union not in unions and any(
-                self._origin_union(code) != union for code in self.warehouses
-            ):
+            if not any(self._origin_union(code) != union for code in self.warehouses):
+                continue
+            if union not in unions:
                 raise CorridorDataError(f"{source}: no customs rule for {country} (union {union})")
+            for kind in self.deliveries(country):
+                if not self.customs.rules_of(union, kind):
+                    raise CorridorDataError(
+                        f"{source}: no customs rule for {kind} delivery to {country} "
+                        f"(union {union})"
+                    )
 
-    def destination(self, country: str, city: str) -> Destination:
+    def deliveries(self, country: str) -> tuple[str, ...]:
+        """How parcels can reach a buyer in ``country``: courier always, post where the
+        country's data has a postal last leg."""
+        info = self.countries.get(country.upper(), {})
+        return tuple(kind for kind in DELIVERIES if kind == "courier" or kind in info)
+
+    def destination(self, country: str, city: str, delivery: str = "courier") -> Destination:
         country = country.upper()
         info = self.countries.get(country)
         if info is None:
             raise DestinationNotServed(country=country, details={"country": country})
+        if delivery not in self.deliveries(country):
+            raise DeliveryNotOffered(
+                country=country, details={"country": country, "delivery": delivery}
+            )
         key = self._aliases.get(_fold(city))
         if key is not None and self._node_country.get(key) == country:
             place = self.nodes[key]
         else:
             # A city off the network: the route ends at the country's hub, then a road leg.
             place = Place(None, {"en": city.strip()})
-        return Destination(country, place, ZoneInfo(info["timezone"]), info["customs_union"])
+        return Destination(
+            country, place, ZoneInfo(info["timezone"]), info["customs_union"], delivery
+        )
 
     def cities(self) -> list[tuple[str, Place, tuple[str, ...]]]:
         """The network's cities in served countries: ``(country, place, aliases)``, in file
@@ -183,21 +210,28 @@ class Network:
             return None
         start, handling = self.warehouses[warehouse]
         info = self.countries[destination.country]
-        last_mile = info["last_mile"]
-        courier = Tariff(Decimal(last_mile["base"]), Decimal(last_mile["per_kg"]))
+        postal = destination.delivery == "postal"
+        last_mile = info["postal"] if postal else info["last_mile"]
+        tariff = Tariff(Decimal(last_mile["base"]), Decimal(last_mile["per_kg"]))
         if destination.city.key is not None:
             path = self._path(start, destination.city.key)
             if path is None:
                 return None
             final = Leg(
-                "courier", destination.city, destination.city, int(last_mile["days"]), courier
+                "post" if postal else "courier",
+                destination.city,
+                destination.city,
+                int(last_mile["days"]),
+                tariff,
             )
         else:
             path = self._path(start, info["hub"])
             if path is None:
                 return None
             hub = self.nodes[info["hub"]]
-            final = Leg("road", hub, destination.city, int(info["extra_days"]), courier)
+            # Off the network: the post carries it from the hub; a courier goes by road.
+            days = int(last_mile["extra_days"] if postal else info["extra_days"])
+            final = Leg("post" if postal else "road", hub, destination.city, days, tariff)
         legs = (*path, final)
         border_days = border = None
         if self._origin_union(warehouse) != destination.customs_union:
@@ -253,16 +287,21 @@ class Network:
 
     def customs_for(self, destination: Destination, *, on: date) -> CustomsRule:
         """The rule in force on ``on`` for the destination's union (``NoCustomsRule``: none)."""
-        return self.customs.rule(destination.customs_union, country=destination.country, on=on)
+        return self.customs.rule(
+            destination.customs_union,
+            country=destination.country,
+            on=on,
+            delivery=destination.delivery,
+        )
 
     def vat_for(self, country: str, *, on: date) -> VatRate:
         """The destination country's import VAT rate on ``on`` (``NoCustomsRule``: none)."""
         return self.customs.vat_rate(country, on=on)
 
     def monthly_currency(self, destination: Destination) -> str | None:
-        """The currency a monthly per-recipient allowance of the destination counts in, or
-        None when none of its union's rules (of any date) is monthly."""
-        for rule in self.customs.rules_of(destination.customs_union):
+        """The currency a monthly per-recipient allowance of the destination (for its kind
+        of delivery) counts in, or None when none of those rules (of any date) is monthly."""
+        for rule in self.customs.rules_of(destination.customs_union, destination.delivery):
             if rule.monthly:
                 return rule.currency
         return None

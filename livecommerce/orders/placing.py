@@ -74,7 +74,7 @@ async def place(
                 user_id=buyer.id,
                 key=idempotency_key,
                 scope=SCOPE,
-                body=data.model_dump(mode="json"),
+                body=data.fingerprint(),
             )
             if replay is not None:
                 # A replay takes nothing: units back to the gate.
@@ -140,7 +140,7 @@ async def place_together(
     orders that already hold their units at the gate.
     """
     keyed = [
-        (w.buyer.id, w.idempotency_key, w.data.model_dump(mode="json"))
+        (w.buyer.id, w.idempotency_key, w.data.fingerprint())
         for w in wins
         if w.buyer.id is not None and w.idempotency_key is not None
     ]

@@ -142,6 +142,8 @@ class Quote:
     rates: list[RateQuote]
     allocation: dict[int, list[tuple[str, int]]]
     customs: list[QuotedCharge] = field(default_factory=list)  # adds up to ``duties``
+    # How the destination's country can be delivered to; ``destination.delivery`` is the one.
+    deliveries: tuple[str, ...] = ("courier",)
 
     @property
     def declared(self) -> tuple[Decimal, str | None]:
@@ -177,6 +179,8 @@ class Quote:
             "total": self.total.amount_str(),
             "shipments": [s.as_data() for s in self.shipments],
             "rates": [r.as_dict() for r in self.rates],
+            "delivery": self.destination.delivery,
+            "deliveries": list(self.deliveries),
         }
 
 
@@ -373,4 +377,5 @@ def build_quote(
         rates=sorted(convert.used.values(), key=lambda r: (r.base, r.quote)),
         allocation=allocation,
         customs=charges,
+        deliveries=network.deliveries(destination.country),
     )

@@ -167,6 +167,9 @@ def render_quote(data: dict[str, Any], locale: str) -> dict[str, Any]:
             }
             for r in data["rates"]
         ],
+        # Orders stored before the choice existed went by courier.
+        "delivery": data.get("delivery", "courier"),
+        "deliveries": data.get("deliveries", ["courier"]),
     }
 
 

@@ -66,6 +66,14 @@ class QuoteIn(StrictModel):
     currency: CurrencyCode | None = None
     stream_id: Id | None = None
     flash_sale_id: Id | None = None
+    delivery: Literal["courier", "postal"] = Field(
+        default="courier",
+        description=(
+            "How the parcels reach the buyer: by courier, or by the national post where the "
+            "destination offers it (the quote's `deliveries`). Where customs tells them "
+            "apart (Uzbekistan), it decides the duty-free allowance."
+        ),
+    )
 
     @field_validator("items")
     @classmethod
@@ -76,9 +84,23 @@ class QuoteIn(StrictModel):
         return items
 
 
+# Fields added after orders were first taken, and the value each had implicitly before.
+# At that value they stay out of an order's idempotency fingerprint, so a retry sent before
+# an upgrade still matches its first attempt after it.
+_LATER_DEFAULTS: dict[str, Any] = {"delivery": "courier"}
+
+
 class OrderIn(QuoteIn):
     ship_to: ShipTo
     payment_method: Literal["card", "cod"]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The body an Idempotency-Key is bound to (its JSON, less later defaults)."""
+        body = self.model_dump(mode="json")
+        for name, default in _LATER_DEFAULTS.items():
+            if body.get(name) == default:
+                del body[name]
+        return body
 
 
 class LegOut(BaseModel):
@@ -164,6 +186,13 @@ class QuoteOut(BaseModel):
     total: MoneyOut
     shipments: list[ShipmentQuoteOut]
     rates: list[RateOut]
+    delivery: Literal["courier", "postal"] = Field(
+        default="courier", description="How the parcels reach the buyer, as asked"
+    )
+    deliveries: list[str] = Field(
+        default=["courier"],
+        description="The ways the destination can be delivered to (courier, postal)",
+    )
 
 
 class PaymentInstructions(BaseModel):

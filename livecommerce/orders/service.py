@@ -218,9 +218,11 @@ def _month_start(now: datetime, destination: Destination) -> datetime:
 
 def _this_month(destination: Destination, currency: str, now: datetime) -> tuple[Any, ...]:
     """What makes an order count against a monthly allowance: to the destination's country,
-    declared in the allowance's currency, this calendar month there, and not given up."""
+    delivered the same way (courier and post have their own allowances), declared in the
+    allowance's currency, this calendar month there, and not given up."""
     return (
         col(Order.destination_country) == destination.country,
+        col(Order.delivery) == destination.delivery,
         col(Order.declared_currency) == currency,
         col(Order.created_at) >= _month_start(now, destination),
         col(Order.status).not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
@@ -318,7 +320,7 @@ async def quote(
     now: datetime | None = None,
 ) -> Quote:
     now = now or utcnow()
-    destination = network.destination(data.ship_to.country, data.ship_to.city)
+    destination = network.destination(data.ship_to.country, data.ship_to.city, data.delivery)
     basket = await _load_basket(session, data, now)
     book = await books.book(session, basket.rates)
     key = recipient_key(data.ship_to.phone, None) if data.ship_to.phone else None
@@ -484,6 +486,7 @@ def _order_row(
         "total_minor": landed.total.to_minor(),
         "ship_to": data.ship_to.model_dump(mode="json"),
         "destination_country": landed.destination.country,
+        "delivery": landed.destination.delivery,
         "recipient_key": key,
         "declared_value": declared_value,
         "declared_currency": declared_currency,
@@ -619,7 +622,7 @@ async def place_order(
     ``last_attempt``: the caller then restarts the transaction and places it again."""
     assert buyer.id is not None
     now = now or utcnow()
-    destination = network.destination(data.ship_to.country, data.ship_to.city)
+    destination = network.destination(data.ship_to.country, data.ship_to.city, data.delivery)
     basket = await _checked_basket(session, data, now, admission)
     book = await books.book(session, basket.rates)
     key = recipient_key(data.ship_to.phone, buyer.id)
@@ -755,7 +758,9 @@ async def place_together(
     try:
         for want in wanted:
             destinations.append(
-                network.destination(want.data.ship_to.country, want.data.ship_to.city)
+                network.destination(
+                    want.data.ship_to.country, want.data.ship_to.city, want.data.delivery
+                )
             )
             if _basket_key(want.data) not in baskets:
                 basket = await _checked_basket(session, want.data, now, None)
@@ -765,9 +770,9 @@ async def place_together(
     except AppError:
         raise PlaceApart() from None
     keys = [recipient_key(w.data.ship_to.phone, w.buyer.id) for w in wanted]
-    history: dict[str, list[tuple[int | None, str | None, Decimal]]] = {}
-    for destination in {d.country: d for d in destinations}.values():
-        history[destination.country] = await _imports_of(
+    history: dict[tuple[str, str], list[tuple[int | None, str | None, Decimal]]] = {}
+    for destination in {(d.country, d.delivery): d for d in destinations}.values():
+        history[(destination.country, destination.delivery)] = await _imports_of(
             session,
             network=network,
             destination=destination,
@@ -781,7 +786,7 @@ async def place_together(
         assert want.buyer.id is not None
         basket = baskets[_basket_key(want.data)]
         book = await books.book(session, basket.rates)
-        mine = history[destination.country]
+        mine = history[(destination.country, destination.delivery)]
         earlier = sum((v for b, k, v in mine if b == want.buyer.id or k == key), Decimal(0))
         try:
             landed, row = _priced(

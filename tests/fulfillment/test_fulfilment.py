@@ -166,6 +166,48 @@ async def test_the_monthly_allowance_counts_earlier_shipments(
     assert d2.earlier_value == Decimal("174.00") and d2.duty == Decimal("44.40")
 
 
+async def test_postal_items_are_declared_under_their_own_allowance(
+    app: FastAPI, client: httpx.AsyncClient, sent_jobs: Recorder
+) -> None:
+    """EUR 75 from Almaty to Tashkent = USD 87.00. By post (USD 100 a month) a second item
+    pays on what no longer fits; a courier parcel after both still has its whole USD 200."""
+    _, mh = await merchant(client)
+    scarf = await stocked_product(
+        client, mh, KZALA=10, weight_grams=1000, price={"amount": "75.00", "currency": "EUR"}
+    )
+    _, buyer = await account(client)
+    first = await cod_order(client, buyer, [(scarf["id"], 1)], ship_to=TASHKENT, delivery="postal")
+    second = await cod_order(client, buyer, [(scarf["id"], 1)], ship_to=TASHKENT, delivery="postal")
+    courier = await cod_order(client, buyer, [(scarf["id"], 1)], ship_to=TASHKENT)
+    [one] = await ship(app, first["id"])
+    [two] = await ship(app, second["id"])
+    [three] = await ship(app, courier["id"])
+    assert one.legs[-1]["mode"] == "post" and three.legs[-1]["mode"] == "courier"
+    d1, d2, d3 = [await declaration_of(app, s.id) for s in (one, two, three)]
+    assert (d1.rule, d1.earlier_value, d1.duty_free_allowance, d1.duty) == (
+        "UZ-2025-POSTAL",
+        Decimal(0),
+        Decimal("100.00"),
+        Decimal(0),
+    )
+    # USD 87 used of the post's 100: 13 left, 74 over at 30 % = USD 22.20, as quoted.
+    assert (d2.rule, d2.earlier_value, d2.duty_free_allowance) == (
+        "UZ-2025-POSTAL",
+        Decimal("87.00"),
+        Decimal("13.00"),
+    )
+    assert d2.duty == Decimal("22.20") and d2.quoted_duty == Decimal("22.20")
+    assert (d3.rule, d3.earlier_value, d3.duty) == ("UZ-2025-COURIER", Decimal(0), Decimal(0))
+
+    # Cancelling the second postal order gives its USD 87 back to the postal month only.
+    cancelled = await client.post(f"/api/v1/orders/{second['id']}/cancel", headers=buyer)
+    assert cancelled.status_code == 200, cancelled.text
+    fourth = await cod_order(client, buyer, [(scarf["id"], 1)], ship_to=TASHKENT, delivery="postal")
+    [four] = await ship(app, fourth["id"])
+    d4 = await declaration_of(app, four.id)
+    assert (d4.earlier_value, d4.duty) == (Decimal("87.00"), Decimal("22.20"))
+
+
 async def test_eaeu_parcels_are_declared_in_euro_with_the_quoted_duty(
     app: FastAPI, client: httpx.AsyncClient, sent_jobs: Recorder
 ) -> None:

@@ -171,6 +171,31 @@ def test_uzbekistan_monthly_allowance(
     assert assessed.duty == D(duty)
 
 
+@pytest.mark.parametrize(
+    ("delivery", "rule_id", "earlier", "allowance", "duty"),
+    [
+        # USD 150 parcel, nothing earlier: the courier's 200 covers it; the post's 100 leaves
+        # 50 over at 30 % = USD 15.00.
+        ("courier", "UZ-2025-COURIER", "0", "200.00", "0.00"),
+        ("postal", "UZ-2025-POSTAL", "0", "100.00", "15.00"),
+        # USD 80 declared earlier that month the same way: courier 200 - 80 = 120 left, 30
+        # over = USD 9.00; post 100 - 80 = 20 left, 130 over = USD 39.00.
+        ("courier", "UZ-2025-COURIER", "80", "120.00", "9.00"),
+        ("postal", "UZ-2025-POSTAL", "80", "20.00", "39.00"),
+    ],
+)
+def test_uzbek_courier_and_postal_limits(
+    network: Network, delivery: str, rule_id: str, earlier: str, allowance: str, duty: str
+) -> None:
+    """The carrier's kind picks the rule: USD 200 a month by courier, USD 100 by post."""
+    rule = network.customs_for(network.destination("UZ", "Tashkent", delivery), on=NEW_DAY)
+    assert (rule.id, rule.carrier_kind) == (rule_id, delivery)
+    assessed = assess(
+        rule, value=D("150"), weight_grams=1000, border_date=NEW_DAY, earlier_value=D(earlier)
+    )
+    assert (assessed.allowance, assessed.duty) == (D(allowance), D(duty))
+
+
 def test_the_rule_in_force_is_picked_by_date(network: Network) -> None:
     """30 Jun 2026 is the old EAEU rule's last day, 1 Jul the e-commerce regime's first."""
     moscow = network.destination("RU", "Moscow")
@@ -206,6 +231,7 @@ def test_no_rule_in_force_is_an_error_not_zero(network: Network) -> None:
         "date": "2019-12-31",
         "reason": "no_rule",
         "union": "EAEU",
+        "delivery": "courier",
     }
     body = caught.value.body("en")["error"]
     assert body["message"] == "No customs rule is in force for RU on December 31, 2019."

@@ -109,6 +109,22 @@ def _no_uz_rule(data: dict[str, Any]) -> None:
             id="duplicate-id",
         ),
         pytest.param(_no_uz_rule, "no customs rule for UZ (union UZ)", id="no-rule"),
+        pytest.param(
+            lambda d: rule(d, "UZ-2025-POSTAL").update(carrier_kind=None),
+            "customs rule 'UZ-2025-COURIER' for UZ (courier) is open-ended but "
+            "'UZ-2025-POSTAL' starts 2025-05-01 (overlap)",
+            id="any-carrier-overlaps-courier",
+        ),
+        pytest.param(
+            lambda d: rule(d, "UZ-2025-POSTAL").update(carrier_kind="pigeon"),
+            "customs rule 'UZ-2025-POSTAL': unknown carrier_kind 'pigeon'",
+            id="unknown-carrier-kind",
+        ),
+        pytest.param(
+            lambda d: d["customs"]["rules"].remove(rule(d, "UZ-2025-POSTAL")),
+            "no customs rule for postal delivery to UZ (union UZ)",
+            id="postal-offered-without-rule",
+        ),
     ],
 )
 def test_inconsistent_data_names_file_and_rule(

@@ -9,7 +9,12 @@ import pytest
 
 from livecommerce.errors import AppError
 from livecommerce.logistics.allocation import Shortage, allocate
-from livecommerce.logistics.network import DestinationNotServed, Network, load_network
+from livecommerce.logistics.network import (
+    DeliveryNotOffered,
+    DestinationNotServed,
+    Network,
+    load_network,
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +23,9 @@ def network() -> Network:
 
 
 def legs(
-    network: Network, warehouse: str, country: str, city: str
+    network: Network, warehouse: str, country: str, city: str, delivery: str = "courier"
 ) -> list[tuple[str, str, str, int]]:
-    route = network.route(warehouse, network.destination(country, city))
+    route = network.route(warehouse, network.destination(country, city, delivery))
     assert route is not None
     return [
         (leg.mode, leg.origin.name("en"), leg.destination.name("en"), leg.days)
@@ -125,3 +130,42 @@ def test_allocation_prefers_one_warehouse_then_splits() -> None:
     with pytest.raises(Shortage) as short:
         allocate([(2, 6)], stock, ranking)
     assert (short.value.requested, short.value.available) == (6, 5)
+
+
+def test_postal_delivery_ends_with_the_post(network: Network) -> None:
+    """Uzbekistan offers the national post as well as a courier: its last leg takes 3 days
+    in a network city (the courier's 1) and 5 from the hub to a city off the network (the
+    courier's road leg 2), at EUR 1.00 + 0.15 per kg (the courier's 2.00 + 0.30)."""
+    assert network.deliveries("UZ") == ("courier", "postal")
+    assert legs(network, "KZALA", "UZ", "Tashkent", "postal") == [
+        ("road", "Almaty", "Tashkent", 2),
+        ("post", "Tashkent", "Tashkent", 3),
+    ]
+    assert legs(network, "KZALA", "UZ", "Bukhara", "postal")[-1] == (
+        "post",
+        "Tashkent",
+        "Bukhara",
+        5,
+    )
+    post = network.route("KZALA", network.destination("UZ", "Tashkent", "postal"))
+    courier = network.route("KZALA", network.destination("UZ", "Tashkent"))
+    assert post is not None and courier is not None
+    # 2 kg: road 3.00 + 0.50 x 2 = 4.00, then the post 1.00 + 0.15 x 2 = 1.30 (courier 2.60).
+    assert (post.shipping_cost(2000), courier.shipping_cost(2000)) == (
+        Decimal("5.30"),
+        Decimal("6.60"),
+    )
+    # The border (entering Uzbekistan at Tashkent) is the same either way.
+    assert (
+        (post.border, post.border_days) == (courier.border, courier.border_days) == ("tashkent", 3)
+    )
+
+
+def test_postal_delivery_where_there_is_none_is_a_clear_error(network: Network) -> None:
+    """Kazakhstan's data has no postal leg: asking for it is a 422 naming the country."""
+    assert network.deliveries("KZ") == ("courier",)
+    with pytest.raises(DeliveryNotOffered) as caught:
+        network.destination("KZ", "Almaty", "postal")
+    assert caught.value.status == 422 and caught.value.code == "delivery_not_available"
+    assert caught.value.details == {"country": "KZ", "delivery": "postal"}
+    assert "courier" in caught.value.localized("en")

@@ -245,6 +245,7 @@ def test_no_rule_in_force_on_the_border_date_is_refused() -> None:
         "date": "2019-06-11",
         "reason": "no_rule",
         "union": "EAEU",
+        "delivery": "courier",
     }
     assert landed("RU", "Moscow", "RUB", [("250.00", 1000, "KZALA")], now=then).duties.amount == 0
 

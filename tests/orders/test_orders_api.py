@@ -160,6 +160,29 @@ async def test_idempotent_retry_returns_the_first_order(client: httpx.AsyncClien
     assert too_long.status_code == 422
 
 
+def test_idempotency_fingerprint_survives_a_later_default() -> None:
+    """A body sent before ``delivery`` existed hashes as the same body sent after (courier
+    is what it meant); choosing the post is another request."""
+    from livecommerce.orders.idempotency import request_hash
+    from livecommerce.orders.placing import SCOPE
+    from livecommerce.orders.schemas import OrderIn
+
+    before = {
+        "items": [{"product_id": 7, "quantity": 1}],
+        "ship_to": ALMATY,
+        "currency": None,
+        "stream_id": None,
+        "flash_sale_id": None,
+        "payment_method": "cod",
+    }
+    recorded = OrderIn.model_validate(before).model_dump(mode="json")
+    del recorded["delivery"]  # the fingerprint as it was recorded before the field existed
+    now = OrderIn.model_validate({**before, "delivery": "courier"}).fingerprint()
+    assert request_hash(SCOPE, now) == request_hash(SCOPE, recorded)
+    postal = OrderIn.model_validate({**before, "delivery": "postal"}).fingerprint()
+    assert request_hash(SCOPE, postal) != request_hash(SCOPE, recorded)
+
+
 async def test_failed_request_does_not_burn_its_key(client: httpx.AsyncClient) -> None:
     """A 409 stores nothing: the same key succeeds once stock is back."""
     _, mh = await merchant(client)

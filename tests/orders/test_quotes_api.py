@@ -118,6 +118,84 @@ async def test_tashkent_from_duisburg_counts_the_monthly_allowance(
     assert amounts(await quote(client, [(bag["id"], 1)], "UZ", "Tashkent", "UZS"))[2] == "0.00"
 
 
+async def test_uzbek_courier_and_postal_allowances_count_apart(
+    client: httpx.AsyncClient,
+) -> None:
+    """Tashkent, UZS: EUR 75 / 1 kg from KZALA = USD 87.00 of customs value. Courier
+    shipments have USD 200 a month per recipient, postal items USD 100, each counting only
+    that month's earlier parcels delivered the same way."""
+    from tests.fixtures.factories import account
+    from tests.orders.shop import TASHKENT, order
+
+    _, mh = await merchant(client)
+    scarf = await stocked_product(
+        client, mh, KZALA=10, weight_grams=1000, price={"amount": "75.00", "currency": "EUR"}
+    )
+    _, buyer = await account(client)
+    ask = partial(quote, client, [(scarf["id"], 1)], "UZ", "Tashkent", "UZS", headers=buyer)
+
+    post = await ask(delivery="postal")
+    # item: 75 x 14,050 = 1,053,750 UZS. Shipping EUR: road Almaty -> Tashkent 3.00 + 0.50
+    # = 3.50, then the post 1.00 + 0.15 = 1.15 -> 4.65 x 14,050 = 65,332.50 -> 65,333 UZS.
+    # USD 87.00 <= the postal USD 100: no duty.
+    assert amounts(post) == ("1053750.00", "65333.00", "0.00", "1119083.00")
+    assert (post["delivery"], post["deliveries"]) == ("postal", ["courier", "postal"])
+    [parcel] = post["shipments"]
+    assert parcel["legs"][-1] == {"mode": "post", "from": "Tashkent", "to": "Tashkent", "days": 3}
+    assert parcel["customs"]["rule"] == "UZ-2025-POSTAL"
+    assert parcel["customs"]["duty_free_allowance"] == "100.00"
+
+    placed = await order(client, buyer, [(scarf["id"], 1)], ship_to=TASHKENT, delivery="postal")
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["delivery"] == "postal"
+
+    # A second postal item that month: USD 100 - 87 = 13 left, 74 over at 30 % = USD 22.20
+    # -> 22.20 / 1.16 x 14,050 = 268,887.93 -> 268,888 UZS.
+    again = await ask(delivery="postal")
+    assert amounts(again)[2] == "268888.00"
+    assert again["shipments"][0]["customs"]["duty_free_allowance"] == "13.00"
+    # By courier the postal item does not count: the whole USD 200 is open. Shipping: 3.50 +
+    # courier 2.00 + 0.30 = 5.80 EUR x 14,050 = 81,490 UZS.
+    courier = await ask()
+    assert amounts(courier) == ("1053750.00", "81490.00", "0.00", "1135240.00")
+    assert courier["shipments"][0]["customs"]["rule"] == "UZ-2025-COURIER"
+    assert courier["shipments"][0]["customs"]["duty_free_allowance"] == "200.00"
+
+    # Two courier orders use USD 174 of 200: 26 left, 61 over at 30 % = USD 18.30
+    # -> 18.30 / 1.16 x 14,050 = 221,650.86 -> 221,651 UZS.
+    for _ in range(2):
+        placed = await order(client, buyer, [(scarf["id"], 1)], ship_to=TASHKENT)
+        assert placed.status_code == 201, placed.text
+    third = await ask()
+    assert third["shipments"][0]["customs"]["duty_free_allowance"] == "26.00"
+    assert amounts(third)[2] == "221651.00"
+    # ... and the postal allowance still has its 13 left, untouched by the couriers.
+    assert (await ask(delivery="postal"))["shipments"][0]["customs"]["duty_free_allowance"] == (
+        "13.00"
+    )
+
+
+async def test_postal_delivery_where_none_is_offered_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """Kazakhstan has no postal leg in the data: a clear, localized 422, not a courier."""
+    _, mh = await merchant(client)
+    cream = await stocked_product(client, mh, KZALA=10)
+    body = {
+        "items": [{"product_id": cream["id"], "quantity": 1}],
+        "ship_to": {"country": "KZ", "city": "Almaty"},
+        "delivery": "postal",
+    }
+    response = await client.post("/api/v1/quotes?locale=ru", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "delivery_not_available"
+    assert error["details"] == {"country": "KZ", "delivery": "postal"}
+    assert "курьер" in error["message"]
+    body["delivery"] = "pigeon"
+    assert (await client.post("/api/v1/quotes", json=body)).status_code == 422
+
+
 async def test_moscow_pays_eaeu_duty_and_vat(client: httpx.AsyncClient) -> None:
     """Moscow, RUB: EUR 250 / 1 kg from DEDUI by rail, at the border on today + 10 days, so
     under the e-commerce regime (since 1 Jul 2026): 5 % of the whole value plus 22 % VAT."""

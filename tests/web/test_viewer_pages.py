@@ -448,3 +448,62 @@ async def test_checkout_shows_duties_and_taxes_with_the_breakdown_on_demand(
         )
         assert page.errors == []
         await page.context.close()
+
+
+async def test_checkout_offers_the_post_where_the_destination_has_one(
+    browser: Any, web_base: str
+) -> None:
+    """Moscow has only couriers: no choice is shown. Tashkent has the post too: choosing it
+    quotes the postal leg and the postal allowance, the figures the API gives for it."""
+    from tests.fixtures.factories import product_body
+
+    async with httpx.AsyncClient(base_url=web_base, timeout=10) as http:
+        merchant = await bearer(http, DEMO_MERCHANT)
+        body = product_body(price={"amount": "150.00", "currency": "EUR"}, weight_grams=1000)
+        created = await http.post("/api/v1/products", json=body, headers=merchant)
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+        stocked = await http.put(
+            f"/api/v1/products/{pid}/stock/KZALA", json={"quantity": 10}, headers=merchant
+        )
+        assert stocked.status_code == 200, stocked.text
+        sid, _ = await live_stream_with_pin(http, pid)
+        page = await open_page(browser, f"{web_base}/live/{sid}", locale="uz-UZ")
+        await page.locator("#buy").wait_for()
+        dialog = await checkout_to_moscow(page)
+        await dialog.locator("#checkout-summary").wait_for()
+        assert await dialog.locator("#checkout-delivery").count() == 0
+
+        await dialog.locator("select[name=country]").select_option("UZ")
+        await dialog.locator("input[name=city]").fill("Toshkent")
+        await dialog.locator("input[name=city]").dispatch_event("change")
+        choice = dialog.locator("#checkout-delivery")
+        await choice.wait_for()
+        assert await choice.locator("input[value=courier]").is_checked()
+        await choice.locator("input[value=postal]").check()
+        await dialog.locator("#checkout-summary .legs", has_text="Toshkent").wait_for()
+
+        currency = await page.evaluate("localStorage.getItem('lc.currency')") or "UZS"
+        asked = {
+            "items": [{"product_id": pid, "quantity": 1}],
+            "ship_to": {"country": "UZ", "city": "Toshkent"},
+            "delivery": "postal",
+        }
+        quote = await http.post(f"/api/v1/quotes?locale=uz&currency={currency}", json=asked)
+        assert quote.status_code == 200, quote.text
+        expected = quote.json()
+        # USD 174.00 of customs value, above the post's USD 100: duty is charged by post.
+        assert expected["shipments"][0]["customs"]["rule"] == "UZ-2025-POSTAL"
+        assert expected["duties"]["amount"] != "0.00"
+        # The summary is redrawn with each quote: wait for the postal one's figures.
+        await page.wait_for_function(
+            "want => document.querySelector('#checkout-duties')?.textContent === want",
+            arg=expected["duties"]["formatted"],
+        )
+        assert (
+            await dialog.locator("#checkout-total").text_content()
+            == (expected["total"]["formatted"])
+        )
+        assert await choice.locator("input[value=postal]").is_checked()
+        assert page.errors == []
+        await page.context.close()

@@ -200,7 +200,7 @@ async def _hold_a_row_the_job_needs(database: TestDatabase, recipient_key: str) 
     await held.execute(
         text(
             "INSERT INTO customs_allowances (rule, recipient_key, month, declared_minor) "
-            "VALUES ('UZ', :key, :month, 0)"
+            "VALUES ('UZ-2025-COURIER', :key, :month, 0)"
         ),
         {"key": recipient_key, "month": month},
     )

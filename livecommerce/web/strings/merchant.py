@@ -135,6 +135,7 @@ STRINGS: dict[str, str] = {
     "merchant.mode.road": N_("road"),
     "merchant.mode.air": N_("air"),
     "merchant.mode.courier": N_("courier"),
+    "merchant.mode.post": N_("post"),
     "merchant.customs.title": N_("Customs declaration"),
     "merchant.customs.rule": N_("Rule"),
     "merchant.customs.declared": N_("Declared value"),

@@ -30,7 +30,7 @@ const FALLBACK_WAREHOUSES = [
   { code: "DEDUI", name: "Duisburg" },
   { code: "KZALA", name: "Almaty" },
 ];
-const MODE_ICONS = { rail: "🚆", road: "🚚", air: "✈️", courier: "🛵" };
+const MODE_ICONS = { rail: "🚆", road: "🚚", air: "✈️", courier: "🛵", post: "📮" };
 const STATUS_TONE = {
   pending_payment: "wait",
   paid: "wait",

@@ -634,6 +634,7 @@ class Checkout {
     Object.assign(this, { view, product, sale });
     this.quantity = 1;
     this.method = "cod";
+    this.delivery = "courier"; // or "postal", where the destination offers it
     this.stage = "form";
     this.quote = null;
     this.error = "";
@@ -666,7 +667,7 @@ class Checkout {
    * charged what the quote showed (a flash sale's price only applies with its id). */
   body() {
     const items = [{ product_id: this.product.id, quantity: this.quantity }];
-    const body = { items, ship_to: this.address };
+    const body = { items, ship_to: this.address, delivery: this.delivery };
     if (this.sale) body.flash_sale_id = this.sale.id;
     if (this.view.streamId) body.stream_id = this.view.streamId;
     return body;
@@ -725,6 +726,7 @@ class Checkout {
       h("div", {}, h("span", {}, t("checkout.shipping")), h("span", {}, q.shipping.formatted)),
       h("div", {}, h("span", {}, t("checkout.duties")), h("span", { id: "checkout-duties" }, q.duties.formatted)),
       customsBreakdown(q.customs || []),
+      this.deliveryChoice(q),
       h("div", { class: "total" }, h("span", {}, t("checkout.total")), h("span", { id: "checkout-total" }, q.total.formatted)),
       q.shipments.map((s) =>
         h(
@@ -732,6 +734,35 @@ class Checkout {
           { class: "legs" },
           `${t("checkout.from", { warehouse: s.warehouse })} · ${t("checkout.eta", { date: formatDate(s.eta) })}: `,
           s.legs.map((leg) => `${leg.from} → ${leg.to} (${leg.days})`).join(", "),
+        ),
+      ),
+    );
+  }
+
+  /** Courier or post, where the destination offers both (the quote says which): the
+   * choice changes the last leg, the shipping and, in Uzbekistan, the duty-free allowance. */
+  deliveryChoice(q) {
+    const offered = q.deliveries || ["courier"];
+    if (offered.length < 2) return null;
+    return h(
+      "div",
+      { class: "row small", id: "checkout-delivery", role: "radiogroup", "aria-label": t("checkout.delivery") },
+      h("span", { class: "muted" }, t("checkout.delivery")),
+      offered.map((kind) =>
+        h(
+          "label",
+          { class: "row" },
+          h("input", {
+            type: "radio",
+            name: "delivery",
+            value: kind,
+            checked: this.delivery === kind,
+            onchange: () => {
+              this.delivery = kind;
+              this.requote();
+            },
+          }),
+          t(`checkout.delivery.${kind}`),
         ),
       ),
     );
@@ -792,6 +823,7 @@ class Checkout {
               name: "country",
               onchange: (e) => {
                 this.address.country = e.target.value;
+                this.delivery = "courier"; // every destination has a courier; not every one a post
                 saveShipTo(this.address);
                 this.requote();
               },
