@@ -33,6 +33,16 @@ class QuoteAddress(StrictModel):
     address_line2: str | None = Field(default=None, max_length=200)
     recipient_name: str | None = Field(default=None, max_length=120)
     phone: str | None = Field(default=None, max_length=24)
+    tax_id: str | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "The recipient's personal tax number (Kazakhstan IIN, Russia INN, Kyrgyzstan PIN, "
+            "Uzbekistan PINFL), in the destination country's format; an order needs it where "
+            "its customs rule asks for it (see the quote's consignee)"
+        ),
+        examples=["900101300123"],
+    )
 
     _check_country = field_validator("country")(classmethod(lambda cls, v: _country(v)))
 
@@ -44,6 +54,12 @@ class QuoteAddress(StrictModel):
         if not _PHONE.fullmatch(value):
             raise PydanticCustomError("invalid_phone", "phone number")
         return value
+
+    @field_validator("tax_id")
+    @classmethod
+    def _tax_id(cls, value: str | None) -> str | None:
+        # Its shape depends on the country: checked against the corridor data when quoted.
+        return value or None
 
 
 class ShipTo(QuoteAddress):
@@ -151,6 +167,18 @@ class CustomsChargeOut(BaseModel):
     amount: MoneyOut = Field(description="The amount charged, in the quote's currency")
 
 
+class ConsigneeOut(BaseModel):
+    """What the checkout must ask of the recipient for customs, beyond the address."""
+
+    tax_id: Literal["required", "optional"] | None = Field(
+        description=(
+            "required: placing this order needs ship_to.tax_id; optional: the declaration may "
+            "carry one; null: the destination has no tax id the declaration names"
+        )
+    )
+    tax_id_name: str | None = Field(description="The document's name, such as IIN or ИИН")
+
+
 class QuoteOut(BaseModel):
     currency: str
     destination: DestinationOut
@@ -164,6 +192,9 @@ class QuoteOut(BaseModel):
     total: MoneyOut
     shipments: list[ShipmentQuoteOut]
     rates: list[RateOut]
+    consignee: ConsigneeOut | None = Field(
+        default=None, description="Quotes only: what placing the order asks of the recipient"
+    )
 
 
 class PaymentInstructions(BaseModel):

@@ -30,7 +30,14 @@ from tests.fixtures.factories import account
 from tests.fulfillment.conftest import Recorder
 from tests.orders.shop import ALMATY, TASHKENT, merchant, order, stocked_product
 
-MOSCOW = {**ALMATY, "country": "RU", "city": "Moscow", "phone": "+7 916 000 00 01"}
+# An INN of an individual: EAEU e-commerce parcels with duty due name the recipient by it.
+MOSCOW = {
+    **ALMATY,
+    "country": "RU",
+    "city": "Moscow",
+    "phone": "+7 916 000 00 01",
+    "tax_id": "770112345678",
+}
 
 
 @dataclass
