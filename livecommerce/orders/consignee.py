@@ -99,12 +99,11 @@ def consignee_of(network: Network, landed: Quote, locale: str) -> dict[str, Any]
     """What a checkout should ask of the recipient for this quote (ConsigneeOut's JSON).
 
     ``tax_id``: "required" when a parcel's rule asks for it at these figures, "optional"
-    when the destination has a tax id the declaration may carry, None otherwise.
+    when a parcel is declared and the destination has a tax id it may carry, None when no
+    declaration would name one (no parcel crosses a border, or the country has none).
     """
     found = network.tax_id_format(landed.destination.country)
-    if found is None:
-        return {"tax_id": None, "tax_id_name": None}
-    return {
-        "tax_id": "required" if _needing(landed) else "optional",
-        "tax_id_name": found.name(locale),
-    }
+    name = found.name(locale) if found else None
+    if found is None or not any(s.customs is not None for s in landed.shipments):
+        return {"tax_id": None, "tax_id_name": name}
+    return {"tax_id": "required" if _needing(landed) else "optional", "tax_id_name": name}

@@ -172,8 +172,8 @@ class ConsigneeOut(BaseModel):
 
     tax_id: Literal["required", "optional"] | None = Field(
         description=(
-            "required: placing this order needs ship_to.tax_id; optional: the declaration may "
-            "carry one; null: the destination has no tax id the declaration names"
+            "required: placing this order needs ship_to.tax_id; optional: a declaration may "
+            "carry one; null: no declaration would (no border crossed, or no tax id there)"
         )
     )
     tax_id_name: str | None = Field(description="The document's name, such as IIN or ИИН")

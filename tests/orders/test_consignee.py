@@ -127,9 +127,11 @@ async def test_no_tax_id_is_needed_where_the_rule_does_not_ask(
 
 
 async def test_stock_inside_the_union_needs_no_tax_id(client: httpx.AsyncClient) -> None:
-    """EUR 250 from Almaty to Moscow crosses no customs border: nothing is declared, so no
-    tax id is asked for."""
+    """EUR 250 from Almaty to Moscow crosses no customs border: nothing is declared, so the
+    quote asks for no tax id and the order is placed without one."""
     product = await coat(client, KZALA=5)
+    quoted = await quote(client, product, {"country": "RU", "city": "Moscow"})
+    assert quoted.json()["consignee"] == {"tax_id": None, "tax_id_name": "ИНН"}
     _, buyer = await account(client)
     placed = await order(client, buyer, [(product, 1)], ship_to=MOSCOW)
     assert placed.status_code == 201, placed.text
@@ -176,23 +178,30 @@ async def test_winners_placed_together_need_the_tax_id_as_each_alone(
         assert refused.json()["error"]["code"] == "tax_id_required"
         assert "ИНН" in refused.json()["error"]["message"]
 
-    # The batch path itself: one order of the batch without a tax id sends it apart.
-    body = {
-        "items": [{"product_id": product["id"], "quantity": 1}],
-        "ship_to": ship_to(1),
-        "payment_method": "cod",
-    }
-    async with session_scope(app.state.sessions) as session:
-        ids = [user_id(app, b) for b in crowd[:2]]
-        users = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(ids)))}  # type: ignore[attr-defined]
-        wanted = [
-            Wanted(
-                users[ids[0]], OrderIn.model_validate({**body, "ship_to": ship_to(0)}), "RUB", "ru"
-            ),
-            Wanted(users[ids[1]], OrderIn.model_validate(body), "RUB", "ru"),
-        ]
-        with pytest.raises(PlaceApart):
-            await service.place_together(
+    # The batch path itself: one order of the batch without a tax id sends it apart; with
+    # one for both, the same two are placed together.
+    ids = [user_id(app, b) for b in crowd[:2]]
+
+    async def together(*addresses: dict[str, Any]) -> int:
+        async with session_scope(app.state.sessions) as session:
+            found = await session.scalars(select(User).where(User.id.in_(ids)))  # type: ignore[attr-defined]
+            users = {u.id: u for u in found}
+            wanted = [
+                Wanted(
+                    users[uid],
+                    OrderIn.model_validate(
+                        {
+                            "items": [{"product_id": product["id"], "quantity": 1}],
+                            "ship_to": address,
+                            "payment_method": "cod",
+                        }
+                    ),
+                    "RUB",
+                    "ru",
+                )
+                for uid, address in zip(ids, addresses, strict=True)
+            ]
+            placed = await service.place_together(
                 session=session,
                 network=load_network(),
                 wanted=wanted,
@@ -200,21 +209,12 @@ async def test_winners_placed_together_need_the_tax_id_as_each_alone(
                 announcer=None,
                 books=app.state.rate_books,
             )
-        await session.rollback()
-        # With a tax id for both, the same two are placed together.
-        wanted[1] = Wanted(
-            users[ids[1]], OrderIn.model_validate({**body, "ship_to": ship_to(2)}), "RUB", "ru"
-        )
-        together = await service.place_together(
-            session=session,
-            network=load_network(),
-            wanted=wanted,
-            reservation=timedelta(minutes=15),
-            announcer=None,
-            books=app.state.rate_books,
-        )
-        assert len(together.placed) == 2
-        await session.rollback()
+            await session.rollback()
+            return len(placed.placed)
+
+    with pytest.raises(PlaceApart):
+        await together(ship_to(0), ship_to(1))
+    assert await together(ship_to(0), ship_to(2)) == 2
 
 
 def test_masking_keeps_the_last_four_characters() -> None:
