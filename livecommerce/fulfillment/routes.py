@@ -11,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
-from livecommerce.deps import ContextDep, CurrentUser, IdPath, IdQuery, ReadSessionDep
+from livecommerce.deps import (
+    ContextDep,
+    CurrentUser,
+    IdPath,
+    IdQuery,
+    ReadSessionDep,
+    SettingsDep,
+)
 from livecommerce.fulfillment import carriers as c
 from livecommerce.fulfillment import service
 from livecommerce.fulfillment.models import (
@@ -23,7 +30,9 @@ from livecommerce.fulfillment.models import (
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import Money
+from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import service as orders
+from livecommerce.orders.consignee import mask_tax_id
 from livecommerce.orders.models import OrderStatus
 from livecommerce.orders.states import STATUS_LABELS
 from livecommerce.schemas import MoneyOut
@@ -69,7 +78,16 @@ def event_text(event: TrackingEvent, locale: str) -> str:
     return translate(locale, EVENT_TEXT.get(event.code, UNKNOWN_EVENT), place=place, reason=reason)
 
 
-def render_declaration(declaration: CustomsDeclaration, locale: str) -> dict[str, Any]:
+def _recipient(recipient: dict[str, Any]) -> dict[str, Any]:
+    """The declared consignee as shown to the buyer or the merchant: the tax id masked."""
+    if not recipient.get("tax_id"):
+        return recipient
+    return {**recipient, "tax_id": mask_tax_id(recipient["tax_id"])}
+
+
+def render_declaration(
+    declaration: CustomsDeclaration, locale: str, network: Network
+) -> dict[str, Any]:
     def money(value: Decimal) -> dict[str, Any]:
         return MoneyOut.of(Money(value, declaration.currency), locale).model_dump()
 
@@ -86,13 +104,15 @@ def render_declaration(declaration: CustomsDeclaration, locale: str) -> dict[str
         "legal_basis": declaration.legal_basis,
         "border_date": declaration.border_date.isoformat() if declaration.border_date else None,
         "declared_by": declaration.declared_by,
+        "export_mode": declaration.export_mode,
+        "export_mode_name": network.export_mode_name(declaration.export_mode, locale),
         "vat": money(declaration.vat),
         "total": money(declaration.total),
         "charges": declaration.charges or [],
         "quoted_duty": money(declaration.quoted_duty)
         if declaration.quoted_duty is not None
         else None,
-        "recipient": declaration.recipient,
+        "recipient": _recipient(declaration.recipient),
         "lines": declaration.lines,
     }
 
@@ -102,6 +122,7 @@ def render_shipment(
     declaration: CustomsDeclaration | None,
     events: list[TrackingEvent],
     locale: str,
+    network: Network,
 ) -> dict[str, Any]:
     return {
         "id": shipment.id,
@@ -110,6 +131,8 @@ def render_shipment(
         "status_text": translate(locale, SHIPMENT_STATUS_LABELS.get(shipment.status, "")),
         "carrier": shipment.carrier,
         "tracking_number": shipment.tracking_number,
+        "export_mode": shipment.export_mode,
+        "export_mode_name": network.export_mode_name(shipment.export_mode, locale),
         "legs": [
             {
                 "mode": leg["mode"],
@@ -122,7 +145,7 @@ def render_shipment(
         "eta": shipment.eta.isoformat(),
         "weight_grams": shipment.weight_grams,
         "items": shipment.items,
-        "declaration": render_declaration(declaration, locale) if declaration else None,
+        "declaration": render_declaration(declaration, locale, network) if declaration else None,
         "events": [
             {
                 "at": e.at.isoformat(),
@@ -140,7 +163,11 @@ def render_shipment(
 
 @router.get("/orders/{order_id}/tracking")
 async def tracking(
-    order_id: IdPath, user: CurrentUser, session: ReadSessionDep, ctx: ContextDep
+    order_id: IdPath,
+    user: CurrentUser,
+    session: ReadSessionDep,
+    ctx: ContextDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
     """Where the order's parcels are: legs, ETA, customs declaration and every scan.
 
@@ -159,6 +186,7 @@ async def tracking(
             select(CustomsDeclaration).where(col(CustomsDeclaration.shipment_id).in_(ids))
         )
     }
+    network = load_network(settings.logistics_file)
     events: dict[int, list[TrackingEvent]] = {}
     for event in await session.scalars(
         select(TrackingEvent)
@@ -171,7 +199,9 @@ async def tracking(
         "status": order.status,
         "status_text": translate(ctx.locale, STATUS_LABELS[OrderStatus(order.status)]),
         "shipments": [
-            render_shipment(s, declarations.get(s.id or 0), events.get(s.id or 0, []), ctx.locale)
+            render_shipment(
+                s, declarations.get(s.id or 0), events.get(s.id or 0, []), ctx.locale, network
+            )
             for s in shipments
         ],
     }
@@ -182,6 +212,7 @@ async def list_shipments(
     user: CurrentUser,
     session: ReadSessionDep,
     ctx: ContextDep,
+    settings: SettingsDep,
     status_: Annotated[ShipmentStatus | None, Query(alias="status")] = None,
     warehouse: Annotated[str | None, Query(min_length=5, max_length=5)] = None,
     day: Annotated[
@@ -202,9 +233,11 @@ async def list_shipments(
         page=page,
     )
     declarations = await service.declarations_of(session, [s.id for s in shipments])
+    network = load_network(settings.logistics_file)
     items = []
     for shipment in shipments:
-        shown = render_shipment(shipment, declarations.get(shipment.id or 0), [], ctx.locale)
+        declaration = declarations.get(shipment.id or 0)
+        shown = render_shipment(shipment, declaration, [], ctx.locale, network)
         shown.pop("events")
         items.append({"order_id": shipment.order_id, **shown})
     return {
@@ -240,13 +273,23 @@ def spreadsheet_safe(value: Any) -> Any:
 async def customs_manifest(
     user: CurrentUser,
     session: ReadSessionDep,
+    ctx: ContextDep,
+    settings: SettingsDep,
     warehouse: Annotated[str, Query(min_length=5, max_length=5, examples=["DEDUI"])],
     day: Annotated[date, Query(alias="date", description="the warehouse's local calendar day")],
 ) -> Response:
     """The customs manifest of one warehouse and day: every declared line of the parcels made
     there that day and crossing a customs border (HS code, description in the customs
-    language, quantity, weight, value, recipient)."""
-    rows = await service.manifest(session=session, user=user, warehouse=warehouse, day=day)
+    language, quantity, weight, value, recipient, export mode; the recipient's tax id shows
+    its last four digits only). The export mode's name is in the request's language."""
+    rows = await service.manifest(
+        session=session,
+        network=load_network(settings.logistics_file),
+        user=user,
+        warehouse=warehouse,
+        day=day,
+        locale=ctx.locale,
+    )
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=service.MANIFEST_COLUMNS, lineterminator="\r\n")
     writer.writeheader()

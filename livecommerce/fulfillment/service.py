@@ -65,6 +65,7 @@ from livecommerce.logistics.network import Destination, Network
 from livecommerce.notifications import service as notices
 from livecommerce.orders import service as orders_service
 from livecommerce.orders import states
+from livecommerce.orders.consignee import mask_tax_id
 from livecommerce.orders.models import Order, OrderLine, OrderStatus
 from livecommerce.rates.service import RateBook, RateQuote, RateUnavailable, load_rate_book
 from livecommerce.sqltypes import utcnow
@@ -171,6 +172,25 @@ def _convert(money: Money, currency: str, books: Sequence[RateBook]) -> Money:
     return books[-1].convert(money, currency)[0]
 
 
+def _recipient(order: Order) -> dict[str, Any]:
+    """The consignee as declared. The tax id is kept whole, as filed: whatever shows it to
+    someone (tracking, the merchant's lists, the manifest) masks it."""
+    ship_to = order.ship_to
+    recipient = {
+        "name": ship_to.get("recipient_name"),
+        "phone": ship_to.get("phone"),
+        "country": order.destination_country,
+        "city": ship_to.get("city"),
+        "postal_code": ship_to.get("postal_code"),
+        "address": ", ".join(
+            p for p in (ship_to.get("address_line1"), ship_to.get("address_line2")) if p
+        ),
+    }
+    if ship_to.get("tax_id"):
+        recipient["tax_id"] = ship_to["tax_id"]
+    return recipient
+
+
 def _border_date(
     plan: dict[str, Any], network: Network, code: str, order: Order, destination: Destination
 ) -> date:
@@ -230,7 +250,6 @@ async def create_shipments(
     planned = {s["warehouse"]: s for s in order.quote.get("shipments", [])}
     destination = destination_of(network, order)
     books = [quoted_rates(order)]
-    ship_to = order.ship_to
     # Parcels in the quote's order (soonest first): under a monthly allowance the first to
     # reach customs is declared first, as it was quoted.
     codes = [c for c in planned if c in by_warehouse] + sorted(set(by_warehouse) - set(planned))
@@ -274,6 +293,7 @@ async def create_shipments(
                 {"product_id": line.product_id, "sku": line.sku, "quantity": line.quantity}
                 for line in parts
             ],
+            export_mode=network.export_mode(code),
             created_at=now,
             updated_at=now,
         )
@@ -340,6 +360,7 @@ async def create_shipments(
                     border_date=border_day,
                     declared_by=rule.declared_by,
                     language=rule.declaration_language,
+                    export_mode=shipment.export_mode,
                     currency=rule.currency,
                     declared_value=assessed.customs_value,
                     gross_weight_grams=weight,
@@ -351,18 +372,7 @@ async def create_shipments(
                     total=assessed.total.quantize(CENT),
                     charges=[c.as_data() for c in assessed.charges],
                     quoted_duty=Decimal(quoted) if quoted is not None else None,
-                    recipient={
-                        "name": ship_to.get("recipient_name"),
-                        "phone": ship_to.get("phone"),
-                        "country": order.destination_country,
-                        "city": ship_to.get("city"),
-                        "postal_code": ship_to.get("postal_code"),
-                        "address": ", ".join(
-                            p
-                            for p in (ship_to.get("address_line1"), ship_to.get("address_line2"))
-                            if p
-                        ),
-                    },
+                    recipient=_recipient(order),
                     lines=declared_lines,
                     created_at=now,
                 )
@@ -731,6 +741,10 @@ MANIFEST_COLUMNS = (
     "parcel_vat",
     "parcel_total",
     "declared_by",
+    "export_mode",
+    "export_mode_name",
+    "recipient_tax_id",  # masked: the last four digits
+    "delivery",  # courier or postal: who the warehouse hands the parcel to
 )
 
 
@@ -818,8 +832,20 @@ async def declarations_of(
     return {d.shipment_id: d for d in rows}
 
 
+def delivery_of(shipment: Shipment) -> str:
+    """How the parcel reaches the buyer: by the post when its last leg is the post's."""
+    last = shipment.legs[-1] if shipment.legs else {}
+    return "postal" if last.get("mode") == "post" else "courier"
+
+
 async def manifest(
-    *, session: AsyncSession, user: User, warehouse: str, day: date
+    *,
+    session: AsyncSession,
+    network: Network,
+    user: User,
+    warehouse: str,
+    day: date,
+    locale: str = "en",
 ) -> list[dict[str, Any]]:
     """One row per declared line of the parcels that left ``warehouse`` on ``day`` (its local
     calendar day) and cross a customs border: what a customs broker files for that dispatch."""
@@ -875,6 +901,11 @@ async def manifest(
                     "parcel_vat": str(declaration.vat),
                     "parcel_total": str(declaration.total),
                     "declared_by": declaration.declared_by or "",
+                    "export_mode": declaration.export_mode or "",
+                    "export_mode_name": network.export_mode_name(declaration.export_mode, locale)
+                    or "",
+                    "recipient_tax_id": mask_tax_id(recipient.get("tax_id")) or "",
+                    "delivery": delivery_of(shipment),
                 }
             )
     return rows

@@ -50,6 +50,10 @@ ZERO = Decimal(0)
 KINDS = ("per_parcel", "ecommerce", "monthly_per_recipient")
 # How a parcel reaches the buyer: the carrier's kind, which some rules tell apart.
 DELIVERIES = ("courier", "postal")
+# When a rule asks for the recipient's tax id: on every parcel, only on a parcel that is
+# charged duty or import VAT, or never.
+TAX_ID_MODES = ("always", "when_due", "never")
+CONSIGNEE_FIELDS = ("name", "phone")
 
 
 class CorridorDataError(ValueError):
@@ -118,6 +122,38 @@ class ExcludedCategory:
 
 
 @dataclass(frozen=True, slots=True)
+class Consignee:
+    """What a declaration under a rule must name of the recipient."""
+
+    required: tuple[str, ...] = CONSIGNEE_FIELDS  # of CONSIGNEE_FIELDS
+    tax_id: str = "never"  # one of TAX_ID_MODES
+
+    def needs_tax_id(self, *, due: bool) -> bool:
+        """Whether a parcel needs the recipient's tax id (``due``: duty or VAT charged)."""
+        return self.tax_id == "always" or (self.tax_id == "when_due" and due)
+
+    @property
+    def may_need_tax_id(self) -> bool:
+        return self.tax_id != "never"
+
+    @classmethod
+    def from_data(cls, raw: Mapping[str, Any] | None, *, what: str, source: str) -> Consignee:
+        if raw is None:
+            return cls()
+        required = tuple(str(f) for f in raw.get("required", CONSIGNEE_FIELDS))
+        for name in required:
+            if name not in CONSIGNEE_FIELDS:
+                raise CorridorDataError(f"{source}: {what}: unknown consignee field {name!r}")
+        tax_id = str(raw.get("tax_id", "never"))
+        if tax_id not in TAX_ID_MODES:
+            known = ", ".join(TAX_ID_MODES)
+            raise CorridorDataError(
+                f"{source}: {what}: consignee tax_id {tax_id!r} is not one of {known}"
+            )
+        return cls(required, tax_id)
+
+
+@dataclass(frozen=True, slots=True)
 class CustomsRule:
     id: str
     union: str
@@ -138,6 +174,7 @@ class CustomsRule:
     declared_by: str | None = None
     # The only kind of carrier (one of DELIVERIES) the rule applies to; None: any.
     carrier_kind: str | None = None
+    consignee: Consignee = Consignee()
 
     @classmethod
     def from_data(
@@ -183,6 +220,7 @@ class CustomsRule:
             excluded=tuple(excluded),
             declared_by=str(raw["declared_by"]) if raw.get("declared_by") else None,
             carrier_kind=None if carrier_kind is None else str(carrier_kind),
+            consignee=Consignee.from_data(raw.get("consignee"), what=what, source=source),
         )
 
     @property

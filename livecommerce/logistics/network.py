@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -122,6 +123,32 @@ class Route:
         return now.astimezone(destination.timezone).date() + timedelta(days=self.border_days)
 
 
+@dataclass(frozen=True, slots=True)
+class TaxIdFormat:
+    """A country's personal tax number, as a customs declaration names the recipient by."""
+
+    country: str
+    names: Mapping[str, str]  # of the document: "IIN", "ИИН"
+    pattern: re.Pattern[str]
+
+    def name(self, locale: str) -> str:
+        return pick_translation(self.names, locale) or "tax id"
+
+    def matches(self, value: str) -> bool:
+        return self.pattern.fullmatch(value) is not None
+
+
+def _tax_id_format(country: str, raw: Mapping[str, Any], *, source: str) -> TaxIdFormat:
+    names = raw.get("names")
+    if not names or not isinstance(names, Mapping):
+        raise CorridorDataError(f"{source}: country {country}: tax_id has no names")
+    try:
+        pattern = re.compile(str(raw["pattern"]))
+    except (KeyError, re.error) as exc:
+        raise CorridorDataError(f"{source}: country {country}: tax_id pattern: {exc}") from None
+    return TaxIdFormat(country, dict(names), pattern)
+
+
 def _fold(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
@@ -134,6 +161,19 @@ class Network:
         self.warehouses: dict[str, tuple[str, int]] = {
             code: (w["node"], int(w["handling_days"])) for code, w in raw["warehouses"].items()
         }
+        self.export_modes: dict[str, Mapping[str, str]] = {
+            str(code): dict(mode.get("names", {}))
+            for code, mode in raw.get("export_modes", {}).items()
+        }
+        self._export_mode: dict[str, str | None] = {}
+        for code, w in raw["warehouses"].items():
+            mode = w.get("export_mode")
+            if mode is not None and str(mode) not in self.export_modes:
+                raise CorridorDataError(
+                    f"{source}: warehouse {code}: unknown export mode {mode!r} "
+                    f"(known: {', '.join(self.export_modes) or 'none'})"
+                )
+            self._export_mode[code] = None if mode is None else str(mode)
         self._edges: dict[str, list[tuple[str, str, int, Tariff]]] = {}
         for edge in raw["edges"]:
             tariff = Tariff(Decimal(edge["base"]), Decimal(edge["per_kg"]))
@@ -142,6 +182,22 @@ class Network:
             )
         self.countries: dict[str, Mapping[str, Any]] = raw["countries"]
         self.customs = load_customs(raw["customs"], countries=self.countries, source=source)
+        self.tax_ids: dict[str, TaxIdFormat] = {
+            country: _tax_id_format(country, info["tax_id"], source=source)
+            for country, info in self.countries.items()
+            if info.get("tax_id") is not None
+        }
+        # A rule that may ask for a tax id must know the format in each of its countries, or
+        # an order could be refused for a number nobody can tell the shape of.
+        for rule in self.customs.rules:
+            if not rule.consignee.may_need_tax_id:
+                continue
+            for country, info in self.countries.items():
+                if info["customs_union"] == rule.union and country not in self.tax_ids:
+                    raise CorridorDataError(
+                        f"{source}: customs rule {rule.id!r} asks for a tax id but country "
+                        f"{country} has no tax_id format"
+                    )
         self._paths: dict[tuple[str, str], tuple[Leg, ...] | None] = {}
         self._aliases: dict[str, str] = {}
         for key, place in self.nodes.items():
@@ -172,6 +228,19 @@ class Network:
         country's data has a postal last leg."""
         info = self.countries.get(country.upper(), {})
         return tuple(kind for kind in DELIVERIES if kind == "courier" or kind in info)
+
+    def export_mode(self, warehouse: str) -> str | None:
+        """The Chinese export customs mode the warehouse's stock left China under ("9810"),
+        or None when the data does not say."""
+        return self._export_mode.get(warehouse)
+
+    def export_mode_name(self, mode: str | None, locale: str) -> str | None:
+        if mode is None:
+            return None
+        return pick_translation(self.export_modes.get(mode), locale) or mode
+
+    def tax_id_format(self, country: str) -> TaxIdFormat | None:
+        return self.tax_ids.get(country.upper())
 
     def destination(self, country: str, city: str, delivery: str = "courier") -> Destination:
         country = country.upper()

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import Money, format_money, format_rate
+from livecommerce.orders.consignee import masked_ship_to
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus
 from livecommerce.orders.states import STATUS_LABELS
 from livecommerce.schemas import money_json
@@ -109,8 +110,11 @@ def _charges(data: dict[str, Any], locale: str) -> list[dict[str, Any]]:
     return out
 
 
-def render_quote(data: dict[str, Any], locale: str) -> dict[str, Any]:
-    """A stored (language-neutral) quote as the API shows it in ``locale`` (QuoteOut's JSON)."""
+def render_quote(
+    data: dict[str, Any], locale: str, *, consignee: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A stored (language-neutral) quote as the API shows it in ``locale`` (QuoteOut's JSON);
+    ``consignee`` (a fresh quote's, from ``orders.consignee.consignee_of``) is kept as is."""
     cur = data["currency"]
     return {
         "currency": cur,
@@ -170,6 +174,7 @@ def render_quote(data: dict[str, Any], locale: str) -> dict[str, Any]:
         # Orders stored before the choice existed went by courier.
         "delivery": data.get("delivery", "courier"),
         "deliveries": data.get("deliveries", ["courier"]),
+        "consignee": consignee,
     }
 
 
@@ -221,7 +226,8 @@ def render_order(order: Order, events: list[OrderEvent], locale: str) -> dict[st
         payment_method=str(order.payment_method),
         stream_id=order.stream_id,
         flash_sale_id=order.flash_sale_id,
-        ship_to=_object(order.ship_to),
+        # The tax id shows only its last digits: merchants read orders too.
+        ship_to=_object(masked_ship_to(order.ship_to)),
         payment=_instructions(order, locale),
         created_at=_time(order.created_at),
         events=[

@@ -20,6 +20,7 @@ from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.money import Money
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, placing, service
+from livecommerce.orders.consignee import consignee_of
 from livecommerce.orders.models import OrderStatus, Payment
 from livecommerce.orders.payments import PaymentProvider, ProviderIntent, UnknownProvider
 from livecommerce.orders.rendering import render_order, render_quote
@@ -88,15 +89,17 @@ async def create_quote(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     buyer = ctx.principal.user if ctx.principal else None
+    network = network_of(settings)
     landed = await service.quote(
         session=session,
-        network=network_of(settings),
+        network=network,
         data=body,
         currency=ctx.currency,
         buyer=buyer,
         books=request.app.state.rate_books,
     )
-    return render_quote(landed.as_data(), ctx.locale)
+    consignee = consignee_of(network, landed, ctx.locale)
+    return render_quote(landed.as_data(), ctx.locale, consignee=consignee)
 
 
 # Browsers and shared caches may reuse an anonymous estimate this long without asking; after

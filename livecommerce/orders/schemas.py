@@ -33,6 +33,16 @@ class QuoteAddress(StrictModel):
     address_line2: str | None = Field(default=None, max_length=200)
     recipient_name: str | None = Field(default=None, max_length=120)
     phone: str | None = Field(default=None, max_length=24)
+    tax_id: str | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "The recipient's personal tax number (Kazakhstan IIN, Russia INN, Kyrgyzstan PIN, "
+            "Uzbekistan PINFL), in the destination country's format; an order needs it where "
+            "its customs rule asks for it (see the quote's consignee)"
+        ),
+        examples=["900101300123"],
+    )
 
     _check_country = field_validator("country")(classmethod(lambda cls, v: _country(v)))
 
@@ -44,6 +54,12 @@ class QuoteAddress(StrictModel):
         if not _PHONE.fullmatch(value):
             raise PydanticCustomError("invalid_phone", "phone number")
         return value
+
+    @field_validator("tax_id")
+    @classmethod
+    def _tax_id(cls, value: str | None) -> str | None:
+        # Its shape depends on the country: checked against the corridor data when quoted.
+        return value or None
 
 
 class ShipTo(QuoteAddress):
@@ -88,6 +104,7 @@ class QuoteIn(StrictModel):
 # At that value they stay out of an order's idempotency fingerprint, so a retry sent before
 # an upgrade still matches its first attempt after it.
 _LATER_DEFAULTS: dict[str, Any] = {"delivery": "courier"}
+_LATER_SHIP_TO_DEFAULTS: dict[str, Any] = {"tax_id": None}
 
 
 class OrderIn(QuoteIn):
@@ -97,9 +114,13 @@ class OrderIn(QuoteIn):
     def fingerprint(self) -> dict[str, Any]:
         """The body an Idempotency-Key is bound to (its JSON, less later defaults)."""
         body = self.model_dump(mode="json")
-        for name, default in _LATER_DEFAULTS.items():
-            if body.get(name) == default:
-                del body[name]
+        for within, defaults in (
+            (body, _LATER_DEFAULTS),
+            (body["ship_to"], _LATER_SHIP_TO_DEFAULTS),
+        ):
+            for name, default in defaults.items():
+                if name in within and within[name] == default:
+                    del within[name]
         return body
 
 
@@ -173,6 +194,18 @@ class CustomsChargeOut(BaseModel):
     amount: MoneyOut = Field(description="The amount charged, in the quote's currency")
 
 
+class ConsigneeOut(BaseModel):
+    """What the checkout must ask of the recipient for customs, beyond the address."""
+
+    tax_id: Literal["required", "optional"] | None = Field(
+        description=(
+            "required: placing this order needs ship_to.tax_id; optional: a declaration may "
+            "carry one; null: no declaration would (no border crossed, or no tax id there)"
+        )
+    )
+    tax_id_name: str | None = Field(description="The document's name, such as IIN or ИИН")
+
+
 class QuoteOut(BaseModel):
     currency: str
     destination: DestinationOut
@@ -192,6 +225,9 @@ class QuoteOut(BaseModel):
     deliveries: list[str] = Field(
         default=["courier"],
         description="The ways the destination can be delivered to (courier, postal)",
+    )
+    consignee: ConsigneeOut | None = Field(
+        default=None, description="Quotes only: what placing the order asks of the recipient"
     )
 
 

@@ -39,6 +39,7 @@ from livecommerce.inventory.service import OutOfStock, out_of_stock
 from livecommerce.logistics.allocation import Shortage
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.orders import states
+from livecommerce.orders.consignee import check_consignee, check_tax_id
 from livecommerce.orders.models import (
     Order,
     OrderEvent,
@@ -321,6 +322,7 @@ async def quote(
 ) -> Quote:
     now = now or utcnow()
     destination = network.destination(data.ship_to.country, data.ship_to.city, data.delivery)
+    check_tax_id(network, data.ship_to)  # a quote never needs one, but one given must fit
     basket = await _load_basket(session, data, now)
     book = await books.book(session, basket.rates)
     key = recipient_key(data.ship_to.phone, None) if data.ship_to.phone else None
@@ -515,7 +517,8 @@ def _priced(
     stock: Mapping[int, Mapping[str, int]] | None = None,
 ) -> tuple[Quote, dict[str, Any]]:
     """The order's landed cost (allocated on ``stock``, else the basket's snapshot) and its
-    ``orders`` row."""
+    ``orders`` row; ``TaxIdRequired`` when a parcel's customs rule asks for the recipient's
+    tax id at these figures and the address has none (both ways of placing come here)."""
     landed = _quote(
         network=network,
         basket=basket,
@@ -526,6 +529,7 @@ def _priced(
         now=now,
         stock=stock,
     )
+    check_consignee(network, landed, data.ship_to)
     row = _order_row(
         buyer_id=buyer_id,
         data=data,

@@ -7,12 +7,15 @@ tests/workers runs the same flow through real workers. Seeded rates: 1 EUR = 14,
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -30,7 +33,14 @@ from tests.fixtures.factories import account
 from tests.fulfillment.conftest import Recorder
 from tests.orders.shop import ALMATY, TASHKENT, merchant, order, stocked_product
 
-MOSCOW = {**ALMATY, "country": "RU", "city": "Moscow", "phone": "+7 916 000 00 01"}
+# An INN of an individual: EAEU e-commerce parcels with duty due name the recipient by it.
+MOSCOW = {
+    **ALMATY,
+    "country": "RU",
+    "city": "Moscow",
+    "phone": "+7 916 000 00 01",
+    "tax_id": "770112345678",
+}
 
 
 @dataclass
@@ -206,6 +216,19 @@ async def test_postal_items_are_declared_under_their_own_allowance(
     [four] = await ship(app, fourth["id"])
     d4 = await declaration_of(app, four.id)
     assert (d4.earlier_value, d4.duty) == (Decimal("87.00"), Decimal("22.20"))
+
+    # The warehouse's manifest says who takes each parcel: the post or the courier.
+    day = datetime.now(UTC).astimezone(ZoneInfo("Asia/Almaty")).date().isoformat()
+    listed = await client.get(
+        f"/api/v1/shipments/manifest.csv?warehouse=KZALA&date={day}", headers=mh
+    )
+    assert listed.status_code == 200, listed.text
+    rows = csv.DictReader(io.StringIO(listed.content.decode("utf-8-sig")))
+    assert {int(r["order_id"]): (r["delivery"], r["rule"]) for r in rows} == {
+        first["id"]: ("postal", "UZ-2025-POSTAL"),
+        courier["id"]: ("courier", "UZ-2025-COURIER"),
+        fourth["id"]: ("postal", "UZ-2025-POSTAL"),
+    }
 
 
 async def test_eaeu_parcels_are_declared_in_euro_with_the_quoted_duty(

@@ -125,6 +125,32 @@ def _no_uz_rule(data: dict[str, Any]) -> None:
             "no customs rule for postal delivery to UZ (union UZ)",
             id="postal-offered-without-rule",
         ),
+        pytest.param(
+            lambda d: d["warehouses"]["KZALA"].update(export_mode="9999"),
+            "warehouse KZALA: unknown export mode '9999' (known: 9610, 9710, 9810, 1210)",
+            id="unknown-export-mode",
+        ),
+        pytest.param(
+            lambda d: rule(d, "EAEU-2026-ECOM")["consignee"].update(tax_id="sometimes"),
+            "customs rule 'EAEU-2026-ECOM': consignee tax_id 'sometimes' is not one of "
+            "always, when_due, never",
+            id="unknown-tax-id-mode",
+        ),
+        pytest.param(
+            lambda d: rule(d, "UZ-2025-COURIER")["consignee"].update(required=["passport"]),
+            "customs rule 'UZ-2025-COURIER': unknown consignee field 'passport'",
+            id="unknown-consignee-field",
+        ),
+        pytest.param(
+            lambda d: d["countries"]["KG"].pop("tax_id"),
+            "customs rule 'EAEU-2026-ECOM' asks for a tax id but country KG has no tax_id format",
+            id="tax-id-without-format",
+        ),
+        pytest.param(
+            lambda d: d["countries"]["KZ"]["tax_id"].update(pattern="^[0-9{12}$"),
+            "country KZ: tax_id pattern: unterminated character set at position 1",
+            id="bad-tax-id-pattern",
+        ),
     ],
 )
 def test_inconsistent_data_names_file_and_rule(
@@ -135,6 +161,32 @@ def test_inconsistent_data_names_file_and_rule(
     with pytest.raises(CorridorDataError) as caught:
         load_network(path)
     assert str(caught.value) == f"{path}: {expected}"
+
+
+def test_packaged_file_states_export_modes_and_consignee_data() -> None:
+    """Both warehouses' stock left China under 9810; the e-commerce rule asks a tax id only
+    when duty is due, the other rules never; each country knows its number's shape."""
+    network = load_network(DEFAULT_FILE)
+    assert {code: network.export_mode(code) for code in network.warehouses} == {
+        "DEDUI": "9810",
+        "KZALA": "9810",
+    }
+    assert set(network.export_modes) == {"9610", "9710", "9810", "1210"}
+    assert network.export_mode_name("9810", "en") == (
+        "Cross-border e-commerce, export to an overseas warehouse"
+    )
+    modes = {r.id: r.consignee.tax_id for r in network.customs.rules}
+    assert modes == {
+        "EAEU-2020-PERSONAL": "never",
+        "EAEU-2026-ECOM": "when_due",
+        "UZ-2025-COURIER": "never",
+        "UZ-2025-POSTAL": "never",
+    }
+    kz = network.tax_id_format("KZ")
+    assert kz is not None and kz.name("kk") == "ЖСН" and kz.matches("900101300123")
+    assert not kz.matches("90010130012")
+    pinfl = network.tax_id_format("UZ")
+    assert pinfl is not None and pinfl.name("uz") == "JSHSHIR" and pinfl.matches("3" * 14)
 
 
 def test_start_up_stops_on_a_bad_file(tmp_path: Path) -> None:

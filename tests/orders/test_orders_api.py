@@ -176,11 +176,16 @@ def test_idempotency_fingerprint_survives_a_later_default() -> None:
         "payment_method": "cod",
     }
     recorded = OrderIn.model_validate(before).model_dump(mode="json")
-    del recorded["delivery"]  # the fingerprint as it was recorded before the field existed
+    # The fingerprint as it was recorded before these fields existed.
+    del recorded["delivery"], recorded["ship_to"]["tax_id"]
     now = OrderIn.model_validate({**before, "delivery": "courier"}).fingerprint()
     assert request_hash(SCOPE, now) == request_hash(SCOPE, recorded)
     postal = OrderIn.model_validate({**before, "delivery": "postal"}).fingerprint()
     assert request_hash(SCOPE, postal) != request_hash(SCOPE, recorded)
+    taxed = {**before, "ship_to": {**ALMATY, "tax_id": "123456789012"}}
+    assert request_hash(SCOPE, OrderIn.model_validate(taxed).fingerprint()) != request_hash(
+        SCOPE, recorded
+    )
 
 
 async def test_failed_request_does_not_burn_its_key(client: httpx.AsyncClient) -> None:

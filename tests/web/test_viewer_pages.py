@@ -446,6 +446,24 @@ async def test_checkout_shows_duties_and_taxes_with_the_breakdown_on_demand(
         await page.screenshot(
             path=str(screenshots / "viewer-checkout-customs-ru.png"), full_page=True
         )
+
+        # Duty is due, so customs needs the recipient's INN: the quote says so and the
+        # checkout asks for it by its name; the order carries it.
+        assert expected["consignee"] == {"tax_id": "required", "tax_id_name": "ИНН"}
+        tax_id = dialog.locator("#checkout-tax-id")
+        assert "ИНН" in (await tax_id.text_content() or "")
+        await dialog.locator("input[name=address_line1]").fill("Тверская 1")
+        await dialog.locator("input[name=postal_code]").fill("125009")
+        await dialog.locator("input[name=phone]").fill("+7 916 000 11 23")
+        await dialog.locator("input[name=recipient_name]").fill("Иван Петров")
+        await tax_id.locator("input[name=tax_id]").fill("770112345678")
+        await dialog.locator("#place-order").click()
+        await page.locator("#order-done").wait_for()
+        text = await page.locator("#checkout").text_content() or ""
+        order_id = int(text.split("#", 1)[1].split()[0].rstrip("."))
+        order = (await http.get(f"/api/v1/orders/{order_id}", headers=viewer)).json()
+        assert order["ship_to"]["tax_id"] == "••••••••5678"
+        assert "770112345678" not in await page.evaluate("JSON.stringify(localStorage)")
         assert page.errors == []
         await page.context.close()
 

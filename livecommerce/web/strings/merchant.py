@@ -141,6 +141,8 @@ STRINGS: dict[str, str] = {
     "merchant.customs.declared": N_("Declared value"),
     "merchant.customs.duty": N_("Duty"),
     "merchant.customs.allowance": N_("Duty-free allowance"),
+    "merchant.customs.export_mode": N_("China export mode"),
+    "merchant.customs.tax_id": N_("Recipient's tax id"),
     "merchant.customs.none": N_("No declaration: this parcel crosses no customs border."),
     # --- shipments and the manifest
     "merchant.shipments.empty": N_("No parcels match these filters."),

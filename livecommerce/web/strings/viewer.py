@@ -56,6 +56,10 @@ STRINGS: dict[str, str] = {
     "checkout.address": N_("Address"),
     "checkout.recipient": N_("Recipient"),
     "checkout.phone": N_("Phone"),
+    "checkout.tax_id": N_("Tax id (%(name)s)"),
+    "checkout.tax_id_hint": N_(
+        "Customs needs the recipient's %(name)s for this order: duty or import VAT is due."
+    ),
     "checkout.items": N_("Items"),
     "checkout.shipping": N_("Shipping"),
     "checkout.duties": N_("Duties and taxes"),

@@ -1131,6 +1131,10 @@ function declarationBlock(declaration) {
       item(t("merchant.customs.declared"), declaration.declared_value.formatted, "customs-declared"),
       item(t("merchant.customs.duty"), declaration.duty.formatted, "customs-duty"),
       item(t("merchant.customs.allowance"), declaration.duty_free_allowance.formatted),
+      declaration.export_mode
+        ? item(t("merchant.customs.export_mode"), `${declaration.export_mode} · ${declaration.export_mode_name || ""}`, "customs-export-mode")
+        : null,
+      declaration.recipient?.tax_id ? item(t("merchant.customs.tax_id"), declaration.recipient.tax_id, "customs-tax-id") : null,
     ),
   );
 }

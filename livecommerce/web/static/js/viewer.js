@@ -649,6 +649,8 @@ class Checkout {
       recipient_name: saved.recipient_name || session.user?.display_name || "",
       phone: saved.phone || "",
     };
+    // Asked for only when the quote says customs needs it, and never saved in the browser.
+    this.taxId = "";
   }
 
   open() {
@@ -668,6 +670,7 @@ class Checkout {
   body() {
     const items = [{ product_id: this.product.id, quantity: this.quantity }];
     const body = { items, ship_to: this.address, delivery: this.delivery };
+    if (this.needsTaxId() && this.taxId.trim()) body.ship_to = { ...this.address, tax_id: this.taxId.trim() };
     if (this.sale) body.flash_sale_id = this.sale.id;
     if (this.view.streamId) body.stream_id = this.view.streamId;
     return body;
@@ -692,6 +695,30 @@ class Checkout {
     this.quote = quote;
     this.error = error;
     this.refresh();
+  }
+
+  needsTaxId() {
+    return this.quote?.consignee?.tax_id === "required";
+  }
+
+  /** The recipient's tax id, when a parcel's customs rule asks for it at these figures. */
+  taxIdField() {
+    if (!this.needsTaxId()) return null;
+    const name = this.quote.consignee.tax_id_name || "";
+    return h(
+      "label",
+      { id: "checkout-tax-id" },
+      t("checkout.tax_id", { name }),
+      h("input", {
+        name: "tax_id",
+        inputmode: "numeric",
+        autocomplete: "off",
+        required: true,
+        value: this.taxId,
+        oninput: (e) => (this.taxId = e.target.value),
+      }),
+      h("span", { class: "muted small" }, t("checkout.tax_id_hint", { name })),
+    );
   }
 
   field(name, label, attrs = {}) {
@@ -773,6 +800,7 @@ class Checkout {
   refresh() {
     if (this.stage !== "form" || !this.slots) return this.render();
     clear(this.slots.summary, this.summary());
+    clear(this.slots.taxId, this.taxIdField());
     clear(this.slots.error, this.error ? h("p", { class: "error", role: "alert", id: "checkout-error" }, this.error) : null);
     this.slots.place.disabled = !this.quote;
   }
@@ -782,6 +810,7 @@ class Checkout {
     const q = this.quote;
     this.slots = {
       summary: h("div", {}, this.summary()),
+      taxId: h("div", {}, this.taxIdField()),
       error: h("div", {}, this.error ? h("p", { class: "error", role: "alert", id: "checkout-error" }, this.error) : null),
       place: h("button", { type: "submit", class: "primary", id: "place-order", disabled: !q }, t("checkout.place")),
     };
@@ -836,6 +865,7 @@ class Checkout {
       this.field("address_line1", t("checkout.address")),
       h("div", { class: "row" }, this.field("postal_code", t("checkout.postal_code")), this.field("phone", t("checkout.phone"), { type: "tel" })),
       this.field("recipient_name", t("checkout.recipient")),
+      this.slots.taxId,
       this.slots.summary,
       h(
         "div",
