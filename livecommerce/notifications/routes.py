@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
 from fastapi import APIRouter, Query, WebSocket
@@ -31,10 +30,12 @@ from livecommerce.orders.states import STATUS_LABELS
 from livecommerce.rooms.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, SLOW_REASON
 from livecommerce.rooms.render import frame
 from livecommerce.rooms.routes import CLOSE_BAD_REQUEST, error_frame
+from livecommerce.rooms.schemas import BadFrame, Ping, parse_client_frame
 
 router = APIRouter(tags=["notifications"])
 
 REPLAY_MAX = 500
+MAX_CLIENT_FRAME = 1024  # characters; a client only ever sends a ping here
 ORDER_TEXT = N_("Order %(order)s: %(status)s")
 SHIPMENT_TEXT = N_("Order %(order)s, parcel from %(warehouse)s: %(status)s")
 
@@ -187,18 +188,18 @@ async def _read(websocket: WebSocket, locale: str) -> None:
         if text is None:
             await websocket.send_text(error_frame(locale, "binary_not_supported"))
             continue
-        try:
-            data = json.loads(text) if len(text) <= 1024 else None
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and data.get("type") == "ping":
-            await websocket.send_text(frame("pong", {}))
-        elif data is None and len(text) > 1024:
+        if len(text) > MAX_CLIENT_FRAME:
             await websocket.send_text(error_frame(locale, "frame_too_large"))
-        elif data is None:
-            await websocket.send_text(error_frame(locale, "invalid_json"))
-        else:
-            await websocket.send_text(error_frame(locale, "unknown_type"))
+            continue
+        try:
+            if not isinstance(parse_client_frame(text), Ping):
+                raise BadFrame("unknown_type")
+        except BadFrame as bad:
+            # A room message of the wrong shape is still one this channel does not take.
+            code = "unknown_type" if bad.code == "invalid_frame" else bad.code
+            await websocket.send_text(error_frame(locale, code))
+            continue
+        await websocket.send_text(frame("pong", {}))
 
 
 routes = [WebSocketRoute("/ws/me", my_channel)]

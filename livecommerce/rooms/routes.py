@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +32,14 @@ from livecommerce.rooms.hub import (
     NoSuchRoom,
 )
 from livecommerce.rooms.render import Event, encode_event, frame
+from livecommerce.rooms.schemas import (
+    BadFrame,
+    Chat,
+    Ping,
+    React,
+    parse_client_frame,
+    request_data,
+)
 from livecommerce.rooms.wire import FRAMES_EXTENSION, Batch
 from livecommerce.streams import service as streams
 from livecommerce.streams.models import StreamStatus
@@ -56,6 +63,7 @@ ERRORS = {
     "unsupported_currency": N_("This currency is not supported."),
     "banned": N_("You cannot join this stream."),
     "invalid_json": N_("The message is not valid JSON."),
+    "invalid_frame": N_("The message is not in the expected format."),
     "unknown_type": N_("Unknown message type."),
     "frame_too_large": N_("The message is too large."),
     "binary_not_supported": N_("Send text frames with JSON."),
@@ -261,74 +269,61 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
             conn.push(error_frame(conn.locale, "frame_too_large"))
             continue
         try:
-            parsed = json.loads(text)
-        except ValueError:
-            conn.push(error_frame(conn.locale, "invalid_json"))
-            continue
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
-            conn.push(error_frame(conn.locale, "unknown_type"))
-            continue
-        data = parsed.get("data")
-        data = data if isinstance(data, dict) else {}
-        kind = parsed["type"]
-        if kind == "ping":
-            conn.push(frame("pong", {}))
-        elif kind == "chat":
-            error = _check_chat(hub, conn, data, bucket)
-            if error is not None:
-                conn.push(error_frame(conn.locale, error[0], **error[1]))
-                continue
-            assert conn.room is not None
-            payload = encode_event(
-                "chat",
-                {"user": {"id": conn.user_id, "name": conn.name}, "text": data["text"].strip()},
-            )
-            await hub.broker.publish(room_name, payload)
-            hub.count_chat(conn.room)
-        elif kind == "react":
-            if data.get("kind") not in REACTION_KINDS:
-                conn.push(error_frame(conn.locale, "invalid_reaction"))
-                continue
-            now = time.monotonic()
-            if now - reaction_window >= 1.0:
-                reaction_window, reactions_in_window = now, 0
-            reactions_in_window += 1
-            if reactions_in_window <= REACTIONS_PER_S and conn.room is not None:
-                hub.react(conn.room, str(data["kind"]))
-        elif kind in handlers:
-            if not requests.take():
-                conn.push(error_frame(conn.locale, "rate_limited"))
-                continue
-            handlers[kind](conn, data)
-        else:
-            conn.push(error_frame(conn.locale, "unknown_type"))
+            parsed = parse_client_frame(text)
+            if isinstance(parsed, Chat):
+                said = parsed.data.text
+                _check_chat(hub, conn, said, bucket)
+                assert conn.room is not None
+                payload = encode_event(
+                    "chat", {"user": {"id": conn.user_id, "name": conn.name}, "text": said.strip()}
+                )
+                await hub.broker.publish(room_name, payload)
+                hub.count_chat(conn.room)
+            elif isinstance(parsed, React):
+                kind = parsed.data.kind
+                if kind not in REACTION_KINDS:
+                    raise BadFrame("invalid_reaction")
+                now = time.monotonic()
+                if now - reaction_window >= 1.0:
+                    reaction_window, reactions_in_window = now, 0
+                reactions_in_window += 1
+                if reactions_in_window <= REACTIONS_PER_S and conn.room is not None:
+                    hub.react(conn.room, kind)
+            elif isinstance(parsed, Ping):
+                conn.push(frame("pong", {}))
+            elif parsed.type in handlers:
+                data = request_data(parsed)
+                if not requests.take():
+                    raise BadFrame("rate_limited")
+                handlers[parsed.type](conn, data)
+            else:
+                raise BadFrame("unknown_type")
+        except BadFrame as bad:
+            conn.push(error_frame(conn.locale, bad.code, **bad.params))
 
 
-def _check_chat(
-    hub: Hub, conn: Connection, data: dict[str, Any], bucket: ChatBucket
-) -> tuple[str, dict[str, Any]] | None:
+def _check_chat(hub: Hub, conn: Connection, text: str, bucket: ChatBucket) -> None:
+    """Raises :class:`BadFrame` unless ``conn`` may send ``text`` to its room now."""
     if conn.user_id is None:
-        return "guest_cannot_chat", {}
+        raise BadFrame("guest_cannot_chat")
     room = conn.room
     if room is None:
-        return "stream_not_live", {}
+        raise BadFrame("stream_not_live")
     if room.settings.get("status") != StreamStatus.LIVE:
-        return "stream_not_live", {}
+        raise BadFrame("stream_not_live")
     if hub.restriction(room, conn.user_id) is not None:
-        return "muted", {}
-    text = data.get("text")
-    if not isinstance(text, str) or not text.strip():
-        return "chat_empty", {}
+        raise BadFrame("muted")
+    if not text.strip():
+        raise BadFrame("chat_empty")
     if len(text.strip()) > CHAT_MAX:
-        return "chat_too_long", {"max": CHAT_MAX}
+        raise BadFrame("chat_too_long", max=CHAT_MAX)
     if any(ch < " " and ch not in "\n\t" for ch in text):
-        return "chat_empty", {}
+        raise BadFrame("chat_empty")
     folded = text.casefold()
     if any(word in folded for word in room.settings.get("blocked_words", ())):
-        return "chat_blocked", {}
+        raise BadFrame("chat_blocked")
     if not bucket.take():
-        return "chat_rate_limited", {}
-    return None
+        raise BadFrame("chat_rate_limited")
 
 
 # A plain Starlette route, not FastAPI's: no dependency solving and no exit stacks kept alive
