@@ -44,8 +44,10 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from livecommerce.app import create_app
+    from livecommerce.logs import server_log_config
     from livecommerce.migrate import ensure_migrated
     from livecommerce.rooms.server import WEBSOCKET_OPTIONS, tune_collector
 
@@ -88,6 +90,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # One access line per request is an info line: above info uvicorn would still build each
     # line's parts (client address, path) to throw them away.
     access_log = settings.log_level.lower() in ("trace", "debug", "info")
+    # Every handler redacts tokens: a WebSocket's is in its URL (livecommerce/logs.py).
+    log_config = server_log_config(LOGGING_CONFIG)
     try:
         if workers == 1:
             app = create_app(settings)
@@ -97,6 +101,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 host=host,
                 port=port,
                 log_level=settings.log_level,
+                log_config=log_config,
                 access_log=access_log,
                 timeout_keep_alive=settings.keep_alive_seconds,
                 **WEBSOCKET_OPTIONS,
@@ -112,6 +117,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 host=host,
                 port=port,
                 log_level=settings.log_level,
+                log_config=log_config,
                 access_log=access_log,
                 timeout_keep_alive=settings.keep_alive_seconds,
                 workers=workers,
