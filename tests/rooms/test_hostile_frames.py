@@ -59,6 +59,9 @@ HOSTILE = [
     ("null", "unknown_type"),
     ('{"type":"dance"}', "unknown_type"),
     ("{not json", "invalid_json"),
+    ('{"type":"ping"} trailing', "invalid_json"),
+    ("[" * 3000, "invalid_json"),  # nested deeper than any parser recurses
+    ('{"type":"estimate","data":{"a":' + "[" * 2000 + "]" * 2000 + "}}", "invalid_json"),
     ("x" * 5000, "frame_too_large"),
 ]
 
@@ -124,6 +127,7 @@ async def test_hostile_frames_on_the_personal_channel(
             ("[]", "unknown_type"),
             ('"str"', "unknown_type"),
             ("{not json", "invalid_json"),
+            ("[" * 1000, "invalid_json"),
             ("x" * 2000, "frame_too_large"),
             (b"\x00", "binary_not_supported"),
         ]:
