@@ -63,7 +63,7 @@ ERRORS = {
     "unsupported_currency": N_("This currency is not supported."),
     "banned": N_("You cannot join this stream."),
     "invalid_json": N_("The message is not valid JSON."),
-    "invalid_frame": N_("The message is not in the expected format."),
+    "invalid_frame": N_("The message is not in the expected format."),  # details.field
     "unknown_type": N_("Unknown message type."),
     "frame_too_large": N_("The message is too large."),
     "binary_not_supported": N_("Send text frames with JSON."),

@@ -66,7 +66,7 @@ def request_data(frame: Request) -> dict[str, Any]:
     if frame.data is None:
         return {}
     if not isinstance(frame.data, dict):
-        raise BadFrame("invalid_frame")
+        raise BadFrame("invalid_frame", field="data")
     return frame.data
 
 
@@ -111,4 +111,6 @@ def parse_client_frame(text: str) -> Chat | React | Ping | Request:
             raise BadFrame("invalid_json") from None
         if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
             raise BadFrame("unknown_type") from None
-        raise BadFrame("invalid_frame") from None
+        # loc starts with the union's tag: ("react", "data", "kind") is the field data.kind
+        field = ".".join(str(part) for part in first["loc"][1:]) or "data"
+        raise BadFrame("invalid_frame", field=field) from None

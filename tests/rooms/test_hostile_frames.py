@@ -94,6 +94,10 @@ async def test_hostile_frames_get_error_frames_and_the_room_goes_on(
             assert error["seq"] is None
             assert error["data"]["code"] == code, bad
             assert error["data"]["message"], bad
+        await sender.send('{"type":"react","data":{"kind":[1]}}')
+        assert (await next_frame(sender, "error"))["data"]["details"] == {"field": "data.kind"}
+        await sender.send('{"type":"chat","data":"x"}')
+        assert (await next_frame(sender, "error"))["data"]["details"] == {"field": "data"}
         await sender.send(json.dumps({"type": "ping"}))
         assert (await next_frame(sender, "pong"))["seq"] is None
         await sender.send(json.dumps({"type": "react", "data": {"kind": "heart"}}))
