@@ -39,3 +39,30 @@ async def test_only_the_products_merchant_hears_what_is_left(client: httpx.Async
     own_order = await order(client, mh, [(few["id"], 5)], query="?locale=ru", ship_to=ALMATY)
     assert own_order.status_code == 409
     assert own_order.json()["error"]["details"]["available"] == 3
+
+
+async def test_refusals_at_the_front_door_carry_no_figure(client: httpx.AsyncClient) -> None:
+    """A sold-out product's refusals from the door (cached per language) hold no stock
+    figure for any caller, and carry nosniff and no-store like the route's."""
+    from tests.orders.test_concurrency import buyers
+    from tests.orders.test_placed_at_the_door import reaching_the_route
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    _, mh = await merchant(client)
+    hot = await stocked_product(client, mh, KZALA=1)
+    first, second, third, fourth = await buyers(app, 4)
+    assert (await order(client, first, [(hot["id"], 1)])).status_code == 201
+    assert (await order(client, second, [(hot["id"], 1)])).status_code == 409  # marks it gone
+    with reaching_the_route(app) as reached:
+        answers = [
+            await order(client, headers, [(hot["id"], 2)], query="?locale=en")
+            for headers in (third, fourth, third)
+        ]
+    assert reached == []  # all three answered by the door
+    for answer in answers:
+        assert answer.status_code == 409, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "out_of_stock" and "available" not in error["details"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
+    assert answers[0].content == answers[1].content == answers[2].content
