@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
@@ -192,6 +193,86 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class SecurityHeaders:
+    """``X-Content-Type-Options: nosniff`` on every HTTP response, and ``Cache-Control:
+    no-store`` on API answers that set no caching of their own (the delivery estimate's
+    ``max-age`` and ETag stay; pages and static files are outside ``/api/``).
+
+    Pure ASGI, outside every other layer, so the order front door's answers (its cached
+    refusals included) get them too; the headers are copied, never appended in place, as a
+    cached refusal's list is sent again.
+    """
+
+    def __init__(self, app: ASGIApp, *, api_prefix: str = "/api/") -> None:
+        self.app = app
+        self.api_prefix = api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith(self.api_prefix)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                if _NOSNIFF[0] not in names:  # pages set their own
+                    headers.append(_NOSNIFF)
+                if api and _NO_STORE[0] not in names:
+                    headers.append(_NO_STORE)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class OptionsAnswer:
+    """``OPTIONS`` on a route's path answers 204 with the path's methods in ``Allow``
+    (the router alone answers 405 with the ``Allow`` of the first route on that path).
+
+    A CORS preflight (an ``Origin`` and ``Access-Control-Request-Method``) goes on to the
+    CORS layer when one is configured; a path no route serves goes on to its 404.
+    """
+
+    def __init__(self, app: ASGIApp, *, cors: bool) -> None:
+        self.app = app
+        self.cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.cors and b"origin" in headers and b"access-control-request-method" in headers:
+            await self.app(scope, receive, send)
+            return
+        allowed: set[str] = set()
+        # Included routers are one entry each in ``router.routes``: their routes come
+        # through FastAPI's own iteration (as the router matches them).
+        for route in iter_route_contexts(scope["app"].router.routes):
+            methods = getattr(route, "methods", None)
+            if methods and route.matches(scope)[0] != Match.NONE:
+                allowed.update(methods)
+        if not allowed:
+            await self.app(scope, receive, send)
+            return
+        allowed.add("OPTIONS")
+        allow = ", ".join(sorted(allowed)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [(b"allow", allow), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+
 class SocketRoutes:
     """Serves the WebSocket routes before the HTTP layers and the API router.
 
@@ -339,6 +420,10 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         )
     # Multipart framing adds a little to the file itself.
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + 64 * 1024)
+    app.add_middleware(OptionsAnswer, cors=bool(settings.cors_origins))
+    # Around every HTTP answer (the front door's refusals included); pure ASGI and a few
+    # list operations per response, so the rush paths keep their cost.
+    app.add_middleware(SecurityHeaders)
     # Outermost but for the server-error layer (added last): sockets skip the HTTP layers.
     app.add_middleware(SocketRoutes, routes=[*room_routes, *notification_routes])
     install_error_handlers(app)

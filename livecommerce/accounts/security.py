@@ -69,6 +69,9 @@ def new_guest_subject() -> str:
     return f"guest-{uuid.uuid4().hex}"
 
 
+MAX_USER_ID = 2**31 - 1  # ids are 32-bit (as deps.IdPath)
+
+
 def decode_token(token: str, *, secret: str) -> TokenClaims:
     try:
         payload = jwt.decode(
@@ -79,6 +82,14 @@ def decode_token(token: str, *, secret: str) -> TokenClaims:
     subject, role = payload.get("sub"), payload.get("role")
     if not isinstance(subject, str) or not isinstance(role, str):
         raise InvalidToken()
-    if role != GUEST_ROLE and not subject.isdigit():
+    # A user's subject is its id: ASCII digits (str.isdigit also takes "²", which int()
+    # refuses) of a positive 32-bit integer, as ids are; anything else would reach the
+    # database as an integer it cannot bind (2^63 on SQLite) and answer a 500.
+    if role != GUEST_ROLE and not (
+        subject.isascii()
+        and subject.isdigit()
+        and len(subject) <= 10
+        and 1 <= int(subject) <= MAX_USER_ID
+    ):
         raise InvalidToken()
     return TokenClaims(subject, role, datetime.fromtimestamp(payload["exp"], UTC))

@@ -34,7 +34,7 @@ from livecommerce.catalog.schemas import (
     Price,
     Sku,
     TitlePatch,
-    Weight,
+    WeightCell,
 )
 from livecommerce.catalog.service import build_search_text, merge_translations
 from livecommerce.config import SUPPORTED_LOCALES
@@ -110,7 +110,7 @@ class ImportRow(StrictModel):
     title: TitlePatch
     description: Description
     price: Price
-    weight_grams: Weight
+    weight_grams: WeightCell
     hs_code: HsCode
     origin_country: Country
     image_urls: ImageUrls | None = None

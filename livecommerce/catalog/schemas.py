@@ -88,7 +88,9 @@ HsCode = Annotated[str, BeforeValidator(_hs_code)]
 Country = Annotated[str, BeforeValidator(_country)]
 ImageUrls = Annotated[list[str], BeforeValidator(_image_urls)]
 Price = Annotated[MoneyIn, AfterValidator(_positive_price)]
-Weight = Annotated[int, Field(gt=0, le=MAX_WEIGHT_GRAMS)]
+# A CSV cell is text: the importer reads weights with the lax type, request bodies strictly.
+WeightCell = Annotated[int, Field(gt=0, le=MAX_WEIGHT_GRAMS)]
+Weight = Annotated[int, Field(strict=True, gt=0, le=MAX_WEIGHT_GRAMS)]
 Title = Annotated[dict[str, str], translatable(TITLE_MAX, required=True)]
 Description = Annotated[dict[str, str], translatable(DESCRIPTION_MAX, required=False)]
 TitlePatch = Annotated[
@@ -123,7 +125,7 @@ class ProductUpdate(StrictModel):
 
 
 class StockIn(StrictModel):
-    quantity: int = Field(ge=0, le=1_000_000_000)
+    quantity: int = Field(strict=True, ge=0, le=1_000_000_000)
 
 
 class StockLevel(BaseModel):

@@ -50,15 +50,35 @@ class WarehouseNotFound(NotFound):
 
 
 class OutOfStock(Conflict):
+    """Short stock, as anyone may hear it: stock figures are the merchant's, so what is left
+    (``available``) is kept on the error but neither in its message nor in its details
+    (``revealed()`` is the product's merchant's version). Its rendering then depends on the
+    product and the quantity asked alone, as the order front door's refusal cache assumes."""
+
     code = "out_of_stock"
+    message = N_("Not enough stock for the quantity asked.")
+
+    def __init__(self, details: dict[str, Any] | None = None, *, available: int) -> None:
+        super().__init__(details)
+        self.available = available
+
+    def revealed(self) -> OutOfStock:
+        """The same refusal with the figure, for the product's own merchant."""
+        return OutOfStockRevealed(
+            {**self.details, "available": self.available}, available=self.available
+        )
+
+
+class OutOfStockRevealed(OutOfStock):
     message = N_("Not enough stock: only %(available)s left.")
+
+    def __init__(self, details: dict[str, Any] | None = None, *, available: int) -> None:
+        super().__init__(details, available=available)
+        self.params = {"available": available}
 
 
 def out_of_stock(product_id: int, requested: int, available: int) -> OutOfStock:
-    return OutOfStock(
-        available=available,
-        details={"product_id": product_id, "requested": requested, "available": available},
-    )
+    return OutOfStock({"product_id": product_id, "requested": requested}, available=available)
 
 
 class NegativeStock(ValidationFailed):

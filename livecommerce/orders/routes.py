@@ -18,6 +18,7 @@ from livecommerce.deps import (
 )
 from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.money import Money
+from livecommerce.inventory.service import OutOfStock
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, placing, service
 from livecommerce.orders.consignee import consignee_of
@@ -90,14 +91,17 @@ async def create_quote(
 ) -> dict[str, Any]:
     buyer = ctx.principal.user if ctx.principal else None
     network = network_of(settings)
-    landed = await service.quote(
-        session=session,
-        network=network,
-        data=body,
-        currency=ctx.currency,
-        buyer=buyer,
-        books=request.app.state.rate_books,
-    )
+    try:
+        landed = await service.quote(
+            session=session,
+            network=network,
+            data=body,
+            currency=ctx.currency,
+            buyer=buyer,
+            books=request.app.state.rate_books,
+        )
+    except OutOfStock as short:
+        raise await service.shown_to(session=session, user=buyer, short=short) from None
     consignee = consignee_of(network, landed, ctx.locale)
     return render_quote(landed.as_data(), ctx.locale, consignee=consignee)
 
@@ -164,18 +168,21 @@ async def create_order(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     state = request.app.state
-    answer = await placing.place(
-        session=session,
-        buyer=user,
-        data=body,
-        locale=ctx.locale,
-        currency=ctx.currency,
-        idempotency_key=idempotency_key,
-        settings=settings,
-        admission=state.admission,
-        announcer=state.hub,
-        books=state.rate_books,
-    )
+    try:
+        answer = await placing.place(
+            session=session,
+            buyer=user,
+            data=body,
+            locale=ctx.locale,
+            currency=ctx.currency,
+            idempotency_key=idempotency_key,
+            settings=settings,
+            admission=state.admission,
+            announcer=state.hub,
+            books=state.rate_books,
+        )
+    except OutOfStock as short:
+        raise await service.shown_to(session=session, user=user, short=short) from None
     return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 

@@ -13,7 +13,8 @@ MAX_BASKET_LINES = 50
 MAX_LINE_QUANTITY = 1000
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()\-]{5,22}$")
 
-Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+# strict: JSON numbers only ("2" and true are refused, not coerced).
+Id = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
 
 
 def _country(value: str) -> str:
@@ -73,7 +74,7 @@ class ShipTo(QuoteAddress):
 
 class BasketItem(StrictModel):
     product_id: Id
-    quantity: int = Field(ge=1, le=MAX_LINE_QUANTITY)
+    quantity: int = Field(strict=True, ge=1, le=MAX_LINE_QUANTITY)
 
 
 class QuoteIn(StrictModel):

@@ -448,7 +448,7 @@ async def _checked_basket(
     # the rates and the buyer's customs history are loaded.
     short = _short_line(basket, basket.stock)
     if short is not None:
-        if admission is not None and short.details["available"] == 0:
+        if admission is not None and short.available == 0:
             # Gone everywhere: the next buyers of this product hear it from the gate.
             await admission.mark_sold_out(short.details["product_id"])
         raise short
@@ -1122,3 +1122,19 @@ async def expire_reservations(
             continue
         expired.append(order_id)
     return expired
+
+
+async def shown_to(*, session: AsyncSession, user: User | None, short: OutOfStock) -> OutOfStock:
+    """``short`` as ``user`` may hear it: with what is left for the product's own merchant,
+    without for anyone else (stock figures are the merchant's)."""
+    if user is None or user.role != Role.MERCHANT:
+        return short
+    try:
+        product = await session.get(Product, short.details.get("product_id"))
+        merchant = await merchant_of(session=session, user=user)
+    except Exception:  # the session failed with the request: the public answer will do
+        log.warning("out_of_stock: could not tell the product's merchant", exc_info=True)
+        return short
+    if product is not None and merchant is not None and product.merchant_id == merchant.id:
+        return short.revealed()
+    return short

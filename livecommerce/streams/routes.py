@@ -61,6 +61,7 @@ async def _out(
     stream: Stream,
     *,
     stats: bool,
+    sales: bool = False,
     book: RateBook | None = None,
 ) -> StreamOut:
     assert stream.id is not None
@@ -91,11 +92,13 @@ async def _out(
     if stats:
         hub: Hub = request.app.state.hub
         room = service.room_of(stream.id)
-        rolled = await rollup.latest(session, stream.id)
-        sales = None
+        # Sales figures are the stream's merchant's, its host's and admins' (``sales``);
+        # everyone else sees the public part (viewers, chat, peak) with ``sales`` null.
+        rolled = await rollup.latest(session, stream.id) if sales else None
+        figures_out = None
         if rolled is not None:
             figures = rolled.data
-            sales = StreamSales(
+            figures_out = StreamSales(
                 orders=figures["orders"],
                 buyers=figures["buyers"],
                 gmv=[
@@ -112,7 +115,7 @@ async def _out(
             peak_viewers=stream.peak_viewers,
             chat_messages=stream.chat_messages,
             last_seq=await hub.broker.last_seq(room),
-            sales=sales,
+            sales=figures_out,
         )
     return out
 
@@ -158,10 +161,18 @@ async def list_streams(
 
 @router.get("/streams/{stream_id}", response_model=StreamOut)
 async def get_stream(
-    stream_id: IdPath, request: Request, session: SessionDep, ctx: ContextDep
+    stream_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    principal: OptionalPrincipal,
 ) -> StreamOut:
+    """The stream; its sales figures (``stats.sales``) only for its merchant, its host and
+    admins."""
     stream = await service.get_stream(session=session, stream_id=stream_id)
-    return await _out(request, session, ctx, stream, stats=True)
+    user = principal.user if principal is not None else None
+    sales = user is not None and await service.can_drive(session=session, user=user, stream=stream)
+    return await _out(request, session, ctx, stream, stats=True, sales=sales)
 
 
 @router.post("/streams/{stream_id}/start", response_model=StreamOut)

@@ -26,8 +26,8 @@ class StreamCreate(StrictModel):
         default=None, description="HLS or MP4 address of the video, from the streaming service"
     )
     # A merchant names the host it links; a host linked to several merchants names one.
-    merchant_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    host_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    merchant_id: int | None = Field(default=None, strict=True, ge=1, le=2**31 - 1)
+    host_id: int | None = Field(default=None, strict=True, ge=1, le=2**31 - 1)
 
     @field_validator("languages")
     @classmethod
@@ -52,7 +52,7 @@ class StreamCreate(StrictModel):
 
 
 class PinIn(StrictModel):
-    product_id: int | None = Field(ge=1, le=2**31 - 1, description="null unpins")
+    product_id: int | None = Field(strict=True, ge=1, le=2**31 - 1, description="null unpins")
 
 
 class AnnouncementIn(StrictModel):
@@ -60,11 +60,13 @@ class AnnouncementIn(StrictModel):
 
 
 class FlashSaleIn(StrictModel):
-    product_id: int = Field(ge=1, le=2**31 - 1)
+    product_id: int = Field(strict=True, ge=1, le=2**31 - 1)
     price: Price
-    quantity: int = Field(ge=1, le=MAX_FLASH_SALE_QUANTITY)
-    duration_s: int = Field(ge=10, le=MAX_FLASH_SALE_S)
-    per_customer_limit: int | None = Field(default=None, ge=1, le=MAX_FLASH_SALE_QUANTITY)
+    quantity: int = Field(strict=True, ge=1, le=MAX_FLASH_SALE_QUANTITY)
+    duration_s: int = Field(strict=True, ge=10, le=MAX_FLASH_SALE_S)
+    per_customer_limit: int | None = Field(
+        default=None, strict=True, ge=1, le=MAX_FLASH_SALE_QUANTITY
+    )
 
 
 class BlockedWordsIn(StrictModel):
@@ -74,9 +76,9 @@ class BlockedWordsIn(StrictModel):
 
 
 class ModerationIn(StrictModel):
-    user_id: int = Field(ge=1, le=2**31 - 1)
+    user_id: int = Field(strict=True, ge=1, le=2**31 - 1)
     action: Literal["mute", "ban", "unmute", "unban"]
-    duration_s: int | None = Field(default=None, ge=10, le=MAX_MODERATION_S)
+    duration_s: int | None = Field(default=None, strict=True, ge=10, le=MAX_MODERATION_S)
 
 
 class ProductCard(BaseModel):
