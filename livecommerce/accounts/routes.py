@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from livecommerce.accounts.schemas import (
     TokenOut,
     UserOut,
 )
+from livecommerce.accounts.throttle import Limit, Throttle
 from livecommerce.deps import (
     ContextDep,
     CurrentPrincipal,
@@ -69,11 +70,23 @@ async def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> Us
 
 @router.post("/auth/token", response_model=TokenOut)
 async def token(
+    request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: ReadSessionDep,
     settings: SettingsDep,
 ) -> TokenOut:
-    user = await service.authenticate(session=session, email=form.username, password=form.password)
+    throttle: Throttle = request.app.state.login_throttle
+    user = await service.sign_in(
+        session=session,
+        throttle=throttle,
+        email=form.username,
+        password=form.password,
+        # The peer address as the server sees it: behind a proxy, that proxy's own unless
+        # uvicorn is told to trust its forwarded-for header (``--forwarded-allow-ips``).
+        address=request.client.host if request.client else "unknown",
+        account_limit=Limit(settings.login_account_attempts, settings.login_window_seconds),
+        address_limit=Limit(settings.login_address_attempts, settings.login_window_seconds),
+    )
     access_token, expires_in = service.issue_user_token(
         user, secret=settings.resolved_secret_key(), minutes=settings.access_token_minutes
     )

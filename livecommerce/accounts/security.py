@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,19 +22,56 @@ ALGORITHM = "HS256"
 GUEST_ROLE = "guest"
 
 
+# At most this many argon2 runs at once per process (``LIVECOMMERCE_PASSWORD_HASH_CONCURRENCY``,
+# set by ``set_hash_concurrency``). Each one is tens of ms of CPU: without a bound, a flood
+# of sign-ins fills the thread pool and every core, and unrelated requests wait seconds.
+# The rest queue on the event loop, where waiting costs nothing.
+_hash_concurrency = 2
+# One semaphore per event loop: an asyncio primitive belongs to the loop it first waits on.
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def set_hash_concurrency(limit: int) -> None:
+    global _hash_concurrency
+    _hash_concurrency = limit
+    _slots.clear()
+
+
+@asynccontextmanager
+async def _hash_slot() -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    slot = _slots.get(loop)
+    if slot is None:
+        slot = _slots[loop] = asyncio.Semaphore(_hash_concurrency)
+    async with slot:
+        yield
+
+
 async def hash_password(password: str) -> str:
     # argon2 is deliberately slow (tens of ms of CPU); keep it off the event loop.
-    return await anyio.to_thread.run_sync(_hasher.hash, password)
+    async with _hash_slot():
+        return await anyio.to_thread.run_sync(_hasher.hash, password)
 
 
-async def verify_password(password_hash: str, password: str) -> bool:
+async def verify_password(
+    password_hash: str, password: str, *, admit: Callable[[], Awaitable[None]] | None = None
+) -> bool:
+    """``admit`` runs once a hashing slot is free, just before the hash, and may raise to
+    refuse: a guess that queued behind others is checked against the throttle again, with
+    the failures counted while it waited."""
+
     def _verify() -> bool:
         try:
             return _hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 
-    return await anyio.to_thread.run_sync(_verify)
+    async with _hash_slot():
+        if admit is not None:
+            await admit()
+        return await anyio.to_thread.run_sync(_verify)
 
 
 # Checked against when the email is unknown, so a wrong email costs as long as a wrong

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +18,14 @@ from livecommerce.accounts.security import (
     new_guest_subject,
     verify_password,
 )
-from livecommerce.errors import Conflict, InvalidCredentials, NotFound, ValidationFailed
+from livecommerce.accounts.throttle import Limit, Throttle, account_key, address_key
+from livecommerce.errors import (
+    AppError,
+    Conflict,
+    InvalidCredentials,
+    NotFound,
+    ValidationFailed,
+)
 from livecommerce.i18n.locales import DEFAULT_CURRENCY
 from livecommerce.i18n.messages import N_
 
@@ -35,6 +43,20 @@ class HostNotFound(NotFound):
 class NotAHost(ValidationFailed):
     code = "not_a_host"
     message = N_("This account is not a host account.")
+
+
+class TooManyAttempts(AppError):
+    """Same answer whether the account exists or not: counters are kept per email asked."""
+
+    status = 429
+    code = "too_many_attempts"
+    message = N_("Too many sign-in attempts. Please try again in %(minutes)s min.")
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            details={"retry_after": retry_after}, minutes=max(1, -(-retry_after // 60))
+        )
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 def normalize_email(email: str) -> str:
@@ -81,13 +103,51 @@ async def register(
     return user
 
 
-async def authenticate(*, session: AsyncSession, email: str, password: str) -> User:
+async def authenticate(
+    *,
+    session: AsyncSession,
+    email: str,
+    password: str,
+    admit: Callable[[], Awaitable[None]] | None = None,
+) -> User:
     user = await session.scalar(select(User).where(col(User.email) == normalize_email(email)))
     if user is None:
-        await verify_password(DUMMY_HASH, password)
+        await verify_password(DUMMY_HASH, password, admit=admit)
         raise InvalidCredentials()
-    if not await verify_password(user.password_hash, password) or not user.is_active:
+    if not await verify_password(user.password_hash, password, admit=admit) or not user.is_active:
         raise InvalidCredentials()
+    return user
+
+
+async def sign_in(
+    *,
+    session: AsyncSession,
+    throttle: Throttle,
+    email: str,
+    password: str,
+    address: str,
+    account_limit: Limit,
+    address_limit: Limit,
+) -> User:
+    """``authenticate`` behind the throttle: a key over its limit is refused before the
+    database or the hash; a failure counts for the account and the address, a success
+    clears the account's count (not the address's: one right password among many guesses
+    from one address does not license more guesses)."""
+    account = account_key(normalize_email(email))
+    keys = [(account, account_limit), (address_key(address), address_limit)]
+
+    async def admit() -> None:
+        wait = await throttle.retry_after(keys)
+        if wait:
+            raise TooManyAttempts(wait)
+
+    await admit()
+    try:
+        user = await authenticate(session=session, email=email, password=password, admit=admit)
+    except InvalidCredentials:
+        await throttle.failed(keys)
+        raise
+    await throttle.reset(account)
     return user
 
 
