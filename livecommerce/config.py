@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# accounts/passwords.py's DEFAULT_MIN_LENGTH, kept here so settings import no domain.
+DEFAULT_MIN_PASSWORD_LENGTH = 10
 SUPPORTED_LOCALES = ("kk", "ru", "uz", "en", "zh")
 LocaleCode = Literal["kk", "ru", "uz", "en", "zh"]
 
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
     login_account_attempts: int = Field(default=5, ge=1)
     login_address_attempts: int = Field(default=20, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1, le=24 * 3600)
+    # Sign-up (and admin creation) refuse shorter passwords, and common ones at any length.
+    password_min_length: int = Field(default=DEFAULT_MIN_PASSWORD_LENGTH, ge=8, le=256)
     # argon2 runs at once per API process; the rest wait their turn on the event loop.
     password_hash_concurrency: int = Field(default=2, ge=1, le=64)
     host: str = "127.0.0.1"

@@ -54,7 +54,9 @@ async def user_out(session: AsyncSession, user: User) -> UserOut:
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> UserOut:
+async def register(
+    body: RegisterIn, session: SessionDep, ctx: ContextDep, settings: SettingsDep
+) -> UserOut:
     user = await service.register(
         session=session,
         email=body.email,
@@ -64,6 +66,7 @@ async def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> Us
         locale=body.locale or ctx.locale,
         currency=body.currency,
         merchant_name=body.merchant_name,
+        min_password_length=settings.password_min_length,
     )
     return await user_out(session, user)
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from livecommerce.accounts.models import Merchant, MerchantHost, Role, User
+from livecommerce.accounts.passwords import DEFAULT_MIN_LENGTH, check_password
 from livecommerce.accounts.security import (
     DUMMY_HASH,
     GUEST_ROLE,
@@ -73,8 +74,10 @@ async def register(
     locale: str,
     currency: str | None,
     merchant_name: str | None = None,
+    min_password_length: int = DEFAULT_MIN_LENGTH,
 ) -> User:
     email = normalize_email(email)
+    check_password(password, min_length=min_password_length)
     # Hash before the first query: on SQLite the first statement of a write takes the
     # database's write lock, which should not be held through tens of ms of argon2.
     password_hash = await hash_password(password)
@@ -245,7 +248,12 @@ async def unlink_host(*, session: AsyncSession, merchant: Merchant, host_id: int
 
 
 async def create_admin(
-    *, session: AsyncSession, email: str, password: str, display_name: str
+    *,
+    session: AsyncSession,
+    email: str,
+    password: str,
+    display_name: str,
+    min_password_length: int,
 ) -> User:
     return await register(
         session=session,
@@ -255,4 +263,5 @@ async def create_admin(
         role=Role.ADMIN,
         locale="en",
         currency=None,
+        min_password_length=min_password_length,
     )
