@@ -96,6 +96,13 @@ async def token(
     return TokenOut(access_token=access_token, expires_in=expires_in)
 
 
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(user: CurrentUser, session: SessionDep) -> Response:
+    """Signs the user out everywhere: every token issued so far, this one too, is refused."""
+    await service.revoke_tokens(session=session, user=user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/auth/guest", response_model=TokenOut)
 async def guest(settings: SettingsDep) -> TokenOut:
     access_token, expires_in = service.issue_guest_token(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import anyio.to_thread
 import jwt
@@ -84,6 +85,9 @@ class TokenClaims:
     subject: str
     role: str
     expires_at: datetime
+    # The user's token_version when it was issued; tokens from before revocation existed
+    # carry none and count as version 0.
+    version: int = 0
 
     @property
     def is_guest(self) -> bool:
@@ -93,12 +97,23 @@ class TokenClaims:
     def user_id(self) -> int | None:
         return None if self.is_guest else int(self.subject)
 
+    def current_for(self, user: _Versioned) -> bool:
+        """False once the user signed out (or was signed out) after this token was issued."""
+        return self.version == user.token_version
 
-def create_token(*, secret: str, subject: str, role: str, lifetime: timedelta) -> tuple[str, int]:
+
+class _Versioned(Protocol):
+    token_version: int
+
+
+def create_token(
+    *, secret: str, subject: str, role: str, lifetime: timedelta, version: int = 0
+) -> tuple[str, int]:
     now = datetime.now(UTC)
     payload = {
         "sub": subject,
         "role": role,
+        "ver": version,
         "iat": int(now.timestamp()),
         "exp": int((now + lifetime).timestamp()),
         "jti": uuid.uuid4().hex,
@@ -122,4 +137,7 @@ def decode_token(token: str, *, secret: str) -> TokenClaims:
         raise InvalidToken()
     if role != GUEST_ROLE and not subject.isdigit():
         raise InvalidToken()
-    return TokenClaims(subject, role, datetime.fromtimestamp(payload["exp"], UTC))
+    version = payload.get("ver", 0)
+    if type(version) is not int:
+        raise InvalidToken()
+    return TokenClaims(subject, role, datetime.fromtimestamp(payload["exp"], UTC), version)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -156,7 +157,21 @@ async def sign_in(
 
 def issue_user_token(user: User, *, secret: str, minutes: int) -> tuple[str, int]:
     return create_token(
-        secret=secret, subject=str(user.id), role=user.role, lifetime=timedelta(minutes=minutes)
+        secret=secret,
+        subject=str(user.id),
+        role=user.role,
+        lifetime=timedelta(minutes=minutes),
+        version=user.token_version,
+    )
+
+
+async def revoke_tokens(*, session: AsyncSession, user: User) -> None:
+    """Every token issued to ``user`` so far stops working (sign-out everywhere)."""
+    # In SQL, so two sign-outs at once both count and neither undoes the other.
+    await session.execute(
+        update(User)
+        .where(col(User.id) == user.id)
+        .values(token_version=col(User.token_version) + 1)
     )
 
 
