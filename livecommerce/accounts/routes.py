@@ -12,6 +12,7 @@ from livecommerce.accounts.schemas import (
     HostLinkIn,
     HostOut,
     MerchantOut,
+    PasswordChangeIn,
     ProfileUpdate,
     RegisterIn,
     TokenOut,
@@ -136,6 +137,31 @@ async def update_me(body: ProfileUpdate, user: CurrentUser, session: SessionDep)
         currency=body.currency,
     )
     return await user_out(session, user)
+
+
+@router.post("/me/password", response_model=TokenOut)
+async def change_password(
+    request: Request,
+    body: PasswordChangeIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenOut:
+    """Every earlier token is signed out; the answer is a new one for this client."""
+    throttle: Throttle = request.app.state.login_throttle
+    await service.change_password(
+        session=session,
+        throttle=throttle,
+        user=user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        min_password_length=settings.password_min_length,
+        account_limit=Limit(settings.login_account_attempts, settings.login_window_seconds),
+    )
+    access_token, expires_in = service.issue_user_token(
+        user, secret=settings.resolved_secret_key(), minutes=settings.access_token_minutes
+    )
+    return TokenOut(access_token=access_token, expires_in=expires_in)
 
 
 @router.get("/merchants/me/hosts", response_model=list[HostOut])

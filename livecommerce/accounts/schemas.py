@@ -34,6 +34,11 @@ class ProfileUpdate(StrictModel):
     currency: CurrencyCode | None = None
 
 
+class PasswordChangeIn(StrictModel):
+    current_password: str = Password
+    new_password: str = Password
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"

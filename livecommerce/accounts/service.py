@@ -61,6 +61,11 @@ class TooManyAttempts(AppError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class WrongPassword(ValidationFailed):
+    code = "wrong_password"
+    message = N_("The current password is wrong.")
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
@@ -173,6 +178,44 @@ async def revoke_tokens(*, session: AsyncSession, user: User) -> None:
         .where(col(User.id) == user.id)
         .values(token_version=col(User.token_version) + 1)
     )
+
+
+async def change_password(
+    *,
+    session: AsyncSession,
+    throttle: Throttle,
+    user: User,
+    current_password: str,
+    new_password: str,
+    min_password_length: int,
+    account_limit: Limit,
+) -> User:
+    """A new password under the policy, for whoever knows the current one; every token
+    issued before is revoked (the caller gets a new one). Wrong current passwords count
+    against the account's sign-in throttle: a stolen token is no way around it."""
+    check_password(new_password, min_length=min_password_length)
+    account = account_key(user.email)
+
+    async def admit() -> None:
+        wait = await throttle.retry_after([(account, account_limit)])
+        if wait:
+            raise TooManyAttempts(wait)
+
+    await admit()
+    if not await verify_password(user.password_hash, current_password, admit=admit):
+        await throttle.failed([(account, account_limit)])
+        raise WrongPassword(details={"field": "current_password"})
+    password_hash = await hash_password(new_password)
+    version = await session.scalar(
+        update(User)
+        .where(col(User.id) == user.id)
+        .values(password_hash=password_hash, token_version=col(User.token_version) + 1)
+        .returning(col(User.token_version))
+    )
+    assert version is not None
+    user.password_hash, user.token_version = password_hash, version
+    await throttle.reset(account)
+    return user
 
 
 def issue_guest_token(*, secret: str, minutes: int) -> tuple[str, int]:

@@ -7,7 +7,7 @@ import pytest
 
 from livecommerce.accounts.passwords import DEFAULT_MIN_LENGTH, check_password, common_passwords
 from livecommerce.demo.seed import DEMO_ACCOUNTS
-from tests.fixtures.factories import PASSWORD
+from tests.fixtures.factories import PASSWORD, account, login
 
 
 def _body(password: str) -> dict[str, str]:
@@ -51,6 +51,38 @@ def test_list_is_loaded_lower_case() -> None:
 
 def test_demo_and_fixture_passwords_pass() -> None:
     """The demo seed and the test factories register with passwords the policy accepts."""
-    for account in DEMO_ACCOUNTS:
-        check_password(account.password, min_length=DEFAULT_MIN_LENGTH)
+    for demo in DEMO_ACCOUNTS:
+        check_password(demo.password, min_length=DEFAULT_MIN_LENGTH)
     check_password(PASSWORD, min_length=DEFAULT_MIN_LENGTH)
+
+
+async def test_password_change_applies_policy_and_revokes(client: httpx.AsyncClient) -> None:
+    """A password change needs the current password, obeys the policy, signs out every
+    earlier token and answers a new one; the new password signs in, the old does not."""
+    user, headers = await account(client)
+    url = "/api/v1/me/password?locale=en"
+    wrong = await client.post(
+        url,
+        json={"current_password": "not-it-at-all", "new_password": "a-new-long-secret"},
+        headers=headers,
+    )
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "wrong_password"
+    common = await client.post(
+        url, json={"current_password": PASSWORD, "new_password": "qwertyuiop"}, headers=headers
+    )
+    assert common.status_code == 422
+    assert common.json()["error"]["code"] == "password_too_common"
+    changed = await client.post(
+        url,
+        json={"current_password": PASSWORD, "new_password": "a-new-long-secret"},
+        headers=headers,
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 401
+    fresh = {"Authorization": f"Bearer {changed.json()['access_token']}"}
+    assert (await client.get("/api/v1/me", headers=fresh)).status_code == 200
+    old = await client.post(
+        "/api/v1/auth/token", data={"username": user["email"], "password": PASSWORD}
+    )
+    assert old.status_code == 401
+    await login(client, user["email"], "a-new-long-secret")
