@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -134,3 +136,29 @@ async def test_throttled_attempts_do_not_hash(
     assert 5 <= codes.count(401) < 5 + security._hash_concurrency
     assert codes.count(401) + codes.count(429) == 30
     assert calls == codes.count(401)
+
+
+async def test_hashing_runs_a_bounded_number_at_once(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of sign-ins for many accounts never runs more hashes at once than the bound."""
+    running = peak = 0
+    lock = threading.Lock()
+
+    class Slow:
+        def verify(self, password_hash: str, password: str) -> bool:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return False
+
+    monkeypatch.setattr(security, "_hasher", Slow())
+    answers = await asyncio.gather(
+        *(_login(client, f"burst{i}@example.kz", "wrong-password") for i in range(15))
+    )
+    assert all(a.status_code == 401 for a in answers)
+    assert peak <= security._hash_concurrency
