@@ -311,7 +311,7 @@ async def create_admin(
     email: str,
     password: str,
     display_name: str,
-    min_password_length: int,
+    min_password_length: int = DEFAULT_MIN_LENGTH,
 ) -> User:
     return await register(
         session=session,
