@@ -143,8 +143,9 @@ class RedisThrottle:
         wait = 0
         for i, (_, limit) in enumerate(keys):
             count, ttl = replies[2 * i], replies[2 * i + 1]
-            if count is not None and int(count) >= limit.attempts:
-                # ttl -1 (a key without expiry, never written so by us): a full window.
+            if count is not None and int(count) >= limit.attempts and ttl != -2:
+                # -2: expired between the two reads. -1 (no expiry, which we never write):
+                # a full window.
                 wait = max(wait, ttl if ttl > 0 else limit.window_s)
         return wait
 
