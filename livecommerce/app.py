@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecommerce import __version__, jobs
 from livecommerce.accounts.routes import router as accounts_router
+from livecommerce.accounts.security import set_hash_concurrency
+from livecommerce.accounts.throttle import MemoryThrottle, RedisThrottle, Throttle
 from livecommerce.catalog.routes import router as catalog_router
 from livecommerce.config import Settings, get_settings
 from livecommerce.db import create_engine, ping, session_factory
@@ -115,7 +117,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         locale = request_locale(request)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers: dict[str, str] | None = getattr(exc, "headers", None)
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
         return error_response(exc.status, exc.code, exc.localized(locale), exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -307,6 +311,13 @@ def make_realtime(settings: Settings) -> tuple[Broker, Presence]:
     return RedisBroker(settings.redis_url), RedisPresence(settings.redis_url)
 
 
+def make_login_throttle(settings: Settings) -> Throttle:
+    """Sign-in failure counts: in process, or in Redis (shared by every API process)."""
+    if not settings.redis_url:
+        return MemoryThrottle()
+    return RedisThrottle(settings.redis_url)
+
+
 def make_gate(settings: Settings) -> Gate:
     """Flash-sale admission: in process, or in Redis (shared by every API process)."""
     if not settings.redis_url:
@@ -350,6 +361,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         )
         app.state.broker = broker
         gate = make_gate(settings)
+        set_hash_concurrency(settings.password_hash_concurrency)
+        app.state.login_throttle = login_throttle = make_login_throttle(settings)
         app.state.admission = Admission(gate, sessions=sessions)
         app.state.hub = hub
         desk = EstimateDesk(
@@ -389,6 +402,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             await hub.close()
             await desk.close()
             await gate.close()
+            await login_throttle.close()
             await sandbox.close()
             await engine.dispose()
 

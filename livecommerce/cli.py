@@ -194,17 +194,28 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from livecommerce.accounts.passwords import check_password
     from livecommerce.accounts.schemas import RegisterIn
     from livecommerce.accounts.service import create_admin
+    from livecommerce.errors import AppError
 
     password = args.password or getpass.getpass("Password for the new admin: ")
     # The same rules as the public sign-up form.
     RegisterIn(email=args.email, password=password, display_name=args.name, role="viewer")
+    try:
+        check_password(password, min_length=settings.password_min_length)
+    except AppError as exc:
+        print(exc.localized("en"), file=sys.stderr)
+        return 2
     user = asyncio.run(
         _in_session(
             settings,
             lambda s: create_admin(
-                session=s, email=args.email, password=password, display_name=args.name
+                session=s,
+                email=args.email,
+                password=password,
+                display_name=args.name,
+                min_password_length=settings.password_min_length,
             ),
         )
     )

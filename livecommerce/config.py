@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# accounts/passwords.py's DEFAULT_MIN_LENGTH, kept here so settings import no domain.
+DEFAULT_MIN_PASSWORD_LENGTH = 10
 SUPPORTED_LOCALES = ("kk", "ru", "uz", "en", "zh")
 LocaleCode = Literal["kk", "ru", "uz", "en", "zh"]
 
@@ -36,6 +38,15 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     access_token_minutes: int = Field(default=24 * 60, ge=1)
     guest_token_minutes: int = Field(default=4 * 60, ge=1)
+    # Sign-in throttling: after this many failed attempts for one account, or from one
+    # client address, within the window, sign-in answers 429 until the window closes.
+    login_account_attempts: int = Field(default=5, ge=1)
+    login_address_attempts: int = Field(default=20, ge=1)
+    login_window_seconds: int = Field(default=15 * 60, ge=1, le=24 * 3600)
+    # Sign-up (and admin creation) refuse shorter passwords, and common ones at any length.
+    password_min_length: int = Field(default=DEFAULT_MIN_PASSWORD_LENGTH, ge=8, le=256)
+    # argon2 runs at once per API process; the rest wait their turn on the event loop.
+    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # API processes ``serve`` runs on one port; more than one needs Redis (rooms and the

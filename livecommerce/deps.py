@@ -97,10 +97,12 @@ def bearer_claims(request: Request, token: str, settings: Settings) -> TokenClai
 _USER_BY_ID = select(User).where(col(User.id) == bindparam("uid"))
 
 
-async def active_user(session: AsyncSession, user_id: int | None) -> User:
-    """The signed-in caller's row; a token whose account is gone or deactivated is a 401."""
+async def active_user(session: AsyncSession, user_id: int | None, token_version: int) -> User:
+    """The signed-in caller's row; a token whose account is gone or deactivated, or that was
+    revoked (signed out: its version is not the row's), is a 401. The version check costs
+    nothing more: it is compared on the row this read loads anyway."""
     user = (await session.execute(_USER_BY_ID, {"uid": user_id})).scalar_one_or_none()
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or user.token_version != token_version:
         raise InvalidToken()
     return user
 
@@ -116,7 +118,7 @@ async def get_optional_principal(
     claims = bearer_claims(request, token, settings)
     if claims.is_guest:
         return Principal(claims, None)
-    return Principal(claims, await active_user(session, claims.user_id))
+    return Principal(claims, await active_user(session, claims.user_id, claims.version))
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]

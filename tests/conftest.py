@@ -7,6 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from livecommerce.accounts.throttle import MemoryThrottle
 from livecommerce.app import create_app
 from livecommerce.config import Settings
 from livecommerce.flashsales.admission import Admission
@@ -63,4 +64,7 @@ async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.As
     # Nor may its admission gate (sale and product ids restart too).
     await app.state.admission.gate.close()
     app.state.admission = Admission(MemoryGate(), sessions=app.state.sessions)
+    # Nor its failed sign-ins (every test signs in from the same address).
+    await app.state.login_throttle.close()
+    app.state.login_throttle = MemoryThrottle()
     await database.reset()

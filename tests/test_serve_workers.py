@@ -131,3 +131,25 @@ async def test_two_workers_share_one_flash_sale(tmp_path: Path) -> None:
         assert Counter(r.status_code for r in responses) == {201: 3, 409: 5}
         codes = {r.json()["error"]["code"] for r in responses if r.status_code == 409}
         assert codes == {"flash_sale_sold_out"}
+
+
+async def test_two_workers_share_sign_in_throttling(tmp_path: Path) -> None:
+    """Failed sign-ins are counted in Redis: whichever process answers, the sixth is a 429."""
+    url = await prepare_redis()
+    env = server_env(tmp_path, redis_url=url)
+    migrate(env)
+    pid: list[int] = []
+    with running_server(env, tmp_path / "serve.log", "--workers", "2", pid=pid) as base:
+        assert wait_for_children(pid[0], 2) >= 2
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            await register(http, "locked@workers.example.kz", "viewer")
+        codes = []
+        for _ in range(12):
+            # A new connection each time, so that the attempts land on both processes.
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                answer = await http.post(
+                    "/api/v1/auth/token",
+                    data={"username": "locked@workers.example.kz", "password": "wrong-password"},
+                )
+                codes.append(answer.status_code)
+        assert codes == [401] * 5 + [429] * 7

@@ -121,6 +121,8 @@ def test_create_admin_and_rates_commands(env: dict[str, str], tmp_path: Path) ->
         "create-admin", "--email", "ops@example.kz", "--password", "long-enough-pw", env=env
     )
     assert created.returncode == 0 and "Admin ops@example.kz created" in created.stdout
+    weak = _cli("create-admin", "--email", "ops2@example.kz", "--password", "password12", env=env)
+    assert weak.returncode == 2 and "too common" in weak.stderr
     rates = tmp_path / "rates.csv"
     rates.write_text(
         "base,quote,rate,as_of,source\n"

@@ -27,6 +27,9 @@ class User(SQLModel, table=True):
     locale: str = Field(max_length=8)
     currency: str = Field(max_length=3)
     is_active: bool = Field(default=True)
+    # Carried in every access token as ``ver``; signing out bumps it, and a token whose
+    # ``ver`` is not the row's is refused. Compared where the row is read anyway.
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

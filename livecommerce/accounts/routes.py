@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,11 +12,13 @@ from livecommerce.accounts.schemas import (
     HostLinkIn,
     HostOut,
     MerchantOut,
+    PasswordChangeIn,
     ProfileUpdate,
     RegisterIn,
     TokenOut,
     UserOut,
 )
+from livecommerce.accounts.throttle import Limit, Throttle
 from livecommerce.deps import (
     ContextDep,
     CurrentPrincipal,
@@ -53,7 +55,9 @@ async def user_out(session: AsyncSession, user: User) -> UserOut:
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> UserOut:
+async def register(
+    body: RegisterIn, session: SessionDep, ctx: ContextDep, settings: SettingsDep
+) -> UserOut:
     user = await service.register(
         session=session,
         email=body.email,
@@ -63,21 +67,41 @@ async def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> Us
         locale=body.locale or ctx.locale,
         currency=body.currency,
         merchant_name=body.merchant_name,
+        min_password_length=settings.password_min_length,
     )
     return await user_out(session, user)
 
 
 @router.post("/auth/token", response_model=TokenOut)
 async def token(
+    request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: ReadSessionDep,
     settings: SettingsDep,
 ) -> TokenOut:
-    user = await service.authenticate(session=session, email=form.username, password=form.password)
+    throttle: Throttle = request.app.state.login_throttle
+    user = await service.sign_in(
+        session=session,
+        throttle=throttle,
+        email=form.username,
+        password=form.password,
+        # The peer address as the server sees it: behind a proxy, that proxy's own unless
+        # uvicorn is told to trust its forwarded-for header (``--forwarded-allow-ips``).
+        address=request.client.host if request.client else "unknown",
+        account_limit=Limit(settings.login_account_attempts, settings.login_window_seconds),
+        address_limit=Limit(settings.login_address_attempts, settings.login_window_seconds),
+    )
     access_token, expires_in = service.issue_user_token(
         user, secret=settings.resolved_secret_key(), minutes=settings.access_token_minutes
     )
     return TokenOut(access_token=access_token, expires_in=expires_in)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(user: CurrentUser, session: SessionDep) -> Response:
+    """Signs the user out everywhere: every token issued so far, this one too, is refused."""
+    await service.revoke_tokens(session=session, user=user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/auth/guest", response_model=TokenOut)
@@ -113,6 +137,31 @@ async def update_me(body: ProfileUpdate, user: CurrentUser, session: SessionDep)
         currency=body.currency,
     )
     return await user_out(session, user)
+
+
+@router.post("/me/password", response_model=TokenOut)
+async def change_password(
+    request: Request,
+    body: PasswordChangeIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenOut:
+    """Every earlier token is signed out; the answer is a new one for this client."""
+    throttle: Throttle = request.app.state.login_throttle
+    await service.change_password(
+        session=session,
+        throttle=throttle,
+        user=user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        min_password_length=settings.password_min_length,
+        account_limit=Limit(settings.login_account_attempts, settings.login_window_seconds),
+    )
+    access_token, expires_in = service.issue_user_token(
+        user, secret=settings.resolved_secret_key(), minutes=settings.access_token_minutes
+    )
+    return TokenOut(access_token=access_token, expires_in=expires_in)
 
 
 @router.get("/merchants/me/hosts", response_model=list[HostOut])

@@ -8,7 +8,9 @@ from pydantic import BaseModel, EmailStr, Field
 from livecommerce.config import LocaleCode
 from livecommerce.schemas import CurrencyCode, StrictModel
 
-Password = Field(min_length=8, max_length=256)
+# Only the bounds of a sane request here; the policy (minimum length, common passwords) is
+# the service's, with its own error codes (accounts/passwords.py).
+Password = Field(min_length=1, max_length=256)
 
 
 class RegisterIn(StrictModel):
@@ -30,6 +32,11 @@ class ProfileUpdate(StrictModel):
     display_name: str | None = Field(default=None, min_length=1, max_length=80)
     locale: LocaleCode | None = None
     currency: CurrencyCode | None = None
+
+
+class PasswordChangeIn(StrictModel):
+    current_password: str = Password
+    new_password: str = Password
 
 
 class TokenOut(BaseModel):

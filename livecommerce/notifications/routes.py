@@ -103,6 +103,8 @@ async def my_channel(websocket: WebSocket) -> None:
         if not claims.is_guest:
             async with session_scope(websocket.app.state.sessions, read_only=True) as session:
                 user = await session.get(User, claims.user_id)
+            if user is not None and not claims.current_for(user):
+                user = None
     except AppError:
         user = None
     if user is None or not user.is_active or user.id is None:

@@ -205,7 +205,12 @@ def understand(scope: Scope, body: bytes) -> OrderRequest | None:
     if claims.is_guest or claims.user_id is None:
         return None
     return OrderRequest(
-        order, claims.user_id, locale, query.get("currency"), headers.get("idempotency-key")
+        order,
+        claims.user_id,
+        claims.version,
+        locale,
+        query.get("currency"),
+        headers.get("idempotency-key"),
     )
 
 

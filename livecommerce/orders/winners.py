@@ -60,6 +60,7 @@ class OrderRequest:
 
     order: OrderIn
     buyer_id: int
+    token_version: int  # the bearer token's, checked against the buyer's row
     locale: str
     currency: str | None  # ?currency=
     idempotency_key: str | None
@@ -231,6 +232,8 @@ class WinnerDesk:
             try:
                 if buyer is None or not buyer.is_active:
                     raise LookupError
+                if buyer.token_version != asked.token_version:
+                    raise LookupError
                 currency = choose_currency(asked.currency, buyer, asked.locale)
             except (LookupError, AppError):
                 alone.append(winner)  # its 401 or 422 comes from the path of one order
@@ -244,7 +247,7 @@ class WinnerDesk:
         asked = winner.request
         try:
             async with session_scope(self.sessions) as session:  # as deps.get_session
-                buyer = await active_user(session, asked.buyer_id)
+                buyer = await active_user(session, asked.buyer_id, asked.token_version)
                 answer = await placing.place(
                     session=session,
                     buyer=buyer,

@@ -192,7 +192,7 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
             user, record = await streams.viewer_in_room(
                 session=session, stream_id=stream_id, user_id=claims.user_id
             )
-        if user is None or not user.is_active:
+        if user is None or not user.is_active or not claims.current_for(user):
             await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
             return None
         if record is not None:

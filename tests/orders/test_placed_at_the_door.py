@@ -201,6 +201,30 @@ async def test_a_deactivated_account_hears_401_from_the_door(
     assert won.status_code == 201, won.text
 
 
+async def test_a_signed_out_token_hears_401_from_the_door(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A token from before its user signed out: the door refuses it as the route does, 401,
+    and the unit goes back."""
+    product, _, sale, _ = await running_sale(client, quantity=1)
+    gone, next_buyer = await buyers(app, 2)
+    out = await client.post("/api/v1/auth/logout", headers=gone)
+    assert out.status_code == 204
+    gone = {**gone, "Accept-Language": "ru"}  # the door takes requests that name a language
+    with reaching_the_route(app) as reached:
+        refused = await order(client, gone, [(product, 1)], flash_sale_id=sale)
+    assert reached == []
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "invalid_token"
+    assert await remaining_at_gate(app, sale) == 1
+    with without_gate(app), reaching_the_route(app) as reached:
+        routed = await order(client, gone, [(product, 1)], flash_sale_id=sale)
+    assert reached == [ORDERS]
+    assert routed.status_code == 401 and routed.json() == refused.json()
+    won = await order(client, next_buyer, [(product, 1)], flash_sale_id=sale)
+    assert won.status_code == 201, won.text
+
+
 async def test_a_replay_placed_at_the_door_takes_nothing(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:

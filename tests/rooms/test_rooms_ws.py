@@ -264,6 +264,21 @@ async def test_bad_token_and_unknown_stream_are_refused(http: httpx.AsyncClient)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == code
 
 
+async def test_signed_out_token_cannot_join(http: httpx.AsyncClient) -> None:
+    """After sign-out, the earlier token is refused at connect with 4401 invalid_token."""
+    live = await live_stream(http)
+    _, token = await viewer_token(http)
+    async with connect(ws_url(http, live.stream_id, token)) as ws:
+        await next_frame(ws, "welcome")
+    out = await http.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    assert out.status_code == 204
+    async with connect(ws_url(http, live.stream_id, token)) as ws:
+        assert (await next_frame(ws, "error"))["data"]["code"] == "invalid_token"
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
 async def test_moderation_mute_and_ban(http: httpx.AsyncClient) -> None:
     """A muted viewer cannot chat; a banned one is disconnected and cannot come back."""
     live = await live_stream(http)

@@ -306,7 +306,7 @@ export function openSignIn(done, { role = "viewer" } = {}) {
       type: "password",
       name: "password",
       required: true,
-      minlength: 8,
+      minlength: 10, // the server's default policy; its localized 422 explains any other rule
       autocomplete: mode === "in" ? "current-password" : "new-password",
     });
     const name = h("input", { type: "text", name: "display_name", required: true, maxlength: 80 });
