@@ -44,6 +44,7 @@ from livecommerce.rooms.presence import PRESENCE_TTL_S, Presence
 from livecommerce.rooms.render import Event, Group, encode_event, frame, render
 from livecommerce.rooms.wire import Batch, FrameWriter
 from livecommerce.sqltypes import utcnow
+from livecommerce.streams import wordfilter
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +341,12 @@ class Hub:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
+    def apply_blocked_words(self, stream_id: int, words: list[str]) -> None:
+        """A room's new blocked words, in force for its next chat message in this process."""
+        for room in self.rooms.values():
+            if room.stream_id == stream_id:
+                room.settings = {**room.settings, **wordfilter.chat_rules(words)}
+
     # --- joining and leaving -----------------------------------------------------------
 
     async def _open_room(self, name: str, stream_id: int) -> Room:
@@ -457,7 +464,11 @@ class Hub:
         if envelope.seq is None:
             event = Event.decode(envelope.payload, None)
             if event.type == "_reload":
-                room.settings = await self._load_settings(room.stream_id)
+                words = event.data.get("blocked_words") if isinstance(event.data, dict) else None
+                if words is None:
+                    room.settings = await self._load_settings(room.stream_id)
+                else:
+                    self.apply_blocked_words(room.stream_id, words)
             else:
                 events.append(event)
             return

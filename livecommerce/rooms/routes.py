@@ -42,6 +42,7 @@ from livecommerce.rooms.schemas import (
 )
 from livecommerce.rooms.wire import FRAMES_EXTENSION, Batch
 from livecommerce.streams import service as streams
+from livecommerce.streams import wordfilter
 from livecommerce.streams.models import StreamStatus
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,7 @@ def _check_chat(hub: Hub, conn: Connection, text: str, bucket: ChatBucket) -> No
         raise BadFrame("chat_too_long", max=CHAT_MAX)
     if any(ch < " " and ch not in "\n\t" for ch in text):
         raise BadFrame("chat_empty")
-    folded = text.casefold()
-    if any(word in folded for word in room.settings.get("blocked_words", ())):
+    if wordfilter.blocked(text, room.settings.get("blocked_skeletons", ())):
         raise BadFrame("chat_blocked")
     if not bucket.take():
         raise BadFrame("chat_rate_limited")

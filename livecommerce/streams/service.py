@@ -29,6 +29,7 @@ from livecommerce.rooms import render
 from livecommerce.rooms.broker import Broker
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
+from livecommerce.streams import wordfilter
 from livecommerce.streams.models import (
     Stream,
     StreamModeration,
@@ -341,9 +342,10 @@ async def set_blocked_words(
     stream.blocked_words = cleaned
     await session.flush()
     assert stream.id is not None
-    # Each process's hub reloads the room's chat rules on this signal; viewers never see the
-    # list (it would tell them how to get around it).
-    payload = render.encode_event(CONTROL_RELOAD, None)
+    # Each process's hub takes the room's new chat rules from this signal (the words ride
+    # in it, so no hub has to read them back first); viewers never see the list (it would
+    # tell them how to get around it). The route also hands them to its own hub at once.
+    payload = render.encode_event(CONTROL_RELOAD, {"blocked_words": cleaned})
     after_commit(session, partial(broker.publish_ephemeral, room_of(stream.id), payload))
     return stream
 
@@ -443,8 +445,8 @@ async def load_room_settings(
     async with session_scope(sessions, read_only=True) as session:
         stream = await session.get(Stream, stream_id)
         if stream is None:
-            return {"status": StreamStatus.ENDED, "blocked_words": []}
-        return {"status": stream.status, "blocked_words": list(stream.blocked_words)}
+            return {"status": StreamStatus.ENDED, **wordfilter.chat_rules([])}
+        return {"status": stream.status, **wordfilter.chat_rules(stream.blocked_words)}
 
 
 async def load_room_state(

@@ -219,6 +219,32 @@ async def test_chat_limits_and_blocked_words(http: httpx.AsyncClient) -> None:
         assert codes.count("chat_rate_limited") == 3
 
 
+async def test_a_new_blocked_word_applies_to_the_very_next_message(
+    http: httpx.AsyncClient,
+) -> None:
+    """The list changes while a viewer is in the room: the first message after the answer
+    is checked against it, in any spelling that reads as the word."""
+    live = await live_stream(http)
+    _, token = await viewer_token(http)
+    async with connect(ws_url(http, live.stream_id, token, locale="en")) as ws:
+        await next_frame(ws, "welcome")
+        await ws.send(json.dumps({"type": "chat", "data": {"text": "скидка?"}}))
+        assert (await next_frame(ws, "chat", "error"))["type"] == "chat"
+        words = await http.put(
+            f"/api/v1/streams/{live.stream_id}/blocked-words",
+            json={"words": ["скидка"]},
+            headers=live.host,
+        )
+        assert words.status_code == 200
+        # No pause: the answer means the rule is in force.
+        for text in ["скидка?", "с к и д к а", "cкидкa"]:  # the last with Latin c and a
+            await ws.send(json.dumps({"type": "chat", "data": {"text": text}}))
+            frame = await next_frame(ws, "chat", "error")
+            assert frame["type"] == "error" and frame["data"]["code"] == "chat_blocked", text
+        await ws.send(json.dumps({"type": "chat", "data": {"text": "когда доставка?"}}))
+        assert (await next_frame(ws, "chat", "error"))["type"] == "chat"
+
+
 async def test_malformed_frames_get_errors_and_the_socket_stays_usable(
     http: httpx.AsyncClient,
 ) -> None:
