@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from livecommerce.rooms.broker import Broker, Envelope, Subscription
+from livecommerce.rooms.names import stream_room
 from livecommerce.rooms.presence import PRESENCE_TTL_S, Presence
 from livecommerce.rooms.render import Event, Group, encode_event, frame, render
 from livecommerce.rooms.wire import Batch, FrameWriter
@@ -341,11 +342,12 @@ class Hub:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    def apply_blocked_words(self, stream_id: int, words: list[str]) -> None:
-        """A room's new blocked words, in force for its next chat message in this process."""
-        for room in self.rooms.values():
-            if room.stream_id == stream_id:
-                room.settings = {**room.settings, **wordfilter.chat_rules(words)}
+    async def apply_blocked_words(self, stream_id: int, words: list[str]) -> None:
+        """A room's new blocked words, in force for its next chat message in this process
+        (nothing to do where the room is not open)."""
+        room = self.rooms.get(stream_room(stream_id))
+        if room is not None:
+            room.settings = {**room.settings, **wordfilter.chat_rules(words)}
 
     # --- joining and leaving -----------------------------------------------------------
 
@@ -468,7 +470,7 @@ class Hub:
                 if words is None:
                     room.settings = await self._load_settings(room.stream_id)
                 else:
-                    self.apply_blocked_words(room.stream_id, words)
+                    await self.apply_blocked_words(room.stream_id, words)
             else:
                 events.append(event)
             return

@@ -338,10 +338,11 @@ async def set_blocked_words(
     await service.set_blocked_words(
         session=session, broker=_broker(request), stream=stream, words=body.words
     )
-    # This process's hub has them before the answer leaves: a message sent after it is
-    # checked against the new list (other processes get them with the signal).
+    # Once committed, and before the answer leaves, this process's hub has them: a message
+    # sent after the answer is checked against the new list (other processes get them with
+    # the signal).
     hub: Hub = request.app.state.hub
-    hub.apply_blocked_words(stream_id, list(stream.blocked_words))
+    after_commit(session, partial(hub.apply_blocked_words, stream_id, list(stream.blocked_words)))
     return BlockedWordsIn(words=list(stream.blocked_words))
 
 
