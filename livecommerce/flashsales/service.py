@@ -29,7 +29,7 @@ from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
 from livecommerce.rates.service import RateBook
 from livecommerce.rooms import render
-from livecommerce.rooms.broker import Broker
+from livecommerce.rooms.broker import Broker, publish_committed
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
 
@@ -137,16 +137,7 @@ async def get(*, session: AsyncSession, sale_id: int) -> FlashSale:
 
 def _announce(session: AsyncSession, broker: Broker, sale: FlashSale, data: dict[str, Any]) -> None:
     payload = render.encode_event("flash_sale", data)
-    after_commit(session, partial(_send, broker, stream_room(sale.stream_id), payload))
-
-
-async def _send(broker: Broker, room: str, payload: bytes) -> None:
-    # The change is committed: a broker outage must not turn it into an error response.
-    # Viewers who missed the event get the current state in their next welcome frame.
-    try:
-        await broker.publish(room, payload)
-    except Exception:
-        log.exception("room %s: flash-sale event could not be published", room)
+    after_commit(session, partial(publish_committed, broker, stream_room(sale.stream_id), payload))
 
 
 def _forget(session: AsyncSession, admission: Admission | None, sale_id: int | None) -> None:

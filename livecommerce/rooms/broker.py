@@ -12,6 +12,14 @@ in the room's bounded history and reaches every subscriber of the room in ``seq`
 *ephemeral* message (``publish_ephemeral``: aggregated reactions and the like) reaches the
 subscribers that are listening right now and is neither numbered nor kept.
 
+A room's sequence and history belong to an *epoch*, an opaque string that changes whenever
+they are lost or start again (Redis restarted empty or evicted the room, or the room was
+forgotten after its TTL); sequence numbers then start again at 1. ``seq`` alone names an event
+only within its epoch, so every room event carries both, and ``history`` given another epoch
+answers None. The idea is Centrifugo's stream position (offset + epoch).
+
+A broker that cannot be reached raises :class:`BrokerUnavailable`, whatever the transport.
+
 Payloads are opaque bytes to the broker (the hub stores language-neutral JSON there).
 """
 
@@ -19,24 +27,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+log = logging.getLogger(__name__)
+
 HISTORY_MAX_EVENTS = 2000  # per room; enough for a few minutes of a busy flash sale
 HISTORY_TTL_S = 6 * 3600  # a room's history and sequence outlive its last event by this long
 SUBSCRIBER_QUEUE_MAX = 10_000  # a subscriber this far behind has lost messages (see Gap)
 
 
+class BrokerUnavailable(Exception):
+    """The broker could not be reached or did not answer in time."""
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(6)
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One message as the broker carries it. ``seq`` is None for ephemeral messages."""
+    """One message as the broker carries it. ``seq`` and ``epoch`` are None for ephemeral
+    messages. Envelopes compare by room, seq and payload (the epoch is where they came from,
+    not what they say)."""
 
     room: str
     seq: int | None
     payload: bytes
+    epoch: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a room's history stands: its newest ``seq`` (0 before any event) and epoch."""
+
+    seq: int
+    epoch: str
 
 
 class Subscription(Protocol):
@@ -67,9 +98,17 @@ class Broker(Protocol):
         """Listen to ``room``; everything published after this returns is delivered."""
         ...
 
-    async def history(self, room: str, after_seq: int) -> list[Envelope] | None:
+    async def history(
+        self, room: str, after_seq: int, *, epoch: str | None = None
+    ) -> list[Envelope] | None:
         """Events with ``seq > after_seq`` in order, or None if history no longer reaches
-        back to ``after_seq + 1`` (or ``after_seq`` is ahead of the room)."""
+        back to ``after_seq + 1`` (or ``after_seq`` is ahead of the room), or ``epoch`` is
+        given and is not the room's."""
+        ...
+
+    async def position(self, room: str) -> Position:
+        """The room's newest ``seq`` and its epoch. A room without an epoch gets one here,
+        so that what a viewer is told now still holds when the first event comes."""
         ...
 
     async def last_seq(self, room: str) -> int:
@@ -81,12 +120,28 @@ class Broker(Protocol):
         ...
 
 
+async def publish_committed(broker: Broker, room: str, payload: bytes) -> None:
+    """Publish an event whose change is already committed (an after-commit effect).
+
+    A broker outage must not turn a committed change into an error response, so it is
+    logged, not raised: rooms read their state again within a minute and joiners get it in
+    their welcome.
+    """
+    try:
+        await broker.publish(room, payload)
+    except BrokerUnavailable as exc:
+        log.warning("room %s: event not published (%s)", room, exc)
+    except Exception:
+        log.exception("room %s: event could not be published", room)
+
+
 # --- In memory ---------------------------------------------------------------------------
 
 
 @dataclass
 class _MemoryRoom:
     seq: int = 0
+    epoch: str = field(default_factory=new_epoch)
     history: deque[Envelope] = field(default_factory=lambda: deque(maxlen=HISTORY_MAX_EVENTS))
     subscribers: set[_MemorySubscription] = field(default_factory=set)
     touched: float = field(default_factory=time.monotonic)
@@ -205,7 +260,7 @@ class MemoryBroker:
     async def publish(self, room: str, payload: bytes) -> int:
         state = self._room(room)
         state.seq += 1
-        envelope = Envelope(room, state.seq, payload)
+        envelope = Envelope(room, state.seq, payload, state.epoch)
         state.history.append(envelope)
         for sub in list(state.subscribers):
             sub.deliver(envelope)
@@ -224,8 +279,12 @@ class MemoryBroker:
         self._room(room).subscribers.add(sub)
         return sub
 
-    async def history(self, room: str, after_seq: int) -> list[Envelope] | None:
+    async def history(
+        self, room: str, after_seq: int, *, epoch: str | None = None
+    ) -> list[Envelope] | None:
         state = self._rooms.get(room)
+        if epoch is not None and (state is None or state.epoch != epoch):
+            return None
         last = state.seq if state else 0
         if after_seq < 0 or after_seq > last:
             return None
@@ -237,6 +296,10 @@ class MemoryBroker:
             return None
         first = events[0].seq
         return list(events)[after_seq + 1 - first :]
+
+    async def position(self, room: str) -> Position:
+        state = self._room(room)
+        return Position(state.seq, state.epoch)
 
     async def last_seq(self, room: str) -> int:
         state = self._rooms.get(room)

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from livecommerce.rooms.broker import Broker, Envelope, Subscription
+from livecommerce.rooms.broker import Broker, BrokerUnavailable, Envelope, Subscription
 from livecommerce.rooms.names import stream_room
 from livecommerce.rooms.presence import PRESENCE_TTL_S, Presence
 from livecommerce.rooms.render import Event, Group, encode_event, frame, render
@@ -55,6 +56,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_BANNED = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_GOING_AWAY = 1001  # the server is shutting down
+CLOSE_TRY_AGAIN = 1013  # the room could not be opened (its broker is unreachable); retry later
 
 QUEUE_MAX_FRAMES = 512  # per connection; about 100 KiB of typical frames
 SEND_BUFFER_MAX = 256 * 1024  # bytes the kernel has not taken yet, on the direct path
@@ -66,6 +68,11 @@ ORDER_TICKER_MAX = 5  # orders listed by name in one ticker event (the rest are 
 FLASH_SALE_S = 0.25  # a sale's remaining quantity reaches the room at most 4 times a second
 PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
 STATS_FLUSH_S = 5.0
+# How often a process compares each open room with the broker's position: a room whose history
+# was reset, or whose last events never reached this process, is put right within this long
+# even when no later event shows it.
+POSITION_CHECK_S = 5.0
+OUTAGE_LOG_S = 30.0  # while the broker is unreachable, the ticker says so once per this long
 # A room's welcome state is read again this often, in case an event never reached the broker
 # (its publish failed after the commit) or a pinned product was edited.
 STATE_REFRESH_S = 60.0
@@ -228,6 +235,9 @@ class Room:
     groups: dict[Group, set[Connection]] = field(default_factory=dict)
     size: int = 0
     last_seq: int = 0
+    epoch: str = ""  # of the history ``last_seq`` counts in (see rooms/broker.py)
+    # Held while the room's events are taken in order (the consumer, the position check).
+    sequencing: asyncio.Lock = field(default_factory=asyncio.Lock)
     subscription: Subscription | None = None
     consumer: asyncio.Task[None] | None = None
     reactions: Counter[str] = field(default_factory=Counter)
@@ -300,6 +310,7 @@ class Hub:
         self._sales: dict[tuple[str, int], dict[str, Any]] = {}
         self._timers: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._outage_logged_at = -OUTAGE_LOG_S
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -364,7 +375,13 @@ class Hub:
             room = Room(name=name, stream_id=stream_id)
             room.subscription = await self.broker.subscribe(name)
             # Subscribed first, then read the head: nothing published in between is missed.
-            room.last_seq = await self.broker.last_seq(name)
+            try:
+                position = await self.broker.position(name)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await room.subscription.close()
+                raise
+            room.last_seq, room.epoch = position.seq, position.epoch
             # Read after the head: events from here on are applied to it by the consumer
             # (they set values, so applying one the read already saw changes nothing).
             state = await self._load_state(stream_id)
@@ -389,8 +406,11 @@ class Hub:
         """Add ``conn`` to the room; returns the room's ``seq`` at the moment it joined.
 
         Room events after that ``seq`` go to the connection's queue; events up to it are the
-        caller's to replay (from history) before starting the writer. Raises
-        :class:`NoSuchRoom` when the room's state hook found nothing.
+        caller's to replay (from history) before starting the writer. The ``seq`` counts in
+        ``conn.room.epoch`` as it is when this returns. Raises :class:`NoSuchRoom` when the
+        room's state hook found nothing, and
+        :class:`~livecommerce.rooms.broker.BrokerUnavailable` when the room is not open in
+        this process and the broker cannot be reached to open it.
         """
         room = await self._open_room(room_name, stream_id)
         conn.room = room
@@ -438,17 +458,20 @@ class Hub:
             async for envelope in subscription:
                 # Whatever else has arrived meanwhile goes out with it, in one write.
                 events: list[Event] = []
-                for item in (envelope, *subscription.take_ready(BATCH_MAX_EVENTS - 1)):
+                async with room.sequencing:
+                    for item in (envelope, *subscription.take_ready(BATCH_MAX_EVENTS - 1)):
+                        try:
+                            await self._receive(room, item, events)
+                        except Exception:  # one bad message must not cost the rest of the burst
+                            log.exception(
+                                "room %s: event %s could not be read", room.name, item.seq
+                            )
                     try:
-                        await self._receive(room, item, events)
-                    except Exception:  # one bad message must not cost the rest of the burst
-                        log.exception("room %s: event %s could not be read", room.name, item.seq)
-                try:
-                    self.fan_out(room, events)
-                except Exception:
-                    log.exception(
-                        "room %s: %d events could not be delivered", room.name, len(events)
-                    )
+                        self.fan_out(room, events)
+                    except Exception:
+                        log.exception(
+                            "room %s: %d events could not be delivered", room.name, len(events)
+                        )
                 # Let the rest of the process run between bursts.
                 await asyncio.sleep(0)
         except asyncio.CancelledError:
@@ -474,20 +497,66 @@ class Hub:
             else:
                 events.append(event)
             return
+        if envelope.epoch is not None and envelope.epoch != room.epoch:
+            await self._restart(room, envelope.epoch, events)
         if envelope.seq <= room.last_seq:
             return  # already delivered (filled from history earlier)
         if envelope.seq > room.last_seq + 1:
             # A message was lost between broker and hub: take the missing ones from history.
-            missing = await self.broker.history(room.name, room.last_seq)
-            if missing is None:
-                log.warning(
-                    "room %s: events %d-%d lost", room.name, room.last_seq + 1, envelope.seq - 1
-                )
-            else:
-                for earlier in missing:
-                    if earlier.seq is not None and earlier.seq < envelope.seq:
-                        events.append(self._apply(room, Event.decode(earlier.payload, earlier.seq)))
+            self._catch_up(room, await self._missed(room), events, before=envelope.seq)
         events.append(self._apply(room, Event.decode(envelope.payload, envelope.seq)))
+
+    async def _missed(self, room: Room) -> list[Envelope] | None:
+        missing = await self.broker.history(room.name, room.last_seq, epoch=room.epoch)
+        if missing is None:
+            log.warning("room %s: events after %d lost", room.name, room.last_seq)
+        return missing
+
+    def _catch_up(
+        self, room: Room, missing: list[Envelope] | None, events: list[Event], *, before: float
+    ) -> None:
+        for earlier in missing or ():
+            if earlier.seq is not None and room.last_seq < earlier.seq < before:
+                events.append(self._apply(room, Event.decode(earlier.payload, earlier.seq)))
+
+    async def _restart(self, room: Room, epoch: str, events: list[Event]) -> None:
+        """The room's history was reset (a new ``epoch``): deliver what came before, read the
+        room's state again and give every viewer a new ``welcome`` (``resumed: false``, at
+        seq 0 of the new epoch); the new epoch's events follow it."""
+        log.warning(
+            "room %s: history reset (epoch %s -> %s); %d viewers here resynchronise",
+            room.name,
+            room.epoch,
+            epoch,
+            room.size,
+        )
+        self.fan_out(room, events)
+        events.clear()
+        room.epoch, room.last_seq = epoch, 0
+        room.state_events.clear()
+        try:
+            await self.refresh_state(room)
+        except Exception:
+            log.exception("room %s: state could not be read again after the reset", room.name)
+        room.welcomes.clear()
+        for conn in room.connections():
+            conn.skip_through = 0
+            conn.push(self.welcome(conn, last_seq=0, resumed=False))
+
+    async def check_position(self, room: Room) -> None:
+        """Compare the room with the broker's position: a reset epoch, or events that were
+        published but never reached this process (with no later event to show the gap), are
+        put right now rather than when the next event comes."""
+        async with room.sequencing:
+            position = await self.broker.position(room.name)
+            if self.rooms.get(room.name) is not room:
+                return
+            events: list[Event] = []
+            if position.epoch != room.epoch:
+                await self._restart(room, position.epoch, events)
+            if position.seq > room.last_seq:
+                self._catch_up(room, await self._missed(room), events, before=math.inf)
+            self.fan_out(room, events)
 
     def _apply(self, room: Room, event: Event) -> Event:
         """What a room event changes in the room itself, before it is delivered."""
@@ -556,13 +625,22 @@ class Hub:
         return self._welcome_shared(conn.room, conn.group)
 
     def welcome(
-        self, conn: Connection, *, last_seq: int, resumed: bool | None, shared: str | None = None
+        self,
+        conn: Connection,
+        *,
+        last_seq: int,
+        resumed: bool | None,
+        shared: str | None = None,
+        epoch: str | None = None,
     ) -> str:
         """The ``welcome`` frame for ``conn``: the group's shared part (``shared``, taken
         earlier with :meth:`welcome_state`, or as the room is now), rendered once per group,
-        with the viewer's own fields spliced in (docs/protocol.md lists them)."""
+        with the viewer's own fields spliced in (docs/protocol.md lists them). ``last_seq``
+        counts in ``epoch`` (the room's now, unless given)."""
         room = conn.room
         assert room is not None
+        if epoch is None:
+            epoch = room.epoch
         if shared is None:
             shared = self._welcome_shared(room, conn.group)
         guest = conn.user_id is None
@@ -577,7 +655,7 @@ class Hub:
         return (
             f'{{"type":"welcome","seq":null,"ts":"{utcnow().isoformat()}","data":{shared}'
             f',"viewer_count":{max(room.viewer_count, room.size)},"last_seq":{last_seq}'
-            f',"resumed":{_JSON_BOOL[resumed]},"you":{you}}}}}'
+            f',"epoch":{json.dumps(epoch)},"resumed":{_JSON_BOOL[resumed]},"you":{you}}}}}'
         )
 
     def _welcome_shared(self, room: Room, group: Group) -> str:
@@ -721,7 +799,11 @@ class Hub:
 
     async def _update_viewer_count(self, room: Room, now: float) -> None:
         if room.size != room.reported_count or now - room.reported_at >= PRESENCE_REFRESH_S:
-            await self.presence.report(room.name, room.size)
+            try:
+                await self.presence.report(room.name, room.size)
+            except BrokerUnavailable:
+                room.reported_count = -1  # report again on the next tick (Redis may be empty)
+                raise
             room.reported_count, room.reported_at = room.size, now
         count = await self.presence.count(room.name)
         room.peak_viewers = max(room.peak_viewers, count)
@@ -737,7 +819,7 @@ class Hub:
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        next_count = next_orders = next_stats = loop.time()
+        next_count = next_orders = next_stats = next_position = loop.time()
         while True:
             await asyncio.sleep(REACTION_FLUSH_S)
             now = loop.time()
@@ -752,6 +834,10 @@ class Hub:
                 next_count = now + VIEWER_COUNT_S
                 for room in list(self.rooms.values()):
                     await self._guard(self._update_viewer_count(room, now))
+            if now >= next_position:
+                next_position = now + POSITION_CHECK_S
+                for room in list(self.rooms.values()):
+                    await self._guard(self.check_position(room))
             if now >= next_stats:
                 next_stats = now + STATS_FLUSH_S
                 for room in list(self.rooms.values()):
@@ -759,9 +845,15 @@ class Hub:
                     if time.monotonic() - room.state_read_at >= STATE_REFRESH_S:
                         await self._guard(self.refresh_state(room))
 
-    @staticmethod
-    async def _guard(job: Awaitable[None]) -> None:
+    async def _guard(self, job: Awaitable[None]) -> None:
         try:
             await job
+        except BrokerUnavailable as exc:
+            # Every room's jobs fail alike during an outage: one line now and then, not a
+            # traceback per room and tick.
+            now = time.monotonic()
+            if now - self._outage_logged_at >= OUTAGE_LOG_S:
+                self._outage_logged_at = now
+                log.warning("rooms: broker unavailable, retrying (%s)", exc)
         except Exception:
             log.exception("rooms ticker job failed")

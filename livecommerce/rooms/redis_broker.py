@@ -3,18 +3,25 @@
 Keys (``lc`` is the default ``key_prefix``; the room name sits in a ``{hash tag}`` so that the
 keys one script touches share a Redis Cluster slot):
 
-- ``lc:room:{<room>}:seq``: the room's last ``seq`` (INCR), with the history TTL.
+- ``lc:room:{<room>}:meta``: a hash, ``s`` the room's last ``seq`` and ``e`` its epoch, with
+  the history TTL. One key, so the sequence and the epoch are lost together: whoever finds it
+  missing (a new room, or Redis restarted empty or evicted it) starts a new epoch at seq 0.
 - ``lc:room:{<room>}:log``: a Stream of the room's events, entry id ``<seq>-0``, field ``p``
-  holding the payload; trimmed to about ``history_max_events``, with the history TTL.
-- ``lc:room:<room>``: the pub/sub channel. A message is ``b"<seq>:" + payload`` for a room
-  event and ``b"-:" + payload`` for an ephemeral one; the payload after the first colon is
-  opaque bytes.
+  holding the payload; trimmed to about ``history_max_events``, with the history TTL. A new
+  epoch deletes what an earlier one left there.
+- ``lc:room:<room>``: the pub/sub channel. A message is ``b"<seq>.<epoch>:" + payload`` for a
+  room event and ``b"-:" + payload`` for an ephemeral one; the payload after the first colon
+  is opaque bytes.
 - ``lc:presence:{<room>}:procs``: sorted set, process id -> the time its report expires (ms).
 - ``lc:presence:{<room>}:counts``: hash, process id -> its connections in the room. Both
   presence keys expire with the newest report, so an abandoned room leaves nothing behind.
 
 ``publish`` numbers, stores and publishes in one Lua script, so every process sees one
-sequence and pub/sub delivers a room's events in ``seq`` order.
+sequence and pub/sub delivers a room's events in ``seq`` order. A room's epoch made by a read
+(``position``, before any event) lives ``EMPTY_EPOCH_TTL_S``, renewed by every read, so that
+guessing stream ids does not fill Redis; its first event extends it to the history TTL.
+
+Errors reaching Redis are raised as :class:`~livecommerce.rooms.broker.BrokerUnavailable`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import os
 import secrets
 import socket
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -35,14 +43,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce.rooms.broker import (
     HISTORY_MAX_EVENTS,
     HISTORY_TTL_S,
+    BrokerUnavailable,
     Envelope,
+    Position,
     QueueSubscription,
     Subscription,
+    new_epoch,
 )
 from livecommerce.rooms.presence import PRESENCE_TTL_S
 
@@ -55,29 +65,53 @@ RECONNECT_MAX_S = 2.0
 
 _EPHEMERAL = b"-"
 
-# KEYS: seq, log. ARGV: payload, history max, ttl seconds, channel.
-_PUBLISH_LUA = """
-local seq = redis.call('INCR', KEYS[1])
-local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2],
-    string.format('%d-0', seq), 'p', ARGV[1])
-if type(added) == 'table' and added.err then
-    -- The counter was lost (evicted) while the stream survived, so the stream already has
-    -- ids at or past seq: continue after them, as sequence numbers must never go back.
-    local info = redis.call('XINFO', 'STREAM', KEYS[2])
-    local last_id
-    for i = 1, #info, 2 do
-        if info[i] == 'last-generated-id' then last_id = info[i + 1] end
-    end
-    seq = tonumber(string.match(last_id, '^(%d+)')) + 1
-    redis.call('SET', KEYS[1], seq)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2],
-        string.format('%d-0', seq), 'p', ARGV[1])
+EMPTY_EPOCH_TTL_S = 600
+
+# Makes the room's epoch when its meta is missing: a new epoch at seq 0, and what an earlier
+# epoch left in the log goes. KEYS: meta, log. ARGV[1]: the new epoch if one is needed.
+_ENSURE_EPOCH_LUA = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+    epoch = ARGV[1]
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], string.format('%d:', seq) .. ARGV[1])
-return seq
 """
+
+# KEYS: meta, log. ARGV: new epoch, payload, history max, ttl seconds, channel.
+_PUBLISH_LUA = (
+    _ENSURE_EPOCH_LUA
+    + """
+local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
+local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3],
+    string.format('%d-0', seq), 'p', ARGV[2])
+if type(added) == 'table' and added.err then
+    -- The log holds ids at or past seq, which no epoch of ours writes: start a new epoch
+    -- rather than number an event twice.
+    epoch = ARGV[1]
+    seq = 1
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[1], 'e', epoch, 's', seq)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '1-0', 'p', ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], string.format('%d.', seq) .. epoch .. ':' .. ARGV[2])
+return {seq, epoch}
+"""
+)
+
+# KEYS: meta, log. ARGV: new epoch, ttl seconds for an epoch without events.
+_POSITION_LUA = (
+    _ENSURE_EPOCH_LUA
+    + """
+local seq = tonumber(redis.call('HGET', KEYS[1], 's'))
+if seq == 0 and redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return {seq, epoch}
+"""
+)
 
 # Server time, so that processes with skewed clocks agree on who has expired.
 _NOW_MS_LUA = """
@@ -157,6 +191,14 @@ def redis_client(url: str, *, socket_timeout_s: float = SOCKET_TIMEOUT_S) -> Red
     return Redis.from_pool(pool)
 
 
+@contextlib.contextmanager
+def _reaching_redis() -> Iterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
+
+
 def _tag(room: str) -> str:
     return "{" + room + "}"
 
@@ -206,6 +248,7 @@ class RedisBroker:
         self._ttl_s = max(1, math.ceil(history_ttl_s))
         self._subscribe_timeout_s = socket_timeout_s
         self._publish_script = self._client.register_script(_PUBLISH_LUA)
+        self._position_script = self._client.register_script(_POSITION_LUA)
         self._channels: dict[bytes, _Channel] = {}
         # Per channel, the confirmations Redis still owes on the current connection, in the
         # order the commands went out (None for an UNSUBSCRIBE): Redis answers in that order,
@@ -220,8 +263,8 @@ class RedisBroker:
 
     # --- keys ----------------------------------------------------------------------------
 
-    def _seq_key(self, room: str) -> str:
-        return f"{self._prefix}:room:{_tag(room)}:seq"
+    def _meta_key(self, room: str) -> str:
+        return f"{self._prefix}:room:{_tag(room)}:meta"
 
     def _log_key(self, room: str) -> str:
         return f"{self._prefix}:room:{_tag(room)}:log"
@@ -257,32 +300,55 @@ class RedisBroker:
         await self._client.aclose()
 
     async def ping(self) -> None:
-        await self._client.ping()
+        with _reaching_redis():
+            await self._client.ping()
 
     # --- publishing ----------------------------------------------------------------------
 
     async def publish(self, room: str, payload: bytes) -> int:
-        seq = await self._publish_script(
-            keys=[self._seq_key(room), self._log_key(room)],
-            args=[payload, max(1, self._history_max), self._ttl_s, self._channel(room)],
-        )
+        with _reaching_redis():
+            seq, _epoch = await self._publish_script(
+                keys=[self._meta_key(room), self._log_key(room)],
+                args=[
+                    new_epoch(),
+                    payload,
+                    max(1, self._history_max),
+                    self._ttl_s,
+                    self._channel(room),
+                ],
+            )
         return int(seq)
 
     async def publish_ephemeral(self, room: str, payload: bytes) -> None:
-        await self._client.publish(self._channel(room), _EPHEMERAL + b":" + payload)
+        with _reaching_redis():
+            await self._client.publish(self._channel(room), _EPHEMERAL + b":" + payload)
 
     # --- history -------------------------------------------------------------------------
 
-    async def history(self, room: str, after_seq: int) -> list[Envelope] | None:
+    async def position(self, room: str) -> Position:
+        with _reaching_redis():
+            seq, epoch = await self._position_script(
+                keys=[self._meta_key(room), self._log_key(room)],
+                args=[new_epoch(), EMPTY_EPOCH_TTL_S],
+            )
+        return Position(int(seq), epoch.decode())
+
+    async def history(
+        self, room: str, after_seq: int, *, epoch: str | None = None
+    ) -> list[Envelope] | None:
         if after_seq < 0:
             return None
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.get(self._seq_key(room))
-            # Never more than the window can hold: a request outside it is refused below.
-            pipe.xrange(
-                self._log_key(room), min=f"{after_seq + 1}-0", count=max(1, self._history_max)
-            )
-            raw_last, entries = await pipe.execute()
+        with _reaching_redis():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hmget(self._meta_key(room), [b"s", b"e"])
+                # Never more than the window can hold: a request outside it is refused below.
+                pipe.xrange(
+                    self._log_key(room), min=f"{after_seq + 1}-0", count=max(1, self._history_max)
+                )
+                (raw_last, raw_epoch), entries = await pipe.execute()
+        current = raw_epoch.decode() if raw_epoch is not None else None
+        if epoch is not None and epoch != current:
+            return None
         last = int(raw_last or 0)
         if after_seq > last:
             return None
@@ -296,13 +362,14 @@ class RedisBroker:
         for expected, (entry_id, fields) in enumerate(entries, start=after_seq + 1):
             if int(entry_id.split(b"-", 1)[0]) != expected:
                 return None  # trimmed, expired or evicted: history no longer reaches back
-            events.append(Envelope(room, expected, fields.get(b"p", b"")))
+            events.append(Envelope(room, expected, fields.get(b"p", b""), current))
         if len(events) != last - after_seq:
             return None
         return events
 
     async def last_seq(self, room: str) -> int:
-        return int(await self._client.get(self._seq_key(room)) or 0)
+        with _reaching_redis():
+            return int(await self._client.hget(self._meta_key(room), b"s") or 0)
 
     # --- subscribing ---------------------------------------------------------------------
 
@@ -323,15 +390,17 @@ class RedisBroker:
         except TimeoutError:
             await sub.close()
             error = self._last_error
-            raise RedisTimeoutError(
+            raise BrokerUnavailable(
                 f"Redis did not confirm the subscription to {room!r} within "
                 f"{self._subscribe_timeout_s} s"
                 + (f" (last error: {type(error).__name__}: {error})" if error else "")
             ) from None
-        except BaseException:
+        except BaseException as exc:
             # Not handed out, so nobody would ever close it: it would hold the channel
             # and fill its queue for good.
             await sub.close()
+            if isinstance(exc, RedisError | OSError):
+                raise BrokerUnavailable(f"Redis: {type(exc).__name__}: {exc}") from exc
             raise
         return sub
 
@@ -431,10 +500,14 @@ class RedisBroker:
 
     def _dispatch(self, state: _Channel, data: bytes) -> None:
         head, sep, payload = data.partition(b":")
-        if not sep or not (head == _EPHEMERAL or head.isdigit()):
-            log.warning("room %s: malformed pub/sub message %r dropped", state.room, data[:40])
-            return
-        envelope = Envelope(state.room, None if head == _EPHEMERAL else int(head), payload)
+        if head == _EPHEMERAL and sep:
+            envelope = Envelope(state.room, None, payload)
+        else:
+            seq, dot, epoch = head.partition(b".")
+            if not (sep and dot and seq.isdigit() and epoch):
+                log.warning("room %s: malformed pub/sub message %r dropped", state.room, data[:40])
+                return
+            envelope = Envelope(state.room, int(seq), payload, epoch.decode())
         for sub in list(state.subs):
             sub.deliver(envelope)
 
@@ -471,21 +544,23 @@ class RedisPresence:
 
     async def report(self, room: str, local_count: int) -> None:
         count = max(0, int(local_count))
-        await self._report_script(
-            keys=self._keys(room), args=[self.process_id, count, self._ttl_ms]
-        )
+        with _reaching_redis():
+            await self._report_script(
+                keys=self._keys(room), args=[self.process_id, count, self._ttl_ms]
+            )
         if count:
             self._reported.add(room)
         else:
             self._reported.discard(room)
 
     async def count(self, room: str) -> int:
-        return int(await self._count_script(keys=self._keys(room)))
+        with _reaching_redis():
+            return int(await self._count_script(keys=self._keys(room)))
 
     async def close(self) -> None:
         # A clean shutdown withdraws at once instead of counting on until the TTL.
         for room in list(self._reported):
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(BrokerUnavailable):
                 await self.report(room, 0)
         self._reported.clear()
         if self._owns_client:

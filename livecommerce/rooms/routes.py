@@ -23,13 +23,16 @@ from livecommerce.errors import AppError
 from livecommerce.i18n.locales import DEFAULT_CURRENCY
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import is_supported_currency
+from livecommerce.rooms.broker import BrokerUnavailable
 from livecommerce.rooms.hub import (
     CLOSE_BANNED,
     CLOSE_NOT_FOUND,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     Connection,
     Hub,
     NoSuchRoom,
+    reconnect_reason,
 )
 from livecommerce.rooms.render import Event, encode_event, frame
 from livecommerce.rooms.schemas import (
@@ -77,7 +80,10 @@ ERRORS = {
     "stream_not_live": N_("The stream is not live."),
     "invalid_reaction": N_("Unknown reaction."),
     "rate_limited": N_("You are sending messages too fast. Wait a moment."),
+    "rooms_unavailable": N_("Live rooms are unavailable for a moment. Reconnecting…"),
+    "chat_unavailable": N_("Your message could not be sent. Try again in a moment."),
 }
+EPOCH_MAX = 64  # characters of a client's ``epoch``; longer is no epoch of ours
 
 # Room messages that other parts of the app answer (``app.state.room_requests``, by type):
 # the handler must not wait; it answers later with ``Connection.push``.
@@ -122,6 +128,7 @@ async def _refuse(websocket: WebSocket, locale: str, code: str, close: int) -> N
 class Admission:
     conn: Connection
     last_seq: int | None
+    epoch: str | None  # the client's, with last_seq
     restriction: tuple[str, datetime | None] | None
 
 
@@ -141,14 +148,21 @@ async def stream_room(websocket: WebSocket) -> None:
     except NoSuchRoom:
         await _refuse(websocket, conn.locale, "stream_not_found", CLOSE_NOT_FOUND)
         return
+    except BrokerUnavailable as exc:
+        log.warning("room of stream %s could not be opened: %s", stream_id, exc)
+        await websocket.send_text(error_frame(conn.locale, "rooms_unavailable"))
+        reason = reconnect_reason("rooms unavailable: reconnect with last_seq and epoch", 1)
+        await websocket.close(CLOSE_TRY_AGAIN, reason)
+        return
     room = conn.room
     assert room is not None
+    epoch = room.epoch  # what joined_at counts in (read before anything below waits)
     if admission.restriction is not None and conn.user_id is not None:
         action, until = admission.restriction
         room.moderation[conn.user_id] = (action, until.timestamp() if until else None)
     started = False
     try:
-        first = await _first_frames(hub, conn, admission.last_seq, joined_at)
+        first = await _first_frames(hub, conn, admission, joined_at, epoch)
         started = True
         conn.start(first)
         del admission, first  # this frame lives as long as the viewer: keep it small
@@ -209,6 +223,7 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
     if not is_supported_currency(currency):
         await _refuse(websocket, locale, "unsupported_currency", CLOSE_BAD_REQUEST)
         return None
+    raw_epoch = params.get("epoch")
     raw_last_seq = params.get("last_seq")
     last_seq: int | None = None
     if raw_last_seq is not None:
@@ -229,25 +244,41 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
         viewer_key=f"user:{user.id}" if user else claims.subject,
     )
     conn.skip_through = max(last_seq or 0, 0)
-    return Admission(conn, last_seq, restriction)
+    epoch = raw_epoch if raw_epoch and len(raw_epoch) <= EPOCH_MAX else None
+    return Admission(conn, last_seq, epoch, restriction)
 
 
-async def _first_frames(hub: Hub, conn: Connection, last_seq: int | None, joined_at: int) -> Batch:
-    """The welcome snapshot, then the replay of what the viewer missed (up to ``joined_at``;
-    later events reach the connection live)."""
+async def _first_frames(
+    hub: Hub, conn: Connection, admission: Admission, joined_at: int, epoch: str
+) -> Batch:
+    """The welcome snapshot, then the replay of what the viewer missed (up to ``joined_at``,
+    which counts in ``epoch``; later events reach the connection live). A resume needs the
+    client's epoch to be the room's: a ``seq`` means nothing in another epoch (but from
+    ``last_seq=0``, the start of the room, any epoch does)."""
     room = conn.room
     assert room is not None
+    last_seq = admission.last_seq
     if last_seq is None:
-        return Batch([hub.welcome(conn, last_seq=joined_at, resumed=None)])
+        return Batch([hub.welcome(conn, last_seq=joined_at, resumed=None, epoch=epoch)])
     # The room's state now is the state at joined_at: nothing below waits before it is read.
     state = hub.welcome_state(conn)
-    history = await hub.broker.history(room.name, last_seq) if last_seq >= 0 else None
+    history = None
+    # From 0 any epoch will do: a client that holds no event cannot have a gap.
+    if last_seq == 0 or (last_seq > 0 and admission.epoch == epoch):
+        try:
+            history = await hub.broker.history(room.name, last_seq, epoch=epoch)
+        except BrokerUnavailable as exc:
+            log.warning("room %s: history unavailable for a resume: %s", room.name, exc)
+    if history is not None and last_seq + len(history) < joined_at:
+        history = None  # the epoch changed under the read: the replay would stop short
     replay = [
         Event.decode(envelope.payload, envelope.seq)
         for envelope in history or []
         if envelope.seq is not None and envelope.seq <= joined_at
     ]
-    welcome = hub.welcome(conn, last_seq=joined_at, resumed=history is not None, shared=state)
+    welcome = hub.welcome(
+        conn, last_seq=joined_at, resumed=history is not None, shared=state, epoch=epoch
+    )
     locale, currency = conn.locale, conn.currency
     return Batch([welcome, *(e.frame(locale, currency) for e in replay)])
 
@@ -278,7 +309,11 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
                 payload = encode_event(
                     "chat", {"user": {"id": conn.user_id, "name": conn.name}, "text": said.strip()}
                 )
-                await hub.broker.publish(room_name, payload)
+                try:
+                    await hub.broker.publish(room_name, payload)
+                except BrokerUnavailable as exc:
+                    log.warning("room %s: chat not published: %s", room_name, exc)
+                    raise BadFrame("chat_unavailable") from exc
                 hub.count_chat(conn.room)
             elif isinstance(parsed, React):
                 kind = parsed.data.kind

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from functools import partial
@@ -18,7 +19,7 @@ from livecommerce.i18n.money import Money
 from livecommerce.logistics.network import load_network
 from livecommerce.orders.estimates import room_estimates
 from livecommerce.rates.service import RateBook, load_rate_book
-from livecommerce.rooms.broker import Broker
+from livecommerce.rooms.broker import Broker, BrokerUnavailable, Position
 from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.render import render
 from livecommerce.schemas import MoneyOut, Page
@@ -39,6 +40,7 @@ from livecommerce.streams.schemas import (
     StreamStats,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
 _card = TypeAdapter(ProductCard)
 _sale = TypeAdapter(FlashSaleOut)
@@ -110,11 +112,21 @@ async def _out(
                 by_locale=[LocaleConversion(**row) for row in figures["by_locale"]],
                 rolled_up_at=rolled.rolled_up_at,
             )
+        # The live figures come from the realtime layer; while it is unreachable they are
+        # null and the rest of the stream is still answered.
+        viewer_count: int | None = None
+        position: Position | None = None
+        try:
+            viewer_count = await hub.presence.count(room)
+            position = await hub.broker.position(room)
+        except BrokerUnavailable as exc:
+            log.warning("stream %s: live figures unavailable: %s", stream.id, exc)
         out.stats = StreamStats(
-            viewer_count=await hub.presence.count(room),
+            viewer_count=viewer_count,
             peak_viewers=stream.peak_viewers,
             chat_messages=stream.chat_messages,
-            last_seq=await hub.broker.last_seq(room),
+            last_seq=position.seq if position else None,
+            epoch=position.epoch if position else None,
             sales=figures_out,
         )
     return out

@@ -121,10 +121,14 @@ class StreamSales(BaseModel):
 
 
 class StreamStats(BaseModel):
-    viewer_count: int
+    """``viewer_count``, ``last_seq`` and ``epoch`` are live, from the rooms; they are null
+    while the realtime layer cannot be reached."""
+
+    viewer_count: int | None
     peak_viewers: int
     chat_messages: int
-    last_seq: int
+    last_seq: int | None
+    epoch: str | None = None  # of the room's history, which last_seq counts in
     sales: StreamSales | None = None  # None until the first rollup
 
 

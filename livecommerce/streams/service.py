@@ -26,7 +26,7 @@ from livecommerce.flashsales import service as flashsales
 from livecommerce.i18n.messages import N_
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms import render
-from livecommerce.rooms.broker import Broker
+from livecommerce.rooms.broker import Broker, publish_committed
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams import wordfilter
@@ -93,16 +93,7 @@ room_of = stream_room
 
 def _publish(session: AsyncSession, broker: Broker, stream_id: int, kind: str, data: Any) -> None:
     payload = render.encode_event(kind, data)
-    after_commit(session, partial(_send, broker, room_of(stream_id), payload))
-
-
-async def _send(broker: Broker, room: str, payload: bytes) -> None:
-    # The change is committed: a broker outage must not turn it into an error response.
-    # Rooms read their state again within a minute (STATE_REFRESH_S), so joiners see it then.
-    try:
-        await broker.publish(room, payload)
-    except Exception:
-        log.exception("room %s: event could not be published", room)
+    after_commit(session, partial(publish_committed, broker, room_of(stream_id), payload))
 
 
 # --- Reading ----------------------------------------------------------------------------

@@ -15,9 +15,16 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from livecommerce.rooms.broker import Broker, Envelope, MemoryBroker, Subscription
+from livecommerce.rooms.broker import (
+    Broker,
+    BrokerUnavailable,
+    Envelope,
+    MemoryBroker,
+    Position,
+    Subscription,
+)
 from livecommerce.rooms.presence import MemoryPresence, Presence
-from livecommerce.rooms.redis_broker import RedisBroker, RedisPresence
+from livecommerce.rooms.redis_broker import EMPTY_EPOCH_TTL_S, RedisBroker, RedisPresence
 from tests.fixtures.redis import prepare_redis
 
 IMPLEMENTATIONS = ["memory", "redis"]
@@ -265,6 +272,38 @@ async def test_history_refuses_once_trimmed_past(make_broker: BrokerFactory, roo
 # --- closing -------------------------------------------------------------------------------
 
 
+async def test_events_carry_the_epoch_their_position_named(broker: Broker, room: str) -> None:
+    """The epoch read before any event is the one the room's events then carry, and history
+    answers only within it."""
+    before = await broker.position(room)
+    assert before.seq == 0 and before.epoch
+    sub = await broker.subscribe(room)
+    await broker.publish(room, b"one")
+    await broker.publish(room, b"two")
+    received = await receive(sub, 2)
+    assert [(e.seq, e.epoch) for e in received] == [(1, before.epoch), (2, before.epoch)]
+    assert await broker.position(room) == Position(2, before.epoch)
+    history = await broker.history(room, 0, epoch=before.epoch)
+    assert history == [Envelope(room, 1, b"one"), Envelope(room, 2, b"two")]
+    assert all(e.epoch == before.epoch for e in history)
+    assert await broker.history(room, 0, epoch="not-" + before.epoch) is None
+    assert await broker.history(room, 2, epoch="not-" + before.epoch) is None
+
+
+async def test_a_forgotten_room_comes_back_in_a_new_epoch(
+    make_broker: BrokerFactory, room: str
+) -> None:
+    """A room kept past its TTL without viewers starts again at seq 1 in another epoch."""
+    broker = await make_broker(history_ttl_s=1)
+    await broker.publish(room, b"old")
+    old = await broker.position(room)
+    await asyncio.sleep(2.1)
+    assert await broker.publish(room, b"new") == 1
+    new = await broker.position(room)
+    assert new.seq == 1 and new.epoch != old.epoch
+    assert await broker.history(room, 0, epoch=old.epoch) is None
+
+
 async def test_closed_subscription_ends_and_receives_nothing_more(
     broker: Broker, room: str
 ) -> None:
@@ -375,19 +414,84 @@ async def test_pubsub_reconnects_and_history_fills_the_gap(
     assert missed[0].payload == b"while reconnecting"
 
 
-async def test_sequence_continues_when_the_counter_key_is_lost(
+async def test_a_room_lost_from_redis_starts_a_new_epoch(
     make_redis_broker: RedisBrokerFactory, redis_admin: Redis, room: str
 ) -> None:
-    """A counter evicted while the stream survives resumes after the stream's newest seq."""
+    """Redis restarted empty (or evicted the room): numbering starts again at 1 in a new
+    epoch, and history refuses a resume from the old one instead of mixing the two."""
+    broker = await make_redis_broker()
+    sub = await broker.subscribe(room)
+    for n in range(1, 4):
+        await broker.publish(room, f"e{n}".encode())
+    old = await broker.position(room)
+    assert old.seq == 3
+    keys = [key async for key in redis_admin.scan_iter(match=f"{PREFIX}:room:{{{room}}}:*")]
+    assert len(keys) == 2, keys  # the room's meta and log
+    assert await redis_admin.delete(*keys) == 2
+    assert await broker.publish(room, b"new 1") == 1
+    new = await broker.position(room)
+    assert new.seq == 1 and new.epoch != old.epoch
+    received = await receive(sub, 4)
+    assert [(e.seq, e.epoch) for e in received] == [
+        (1, old.epoch),
+        (2, old.epoch),
+        (3, old.epoch),
+        (1, new.epoch),
+    ]
+    assert await broker.history(room, 2, epoch=old.epoch) is None
+    assert await broker.history(room, 0, epoch=new.epoch) == [Envelope(room, 1, b"new 1")]
+
+
+async def test_a_log_outliving_its_meta_is_not_continued(
+    make_redis_broker: RedisBrokerFactory, redis_admin: Redis, room: str
+) -> None:
+    """Only the meta evicted: the old log belongs to an epoch nobody can resume any more, so
+    the new epoch starts clean rather than numbering an event twice."""
     broker = await make_redis_broker()
     for n in range(1, 4):
         await broker.publish(room, f"e{n}".encode())
-    assert await redis_admin.delete(f"{PREFIX}:room:{{{room}}}:seq") == 1
-    assert await broker.publish(room, b"e4") == 4
-    assert await broker.last_seq(room) == 4
-    history = await broker.history(room, 0)
-    assert history is not None
-    assert [e.seq for e in history] == [1, 2, 3, 4]
+    old = await broker.position(room)
+    assert await redis_admin.delete(f"{PREFIX}:room:{{{room}}}:meta") == 1
+    assert await broker.publish(room, b"again") == 1
+    assert (await broker.position(room)).epoch != old.epoch
+    assert await broker.history(room, 0) == [Envelope(room, 1, b"again")]
+
+
+async def test_an_epoch_made_by_a_read_expires_soon_unless_events_come(
+    make_redis_broker: RedisBrokerFactory, redis_admin: Redis, room: str
+) -> None:
+    """Reading an unknown room's position leaves a key for minutes, not for the history's
+    hours, so asking after made-up rooms cannot fill Redis; its first event keeps it."""
+    broker = await make_redis_broker()
+    read = await broker.position(room)
+    key = f"{PREFIX}:room:{{{room}}}:meta"
+    assert 0 < await redis_admin.ttl(key) <= EMPTY_EPOCH_TTL_S
+    await broker.publish(room, b"first")
+    assert await redis_admin.ttl(key) > EMPTY_EPOCH_TTL_S
+    assert (await broker.position(room)).epoch == read.epoch
+
+
+async def test_an_unreachable_redis_is_broker_unavailable() -> None:
+    """Whatever went wrong on the wire, callers see one exception, promptly."""
+    broker = RedisBroker("redis://127.0.0.1:1/0", socket_timeout_s=0.5)
+    await broker.start()
+    try:
+        for call in (
+            broker.publish("stream:1", b"x"),
+            broker.position("stream:1"),
+            broker.history("stream:1", 0),
+            broker.last_seq("stream:1"),
+            broker.ping(),
+            broker.subscribe("stream:1"),
+        ):
+            with pytest.raises(BrokerUnavailable):
+                await call
+    finally:
+        await broker.close()
+    presence = RedisPresence("redis://127.0.0.1:1/0")
+    with pytest.raises(BrokerUnavailable):
+        await presence.count("stream:1")
+    await presence.close()
 
 
 async def test_every_redis_key_expires(
@@ -406,7 +510,7 @@ async def test_every_redis_key_expires(
     await presence.report(emptied, 2)
     await presence.report(emptied, 0)
     keys = [key async for key in redis_admin.scan_iter(match=f"{prefix}:*")]
-    assert len(keys) == 4, keys  # seq and log of the room, and its two presence keys
+    assert len(keys) == 4, keys  # meta and log of the room, and its two presence keys
     assert not [key for key in keys if emptied.encode() in key]
     for key in keys:
         assert await redis_admin.ttl(key) > 0, key

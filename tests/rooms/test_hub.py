@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from livecommerce.rooms.broker import MemoryBroker
+from livecommerce.rooms.broker import MemoryBroker, new_epoch
 from livecommerce.rooms.hub import (
     CLOSE_GOING_AWAY,
     CLOSE_SLOW,
@@ -494,3 +494,75 @@ async def test_a_refresh_reads_the_state_again_and_keeps_what_arrived_meanwhile(
     assert data["pinned_product"]["title"] == "Крем"
     assert hook.loads == 2
     await hub.close()
+
+
+def forget(hub: Hub, room: str) -> None:
+    """What a Redis restarted empty does to a room: its history and numbering start again,
+    in another epoch (the broker's subscribers stay, as Redis clients resubscribe)."""
+    state = hub.broker._rooms[room]  # type: ignore[attr-defined]
+    state.seq, state.epoch = 0, new_epoch()
+    state.history.clear()
+
+
+def _frames_of(conn: Connection) -> list[dict[str, Any]]:
+    return [json.loads(f) for f in conn.socket.frames]  # type: ignore[attr-defined]
+
+
+async def test_a_reset_history_gives_viewers_a_new_welcome_then_the_new_epoch() -> None:
+    """The broker forgot the room (as a Redis restarted empty does): the next event, in a new
+    epoch at seq 1, is preceded by a welcome with resumed=false; nothing is dropped as an
+    old seq."""
+    hub = await _hub()
+    try:
+        conn = viewer("ru", "RUB")
+        await _live(hub, "stream:7", conn)
+        for _ in range(3):
+            await hub.broker.publish("stream:7", greeting())
+        await asyncio.sleep(0.05)
+        old_epoch = conn.room.epoch if conn.room else ""
+        assert [f["seq"] for f in _frames_of(conn)] == [1, 2, 3]
+        forget(hub, "stream:7")
+        await hub.broker.publish("stream:7", greeting())
+        await hub.broker.publish("stream:7", greeting())
+        await asyncio.sleep(0.05)
+        later = _frames_of(conn)[3:]
+        assert [(f["type"], f["seq"]) for f in later] == [
+            ("welcome", None),
+            ("announcement", 1),
+            ("announcement", 2),
+        ]
+        welcome = later[0]["data"]
+        assert welcome["resumed"] is False and welcome["last_seq"] == 0
+        assert welcome["epoch"] != old_epoch
+        assert welcome["epoch"] == (await hub.broker.position("stream:7")).epoch
+    finally:
+        await hub.close()
+
+
+async def test_the_position_check_finds_a_reset_and_lost_events_without_a_new_event() -> None:
+    """Events that never reached the hub, and a reset nobody has published after, are put
+    right by the periodic position check."""
+    hub = await _hub()
+    try:
+        conn = viewer("ru", "RUB")
+        await _live(hub, "stream:8", conn)
+        room = conn.room
+        assert room is not None
+        assert room.subscription is not None
+        await room.subscription.close()  # from here on, the hub hears nothing by itself
+        await hub.broker.publish("stream:8", greeting())
+        await hub.broker.publish("stream:8", greeting())
+        await hub.check_position(room)
+        await asyncio.sleep(0.05)
+        assert [f["seq"] for f in _frames_of(conn)] == [1, 2]
+        forget(hub, "stream:8")
+        await hub.check_position(room)
+        await asyncio.sleep(0.05)
+        frames = _frames_of(conn)
+        assert frames[-1]["type"] == "welcome" and frames[-1]["data"]["resumed"] is False
+        await hub.broker.publish("stream:8", greeting())
+        await hub.check_position(room)
+        await asyncio.sleep(0.05)
+        assert _frames_of(conn)[-1]["seq"] == 1
+    finally:
+        await hub.close()

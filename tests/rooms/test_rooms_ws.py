@@ -140,9 +140,12 @@ async def test_resume_replays_missed_events_in_order(http: httpx.AsyncClient) ->
             headers=live.host,
         )
         assert sent.status_code == 202, sent.text
-    async with connect(ws_url(http, live.stream_id, token, locale="kk", last_seq=seen)) as ws:
+    epoch = welcome["data"]["epoch"]
+    resume = ws_url(http, live.stream_id, token, locale="kk", last_seq=seen, epoch=epoch)
+    async with connect(resume) as ws:
         welcome = await next_frame(ws, "welcome")
         assert welcome["data"]["resumed"] is True
+        assert welcome["data"]["epoch"] == epoch
         assert welcome["data"]["last_seq"] == seen + 3
         replay = [await next_frame(ws, "announcement") for _ in range(3)]
         assert [f["seq"] for f in replay] == [seen + 1, seen + 2, seen + 3]
@@ -161,9 +164,34 @@ async def test_resume_from_beyond_history_says_not_resumed(http: httpx.AsyncClie
     """A last_seq the room never reached answers resumed=false instead of guessing."""
     live = await live_stream(http)
     token = await guest_token(http)
-    async with connect(ws_url(http, live.stream_id, token, last_seq=10_000)) as ws:
+    async with connect(ws_url(http, live.stream_id, token)) as ws:
+        epoch = (await next_frame(ws, "welcome"))["data"]["epoch"]
+    async with connect(ws_url(http, live.stream_id, token, last_seq=10_000, epoch=epoch)) as ws:
         welcome = await next_frame(ws, "welcome")
     assert welcome["data"]["resumed"] is False
+
+
+async def test_resume_needs_the_rooms_epoch(http: httpx.AsyncClient) -> None:
+    """A seq names an event only within its epoch: a resume from another epoch, or without
+    one, is resumed=false with the whole state, never a replay that could leave a gap."""
+    live = await live_stream(http)
+    token = await guest_token(http)
+    async with connect(ws_url(http, live.stream_id, token)) as ws:
+        welcome = await next_frame(ws, "welcome")
+    seen, epoch = welcome["data"]["last_seq"], welcome["data"]["epoch"]
+    assert isinstance(epoch, str) and epoch
+    sent = await http.post(
+        f"/api/v1/streams/{live.stream_id}/announcements",
+        json={"text": {"ru": "Скидка"}},
+        headers=live.host,
+    )
+    assert sent.status_code == 202, sent.text
+    for params in ({"epoch": "0" + epoch}, {}, {"epoch": "x" * 100}):
+        async with connect(ws_url(http, live.stream_id, token, last_seq=seen, **params)) as ws:
+            again = await next_frame(ws, "welcome")
+        assert again["data"]["resumed"] is False, params
+        assert again["data"]["epoch"] == epoch
+        assert again["data"]["last_seq"] == seen + 1
 
 
 async def test_chat_reaches_other_viewers_and_guests_cannot_chat(http: httpx.AsyncClient) -> None:

@@ -24,6 +24,7 @@ export class RoomSocket {
   constructor({ streamId, token, prefs, onFrame, onState = () => {} }) {
     Object.assign(this, { streamId, token, prefs, onFrame, onState });
     this.lastSeq = null;
+    this.epoch = null; // of the room's history, which lastSeq counts in
     this.attempt = 0;
     this.stopped = false;
     this.ws = null;
@@ -36,6 +37,7 @@ export class RoomSocket {
     const { locale, currency } = this.prefs();
     const query = new URLSearchParams({ token: await this.token(), locale, currency });
     if (this.lastSeq !== null) query.set("last_seq", String(this.lastSeq));
+    if (this.lastSeq !== null && this.epoch !== null) query.set("epoch", this.epoch);
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${window.location.host}/ws/streams/${this.streamId}?${query}`);
     this.ws = ws;
@@ -51,8 +53,10 @@ export class RoomSocket {
         this.refreshedToken = false;
         this.onState("live");
         // Resumed: the replay that follows moves lastSeq on. Otherwise the welcome is the
-        // whole state, up to its last_seq.
+        // whole state, up to its last_seq. A welcome can also come mid-connection when the
+        // room's history was reset (a new epoch): it is then the whole state as well.
         if (frame.data.resumed !== true) this.lastSeq = frame.data.last_seq;
+        this.epoch = frame.data.epoch ?? null;
       } else if (typeof frame.seq === "number") {
         if (this.lastSeq !== null && frame.seq <= this.lastSeq) return; // already applied
         this.lastSeq = frame.seq;
