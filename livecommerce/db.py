@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -13,12 +15,17 @@ import pydantic_core
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from livecommerce.errors import DatabaseUnreachable
+
+log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -161,18 +168,53 @@ async def session_scope(
     needs none.
     """
     async with factory() as session:
-        if read_only:
-            await session.connection(execution_options={READ_ONLY: True})
         try:
+            if read_only:
+                await session.connection(execution_options={READ_ONLY: True})
             yield session
             await commit_and_run_effects(session)
-        except BaseException:
+        except BaseException as exc:
             session.info.pop("after_commit", None)
+            lost = database_lost(exc)
             try:
-                await session.rollback()
+                if lost:
+                    with contextlib.suppress(Exception):  # there is nothing to roll back on
+                        await session.rollback()
+                else:
+                    await session.rollback()
             finally:
                 await run_rollback_effects(session)
+            if lost:
+                _report_lost(exc)
+                raise DatabaseUnreachable() from exc
             raise
+
+
+def database_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached, rather than refused a
+    statement: a connect refused or timed out, or a connection that broke mid-way."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, OSError)
+    # Connecting raises the socket's error itself (asyncpg does not wrap it). A bare
+    # TimeoutError is not taken for one: a route's own deadlines raise it too.
+    return isinstance(exc, ConnectionError | socket.gaierror)
+
+
+_lost: dict[str, float] = {"logged_at": -60.0, "since": 0}
+
+
+def _report_lost(exc: BaseException) -> None:
+    """One warning line every few seconds while the database is away, not one per request."""
+    _lost["since"] += 1
+    now = time.monotonic()
+    if now - _lost["logged_at"] >= 5.0:
+        log.warning(
+            "database unreachable (%s: %s); %d requests answered 503 since the last report",
+            type(exc).__name__,
+            exc,
+            _lost["since"],
+        )
+        _lost["logged_at"], _lost["since"] = now, 0
 
 
 M = TypeVar("M")

@@ -111,6 +111,17 @@ class ServiceUnavailable(AppError):
     message = N_("The service is temporarily unavailable. Please try again shortly.")
 
 
+class DatabaseUnreachable(ServiceUnavailable):
+    """The database could not be reached (refused, reset, timed out): a 503 to retry.
+
+    Nothing of the request was committed unless the commit itself went through just before
+    the connection broke; a retry with the same ``Idempotency-Key`` answers either way."""
+
+    def __init__(self) -> None:
+        super().__init__(details={"database": "unreachable"})
+        self.headers = {"Retry-After": "2"}
+
+
 # Localized texts for field-level validation errors, by pydantic error type or our own
 # custom type. Anything not listed falls back to a generic "invalid value" text.
 FIELD_MESSAGES: dict[str, str] = {

@@ -19,7 +19,7 @@ from livecommerce.accounts.security import decode_token
 from livecommerce.config import Settings
 from livecommerce.db import session_scope
 from livecommerce.deps import negotiate_locale
-from livecommerce.errors import AppError
+from livecommerce.errors import AppError, DatabaseUnreachable
 from livecommerce.i18n.locales import DEFAULT_CURRENCY
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import is_supported_currency
@@ -124,6 +124,13 @@ async def _refuse(websocket: WebSocket, locale: str, code: str, close: int) -> N
     await websocket.close(close)
 
 
+async def _try_again(websocket: WebSocket, locale: str) -> None:
+    """The room cannot be served now (its broker or the database is unreachable)."""
+    await websocket.send_text(error_frame(locale, "rooms_unavailable"))
+    reason = reconnect_reason("rooms unavailable: reconnect with last_seq and epoch", 1)
+    await websocket.close(CLOSE_TRY_AGAIN, reason)
+
+
 @dataclass(slots=True)
 class Admission:
     conn: Connection
@@ -139,7 +146,12 @@ async def stream_room(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     stream_id: int = websocket.path_params["stream_id"]
     await websocket.accept()
-    admission = await _admit(websocket, stream_id)
+    try:
+        admission = await _admit(websocket, stream_id)
+    except DatabaseUnreachable:
+        settings: Settings = websocket.app.state.settings
+        await _try_again(websocket, settings.default_locale)
+        return
     if admission is None:
         return
     conn = admission.conn
@@ -148,11 +160,9 @@ async def stream_room(websocket: WebSocket) -> None:
     except NoSuchRoom:
         await _refuse(websocket, conn.locale, "stream_not_found", CLOSE_NOT_FOUND)
         return
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, DatabaseUnreachable) as exc:
         log.warning("room of stream %s could not be opened: %s", stream_id, exc)
-        await websocket.send_text(error_frame(conn.locale, "rooms_unavailable"))
-        reason = reconnect_reason("rooms unavailable: reconnect with last_seq and epoch", 1)
-        await websocket.close(CLOSE_TRY_AGAIN, reason)
+        await _try_again(websocket, conn.locale)
         return
     room = conn.room
     assert room is not None
