@@ -41,11 +41,9 @@ async def make_limits(request: pytest.FixtureRequest) -> AsyncIterator[LimitsFac
     made: list[RoomLimits] = []
 
     async def make(**options: Any) -> RoomLimits:
-        limits: RoomLimits
-        if url is None:
-            limits = MemoryLimits()
-        else:
-            limits = RedisLimits(url, key_prefix=PREFIX, **options)
+        limits: RoomLimits = (
+            MemoryLimits() if url is None else RedisLimits(url, key_prefix=PREFIX, **options)
+        )
         made.append(limits)
         return limits
 
