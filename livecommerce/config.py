@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Guests mint tokens at will, so their sockets are counted per client address and room.
     # Generous: a carrier's NAT or an office puts many real viewers behind one address.
     room_guest_sockets_per_address: int = Field(default=50, ge=1, le=1_000_000)
+    # Concurrent /ws/me sockets of one user (its notices are the same on every one).
+    me_sockets_per_user: int = Field(default=5, ge=1, le=10_000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # API processes ``serve`` runs on one port; more than one needs Redis (rooms and the

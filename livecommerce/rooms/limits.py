@@ -7,7 +7,8 @@ many sockets as they like, on as many API processes as the deployment runs:
   at once, then one per ``refill_s``. Every socket of the user draws from the same bucket.
 - **Sockets**: concurrent room sockets per key (``user_room_key``/``user_key`` for a
   signed-in user, in one room and in all rooms; ``address_room_key`` for guests, who can
-  mint guest tokens at will and are therefore counted by client address).
+  mint guest tokens at will and are therefore counted by client address), and a user's
+  ``/ws/me`` sockets (``user_me_key``).
 
 Two implementations with one contract (tests/rooms/test_limits_contract.py runs against
 both): :class:`MemoryLimits` for the embedded default (one process) and
@@ -91,6 +92,10 @@ def user_key(user_id: int) -> str:
 
 def user_room_key(user_id: int, stream_id: int) -> str:
     return f"{{user:{user_id}}}:room:{stream_id}"
+
+
+def user_me_key(user_id: int) -> str:
+    return f"{{user:{user_id}}}:me"
 
 
 def address_room_key(address: str, stream_id: int) -> str:
@@ -407,6 +412,7 @@ class Policy:
     sockets_per_user: int = 20
     room_sockets_per_user: int = 5
     room_guest_sockets_per_address: int = 50
+    me_sockets_per_user: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -415,6 +421,7 @@ class Policy:
             sockets_per_user=settings.room_sockets_per_user_total,
             room_sockets_per_user=settings.room_sockets_per_user,
             room_guest_sockets_per_address=settings.room_guest_sockets_per_address,
+            me_sockets_per_user=settings.me_sockets_per_user,
         )
 
     def caps(self, *, stream_id: int, user_id: int | None, address: str | None) -> list[Cap]:

@@ -534,13 +534,19 @@ async def test_a_flood_from_many_sockets_of_one_user(
 async def test_a_flood_on_the_personal_channel_from_many_sockets(
     http: httpx.AsyncClient, served: tuple[str, Path]
 ) -> None:
-    """Many ``/ws/me`` sockets of one user, flooded at once, each answer every frame."""
+    """One user fills the ``/ws/me`` cap (the next socket is refused with 4429) and floods
+    all of them at once: each answers every frame and stays open."""
     _, token = await viewer_token(http)
     base = str(http.base_url).replace("http://", "ws://").rstrip("/")
     sockets = [await connect(f"{base}/ws/me?token={token}") for _ in range(5)]
     try:
         for ws in sockets:
             await next_frame(ws, "welcome")
+        async with connect(f"{base}/ws/me?token={token}") as sixth:
+            assert (await next_frame(sixth, "error"))["data"]["code"] == "too_many_sockets"
+            with pytest.raises(ConnectionClosed) as closed:
+                await sixth.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
         answers = await asyncio.gather(*(flood(ws, rounds=25) for ws in sockets))
         for received in answers:
             codes = [f["data"]["code"] for f in received if f["type"] == "error"]
