@@ -397,9 +397,17 @@ class RedisLimits:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        self._down_until = 0.0
-        for ticket in list(self._held.values()):
-            await self.close_socket(ticket)
+        from redis.exceptions import RedisError
+
+        claims = [(self._sockets_key(c.key), t.id) for t in self._held.values() for c in t.caps]
+        self._held.clear()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, member in claims:
+                    pipe.zrem(key, member)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._unreachable("room sockets", exc)  # the claims expire with the TTL
         if self._owns_client:
             await self._client.aclose()
 
