@@ -308,6 +308,8 @@ async def deployed(variant: str, workdir: Path, redis_url: str) -> AsyncIterator
         LIVECOMMERCE_DATA_DIR=str(data),
         LIVECOMMERCE_SECRET_KEY=SECRET,
         LIVECOMMERCE_LOG_LEVEL="warning",
+        # Every simulated viewer connects from this one machine (as guests, by address).
+        LIVECOMMERCE_ROOM_GUEST_SOCKETS_PER_ADDRESS="1000000",
         PYTHONPATH=str(ROOT),
     )
     if variant == "redis2":

@@ -198,6 +198,8 @@ async def served(args: argparse.Namespace, workdir: Path) -> AsyncIterator[Serve
         LIVECOMMERCE_DATA_DIR=str(data),
         LIVECOMMERCE_SECRET_KEY=SECRET,
         LIVECOMMERCE_LOG_LEVEL="warning",
+        # Every simulated viewer connects from this one machine (as guests, by address).
+        LIVECOMMERCE_ROOM_GUEST_SOCKETS_PER_ADDRESS="1000000",
         LIVECOMMERCE_EMBEDDED_WORKER="false",
         PYTHONPATH=str(args.root),
     )

@@ -304,6 +304,8 @@ async def serve(tree: Path, data: Path, kind: str = "serve") -> AsyncIterator[Se
         LIVECOMMERCE_DATA_DIR=str(data),
         LIVECOMMERCE_SECRET_KEY=SECRET,
         LIVECOMMERCE_LOG_LEVEL="warning",
+        # Every simulated viewer connects from this one machine (as guests, by address).
+        LIVECOMMERCE_ROOM_GUEST_SOCKETS_PER_ADDRESS="1000000",
         LIVECOMMERCE_HOST="127.0.0.1",
         LIVECOMMERCE_PORT=str(port),
         PYTHONPATH=str(tree),

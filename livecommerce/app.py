@@ -54,6 +54,8 @@ from livecommerce.rates.routes import router as rates_router
 from livecommerce.rates.service import RateBookCache
 from livecommerce.rooms.broker import Broker, MemoryBroker
 from livecommerce.rooms.hub import Hub
+from livecommerce.rooms.limits import Policy as RoomPolicy
+from livecommerce.rooms.limits import make_room_limits
 from livecommerce.rooms.presence import MemoryPresence, Presence
 from livecommerce.rooms.routes import routes as room_routes
 from livecommerce.streams import service as streams_service
@@ -365,6 +367,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         app.state.login_throttle = login_throttle = make_login_throttle(settings)
         app.state.admission = Admission(gate, sessions=sessions)
         app.state.hub = hub
+        app.state.room_limits = room_limits = make_room_limits(settings.redis_url)
+        app.state.room_policy = RoomPolicy.from_settings(settings)
         desk = EstimateDesk(
             sessions=sessions,
             cache=app.state.estimates,
@@ -400,6 +404,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             await feed.close()
             await winners.close()  # placed and answered before the rooms close
             await hub.close()
+            await room_limits.close()
             await desk.close()
             await gate.close()
             await login_throttle.close()

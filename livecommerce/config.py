@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=DEFAULT_MIN_PASSWORD_LENGTH, ge=8, le=256)
     # argon2 runs at once per API process; the rest wait their turn on the event loop.
     password_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    # Live rooms, counted per person whatever the sockets and processes (rooms/limits.py).
+    # Chat: a burst of this many messages, then one per refill interval, per user.
+    room_chat_burst: int = Field(default=5, ge=1, le=1000)
+    room_chat_refill_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # Concurrent room sockets of one signed-in user: in one room (tabs, devices) and in all.
+    room_sockets_per_user: int = Field(default=5, ge=1, le=10_000)
+    room_sockets_per_user_total: int = Field(default=20, ge=1, le=100_000)
+    # Guests mint tokens at will, so their sockets are counted per client address and room.
+    # Generous: a carrier's NAT or an office puts many real viewers behind one address.
+    room_guest_sockets_per_address: int = Field(default=50, ge=1, le=1_000_000)
+    # Concurrent /ws/me sockets of one user (its notices are the same on every one).
+    me_sockets_per_user: int = Field(default=5, ge=1, le=10_000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # API processes ``serve`` runs on one port; more than one needs Redis (rooms and the

@@ -28,8 +28,14 @@ from livecommerce.notifications.models import Notification
 from livecommerce.orders.models import OrderStatus
 from livecommerce.orders.states import STATUS_LABELS
 from livecommerce.rooms.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, SLOW_REASON
+from livecommerce.rooms.limits import Cap, Policy, RoomLimits, user_me_key
 from livecommerce.rooms.render import frame
-from livecommerce.rooms.routes import CLOSE_BAD_REQUEST, error_frame
+from livecommerce.rooms.routes import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_TOO_MANY_SOCKETS,
+    TOO_MANY_SOCKETS_REASON,
+    error_frame,
+)
 from livecommerce.rooms.schemas import BadFrame, Ping, parse_client_frame
 
 router = APIRouter(tags=["notifications"])
@@ -121,13 +127,29 @@ async def my_channel(websocket: WebSocket) -> None:
     raw = params.get("last_seq")
     if raw is not None:
         last_seq = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else -1
+    limits: RoomLimits = websocket.app.state.room_limits
+    policy: Policy = websocket.app.state.room_policy
+    claimed = await limits.open_socket([Cap(user_me_key(user.id), policy.me_sockets_per_user)])
+    if isinstance(claimed, Cap):
+        await websocket.send_text(error_frame(locale, "too_many_sockets", limit=claimed.limit))
+        await websocket.close(CLOSE_TOO_MANY_SOCKETS, TOO_MANY_SOCKETS_REASON)
+        return
     try:
-        through = await _welcome(websocket, user.id, locale, last_seq)
+        await _serve(websocket, feed, user.id, locale, last_seq)
+    finally:
+        await limits.close_socket(claimed)
+
+
+async def _serve(
+    websocket: WebSocket, feed: NotificationFeed, user_id: int, locale: str, last_seq: int | None
+) -> None:
+    try:
+        through = await _welcome(websocket, user_id, locale, last_seq)
     except (WebSocketDisconnect, RuntimeError):
         return
     # Joined after the welcome: the feed first reads what came after ``through`` by seq, so
     # nothing committed meanwhile is missed, and nothing is sent twice.
-    listener = Listener(user_id=user.id, locale=locale, render=notice_frame, last_seq=through)
+    listener = Listener(user_id=user_id, locale=locale, render=notice_frame, last_seq=through)
     feed.add(listener)
     try:
         tasks = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from livecommerce.rooms.hub import (
     NoSuchRoom,
     reconnect_reason,
 )
+from livecommerce.rooms.limits import Cap, Policy, RoomLimits, Ticket, chat_key
 from livecommerce.rooms.render import Event, encode_event, frame
 from livecommerce.rooms.schemas import (
     BadFrame,
@@ -52,13 +54,14 @@ log = logging.getLogger(__name__)
 
 MAX_CLIENT_FRAME = 4096  # characters; a chat message is at most CHAT_MAX of them
 CHAT_MAX = 500
-CHAT_BURST = 5  # messages a user may send at once...
-CHAT_REFILL_S = 1.0  # ...then one per second
 REACTIONS_PER_S = 20  # per connection; taps beyond are dropped silently
 REQUEST_BURST = 5  # requests answered by another part of the app (an estimate)...
 REQUEST_REFILL_S = 1.0  # ...then one per second
 REACTION_KINDS = frozenset({"heart", "fire", "clap", "laugh", "wow", "gift"})
 CLOSE_BAD_REQUEST = 4400
+# Too many sockets open already for this user (or guest address): see rooms/limits.py.
+CLOSE_TOO_MANY_SOCKETS = 4429
+TOO_MANY_SOCKETS_REASON = "too many sockets: close another one first"
 
 ERRORS = {
     "invalid_token": N_("Your session has expired. Sign in again."),
@@ -82,6 +85,9 @@ ERRORS = {
     "rate_limited": N_("You are sending messages too fast. Wait a moment."),
     "rooms_unavailable": N_("Live rooms are unavailable for a moment. Reconnecting…"),
     "chat_unavailable": N_("Your message could not be sent. Try again in a moment."),
+    "too_many_sockets": N_(
+        "Too many windows are watching at once. Close one of them and try again."
+    ),
 }
 EPOCH_MAX = 64  # characters of a client's ``epoch``; longer is no epoch of ours
 
@@ -99,10 +105,10 @@ def error_frame(locale: str, code: str, **params: Any) -> str:
 
 @dataclass
 class ChatBucket:
-    """Token bucket per connection: ``burst`` messages at once, then one per ``refill_s``."""
+    """Token bucket per connection: ``burst`` requests at once, then one per ``refill_s``."""
 
-    burst: int = CHAT_BURST
-    refill_s: float = CHAT_REFILL_S
+    burst: int = REQUEST_BURST
+    refill_s: float = REQUEST_REFILL_S
     tokens: float = field(init=False)
     stamp: float = field(default_factory=time.monotonic)
 
@@ -155,15 +161,24 @@ async def stream_room(websocket: WebSocket) -> None:
     if admission is None:
         return
     conn = admission.conn
+    limits: RoomLimits = websocket.app.state.room_limits
+    ticket = await _claim_socket(websocket, conn, stream_id)
+    if ticket is None:
+        return
     try:
         joined_at = await hub.join(conn, room_name=streams.room_of(stream_id), stream_id=stream_id)
     except NoSuchRoom:
+        await limits.close_socket(ticket)
         await _refuse(websocket, conn.locale, "stream_not_found", CLOSE_NOT_FOUND)
         return
     except (BrokerUnavailable, DatabaseUnreachable) as exc:
+        await limits.close_socket(ticket)
         log.warning("room of stream %s could not be opened: %s", stream_id, exc)
         await _try_again(websocket, conn.locale)
         return
+    except BaseException:
+        await limits.close_socket(ticket)
+        raise
     room = conn.room
     assert room is not None
     epoch = room.epoch  # what joined_at counts in (read before anything below waits)
@@ -182,9 +197,26 @@ async def stream_room(websocket: WebSocket) -> None:
     finally:
         await hub.leave(conn)
         await conn.stop()
+        await limits.close_socket(ticket)
         if not started and websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
+
+
+async def _claim_socket(websocket: WebSocket, conn: Connection, stream_id: int) -> Ticket | None:
+    """Count the socket against its user's (or guest address's) caps; None once refused."""
+    limits: RoomLimits = websocket.app.state.room_limits
+    policy: Policy = websocket.app.state.room_policy
+    client = websocket.client
+    caps = policy.caps(
+        stream_id=stream_id, user_id=conn.user_id, address=client.host if client else None
+    )
+    claimed = await limits.open_socket(caps)
+    if isinstance(claimed, Cap):
+        await websocket.send_text(error_frame(conn.locale, "too_many_sockets", limit=claimed.limit))
+        await websocket.close(CLOSE_TOO_MANY_SOCKETS, TOO_MANY_SOCKETS_REASON)
+        return None
+    return claimed
 
 
 async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
@@ -294,7 +326,8 @@ async def _first_frames(
 
 
 async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id: int) -> None:
-    bucket = ChatBucket()
+    limits: RoomLimits = websocket.app.state.room_limits
+    policy: Policy = websocket.app.state.room_policy
     requests = ChatBucket(REQUEST_BURST, REQUEST_REFILL_S)
     handlers: dict[str, RoomRequest] = getattr(websocket.app.state, "room_requests", {})
     reaction_window, reactions_in_window = time.monotonic(), 0
@@ -314,8 +347,13 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
             parsed = parse_client_frame(text)
             if isinstance(parsed, Chat):
                 said = parsed.data.text
-                _check_chat(hub, conn, said, bucket)
-                assert conn.room is not None
+                _check_chat(hub, conn, said)
+                assert conn.user_id is not None and conn.room is not None
+                # Per user, not per socket: every socket of the user, on any process, draws
+                # from the one bucket.
+                wait_s = await limits.take_chat(chat_key(conn.user_id), policy.chat)
+                if wait_s > 0:
+                    raise BadFrame("chat_rate_limited", retry_after_ms=math.ceil(wait_s * 1000))
                 payload = encode_event(
                     "chat", {"user": {"id": conn.user_id, "name": conn.name}, "text": said.strip()}
                 )
@@ -348,7 +386,7 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
             conn.push(error_frame(conn.locale, bad.code, **bad.params))
 
 
-def _check_chat(hub: Hub, conn: Connection, text: str, bucket: ChatBucket) -> None:
+def _check_chat(hub: Hub, conn: Connection, text: str) -> None:
     """Raises :class:`BadFrame` unless ``conn`` may send ``text`` to its room now."""
     if conn.user_id is None:
         raise BadFrame("guest_cannot_chat")
@@ -367,8 +405,6 @@ def _check_chat(hub: Hub, conn: Connection, text: str, bucket: ChatBucket) -> No
         raise BadFrame("chat_empty")
     if wordfilter.blocked(text, room.settings.get("blocked_skeletons", ())):
         raise BadFrame("chat_blocked")
-    if not bucket.take():
-        raise BadFrame("chat_rate_limited")
 
 
 # A plain Starlette route, not FastAPI's: no dependency solving and no exit stacks kept alive

@@ -7,6 +7,13 @@ the same bytes go to thousands of sockets; through the generic ``websocket.send`
 them would be framed again and pass through several layers of calls, which costs several times
 the write itself (docs/benchmarks.md has the figures).
 
+A client frame the WebSocket layer refuses (over ``ws_max_size``: 1009; a text frame that is
+not UTF-8: 1007) is answered with its close frame, and the socket is closed only once the
+client has closed its side (or after ``LINGER_S``): closing with the client's unread bytes
+still in the kernel would reset the connection and could destroy the close frame on its way,
+leaving the client with a bare 1006. A bad frame is the client's error, not the server's, so
+it is logged without a traceback.
+
 At shutdown it closes each WebSocket with 1001 and a reconnect delay in the reason
 (``retry_after_ms=N``, drawn per socket) instead of uvicorn's bare 1012. Everything else
 (handshake, pings, closing, reading) is uvicorn's, and an app served by any
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import socket
 from typing import Any
 
@@ -32,6 +40,12 @@ from livecommerce.rooms.wire import FRAMES_EXTENSION
 # KiB (with the hub's own SEND_BUFFER_MAX) and lets the hub notice it in seconds. A room
 # sends a few KiB per second, far below what this allows even over a slow mobile link.
 SOCKET_SEND_BUFFER = 64 * 1024
+# After refusing a client frame with a close, how long the client has to close its side
+# before the server drops the connection anyway.
+LINGER_S = 5.0
+CLOSE_INVALID_DATA = 1007
+
+log = logging.getLogger(__name__)
 
 try:  # uvicorn >= 0.35
     from uvicorn.protocols.websockets.websockets_sansio_impl import (
@@ -76,6 +90,48 @@ if _Base is not None:
                 if sock is not None:
                     with contextlib.suppress(OSError, AttributeError):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+
+        def data_received(self, data: bytes) -> None:
+            if getattr(self, "_refused", False):
+                return  # what a refused client still sends is read and dropped
+            super().data_received(data)
+
+        def send_receive_event_to_app(self) -> None:
+            if self.curr_msg_data_type != "text" or self.close_sent:
+                super().send_receive_event_to_app()
+                return
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            self.frames = []
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                # RFC 6455 section 8.1: the connection fails with 1007. uvicorn would log a
+                # traceback here, for every such frame a client cares to send.
+                log.info("WebSocket text frame that is not UTF-8: closing with 1007")
+                self.conn.send_close(CLOSE_INVALID_DATA, "text frames must be UTF-8")
+                self.handle_parser_exception()
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+
+        def handle_parser_exception(self) -> None:
+            """Close after a refused frame: the close frame goes out, the app hears of it,
+            and the connection ends once the client closed its side (see the module
+            docstring)."""
+            if getattr(self, "_refused", False):
+                return
+            self._refused = True
+            assert self.conn.close_sent is not None
+            code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+            self.stop_keepalive()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            if self.read_paused:
+                self.read_paused = False
+                self.transport.resume_reading()
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.close_timer = self.loop.call_later(LINGER_S, self.transport.close)
 
         def shutdown(self) -> None:
             """The server is stopping: close with 1001 and a randomised reconnect delay in
