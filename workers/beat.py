@@ -8,7 +8,9 @@ sends the periodic jobs: while that loop runs the heartbeat is fresh, and once i
 ``BeatWatch`` is a worker bootstep for ``livecommerce worker --beat``: Celery runs that
 scheduler as a child process of the worker and carries on without a word when it dies.
 The watch notices, logs it as critical and shuts the worker down warm with exit status
-``EX_SOFTWARE`` (70), so that whatever supervises the worker restarts both.
+``EX_SOFTWARE`` (70), so that whatever supervises the worker restarts both. The worker
+``serve`` embeds is the exception: nothing would restart it, and it still works the
+fulfilment jobs, so it only reports the death and keeps working (``/readyz`` says stale).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from livecommerce.config import get_settings
 log = logging.getLogger("livecommerce.workers.beat")
 
 WATCH_SECONDS = 1.0  # how often the worker looks at its scheduler process
+EMBEDDED_HOSTNAME = "embedded@"  # the worker ``serve`` starts (livecommerce/cli.py)
 
 
 class Scheduler(PersistentScheduler):
@@ -73,6 +76,15 @@ class BeatWatch(bootsteps.StartStopStep):
     def check(self, w: Any) -> None:
         beat = w.beat
         if beat is None or state.should_stop is not None or _alive(beat):
+            return
+        if str(getattr(w, "hostname", "")).startswith(EMBEDDED_HOSTNAME):
+            log.critical(
+                "the scheduler (celery beat) in worker %s has died (exit code %s): periodic "
+                "jobs have stopped; restart livecommerce serve",
+                os.getpid(),
+                getattr(beat, "exitcode", None),
+            )
+            self.stop(w)  # said once; the jobs the API sends are still worked
             return
         log.critical(
             "the scheduler (celery beat) in worker %s has died (exit code %s): periodic jobs "

@@ -125,8 +125,8 @@ async def test_a_killed_scheduler_turns_readyz_stale_and_its_worker_exits(
 @pytest.mark.slow
 async def test_the_embedded_scheduler_killed_is_reported_by_readyz(tmp_path: Path) -> None:
     """Embedded mode (``serve`` with its own worker and scheduler, SQLite queue, heartbeat in
-    the data dir): the scheduler is SIGKILLed and /readyz turns 503 ``scheduler: stale``; a
-    ``worker --beat`` started beside it makes it ready again."""
+    the data dir): the scheduler is SIGKILLed, the worker says so, /readyz turns 503
+    ``scheduler: stale``; a ``worker --beat`` started beside it makes it ready again."""
     env = scheduler_env(tmp_path, "embedded", embedded_worker="true")
     log_path = tmp_path / "server.log"
     with running_server(env, log_path) as base:
@@ -135,8 +135,10 @@ async def test_the_embedded_scheduler_killed_is_reported_by_readyz(tmp_path: Pat
             assert (tmp_path / jobs.HEARTBEAT_FILE).exists()
             os.kill(await scheduler_pid(env), signal.SIGKILL)
             await wait_for(lambda: stale(client), "readyz to call the scheduler stale")
+            # serve's worker reports it and keeps working the queue: nothing would restart it.
             await wait_for(
-                lambda: _true("has died" in log_path.read_text()), "the worker to report it"
+                lambda: _true("periodic jobs have stopped; restart" in log_path.read_text()),
+                "the worker to report it",
             )
             with running_worker(env, tmp_path / "worker.log", beat=True):
                 await wait_for(lambda: ready(client), "the new scheduler's heartbeat", 60)
