@@ -478,6 +478,24 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         except Exception as exc:
             log.warning("readiness check failed: %s", exc)
             raise ServiceUnavailable(details={"rooms": "unreachable"}) from exc
-        return {"status": "ok", "database": "ok", "rooms": "ok"}
+        ready = {"status": "ok", "database": "ok", "rooms": "ok"}
+        # A dead scheduler stops every periodic job while the workers look healthy: its
+        # heartbeat tells (livecommerce/jobs.py). Never recorded: nothing to report yet.
+        try:
+            scheduler = await jobs.scheduler_health(request.app.state.settings)
+        except Exception as exc:
+            log.warning("readiness check failed: scheduler heartbeat unreadable: %s", exc)
+            raise ServiceUnavailable(details={"scheduler": "unreachable"}) from exc
+        if scheduler is not None:
+            if scheduler["scheduler"] != "ok":
+                log.warning(
+                    "readiness check failed: the scheduler's last heartbeat is %s s old "
+                    "(stale after %s s): periodic jobs are not running",
+                    scheduler["age_seconds"],
+                    scheduler["stale_after_seconds"],
+                )
+                raise ServiceUnavailable(details=scheduler)
+            ready["scheduler"] = "ok"
+        return ready
 
     return app

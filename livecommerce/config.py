@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # A job not done this long after it should have been is sent again. Longer than a
     # job's own retries (about 20 minutes), so a job still retrying is not doubled.
     reconcile_grace_seconds: float = Field(default=1800.0, gt=0)
+    # The scheduler (``celery beat``) records itself every quarter of this; ``/readyz``
+    # answers 503 ``scheduler: stale`` once its last record is older than this.
+    scheduler_stale_seconds: float = Field(default=60.0, gt=0, le=24 * 3600)
     # How often the workers look for flash sales whose end nobody has announced yet.
     flash_sale_sweep_seconds: float = Field(default=5.0, gt=0)
     stats_rollup_seconds: float = Field(default=60.0, gt=0)

@@ -37,16 +37,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livecommerce.config import Settings
 from livecommerce.db import after_commit
 
 log = logging.getLogger("livecommerce.jobs")
@@ -276,3 +283,119 @@ def _outbox_here() -> Outbox | None:
             return None
         _outbox = Outbox(target, loop)
     return _outbox if _outbox.loop is loop else None
+
+
+# --- The scheduler's heartbeat ---------------------------------------------------------
+#
+# Every periodic job (tracking polls, reservation expiry, reconciliation) is sent by the one
+# scheduler (``celery beat``). A dead scheduler leaves the workers idle but healthy, so the
+# scheduler itself records when it last ran (workers/beat.py) where every API process can
+# read it: in Redis when there is one (the rooms' Redis, else the broker's), else in a
+# file in the data dir, which ``serve`` shares with the worker it starts. ``/readyz`` calls
+# the scheduler stale once that record is older than ``scheduler_stale_seconds``.
+
+HEARTBEAT_FILE = "scheduler-heartbeat"
+HEARTBEAT_TIMEOUT_SECONDS = 2.0  # Redis calls of the heartbeat: a probe must answer soon
+
+
+def heartbeat_redis_url(settings: Settings) -> str | None:
+    if settings.redis_url:
+        return settings.redis_url
+    broker = settings.broker_url or ""
+    return broker if broker.startswith(("redis://", "rediss://")) else None
+
+
+def heartbeat_key(settings: Settings) -> str:
+    # One scheduler per deployment, and the queue names the deployment's jobs.
+    return f"livecommerce:scheduler:{settings.task_queue}:heartbeat"
+
+
+def heartbeat_path(settings: Settings) -> Path:
+    return settings.data_dir / HEARTBEAT_FILE
+
+
+def heartbeat_seconds(settings: Settings) -> float:
+    """How often the scheduler records itself: four times within the staleness threshold,
+    so one late or lost write never makes it look stale."""
+    return settings.scheduler_stale_seconds / 4
+
+
+def record_heartbeat(settings: Settings, at: float) -> None:
+    """Blocking: the scheduler ran at ``at`` (Unix time). Raises when the store is away.
+
+    The record names the scheduler's host and process, for whoever looks for it."""
+    record = json.dumps({"at": at, "host": socket.gethostname(), "pid": os.getpid()})
+    url = heartbeat_redis_url(settings)
+    if url is not None:
+        import redis
+
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=HEARTBEAT_TIMEOUT_SECONDS,
+            socket_connect_timeout=HEARTBEAT_TIMEOUT_SECONDS,
+        )
+        try:
+            # No expiry: a heartbeat that vanished would read as "never ran", not "stale".
+            client.set(heartbeat_key(settings), record)
+        finally:
+            client.close()
+        return
+    path = heartbeat_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(record)
+    os.replace(tmp, path)  # a reader sees the old record or the new one, never half of one
+
+
+async def read_heartbeat(settings: Settings) -> dict[str, Any] | None:
+    """The scheduler's last record (``at``, ``host``, ``pid``); None when it never recorded
+    itself here."""
+    url = heartbeat_redis_url(settings)
+    raw: bytes | str | None
+    if url is not None:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(
+            url,
+            socket_timeout=HEARTBEAT_TIMEOUT_SECONDS,
+            socket_connect_timeout=HEARTBEAT_TIMEOUT_SECONDS,
+        )
+        try:
+            raw = await client.get(heartbeat_key(settings))
+        finally:
+            await client.aclose()
+    else:
+        try:
+            raw = await asyncio.to_thread(heartbeat_path(settings).read_bytes)
+        except FileNotFoundError:
+            raw = None
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+        float(record["at"])
+    except (ValueError, TypeError, KeyError):
+        log.warning("scheduler heartbeat unreadable: %r", raw)
+        return None
+    return dict(record)
+
+
+async def scheduler_health(
+    settings: Settings, *, now: float | None = None
+) -> dict[str, Any] | None:
+    """``{"scheduler": "ok" | "stale", ...}`` from the heartbeat, with when it was last seen;
+    None when no scheduler has ever recorded itself in this deployment's store (nothing to
+    judge yet: a fresh install, or the store lost its data; the scheduler writes again
+    within ``heartbeat_seconds``)."""
+    record = await read_heartbeat(settings)
+    if record is None:
+        return None
+    at = float(record["at"])
+    age = (time.time() if now is None else now) - at
+    limit = settings.scheduler_stale_seconds
+    return {
+        "scheduler": "stale" if age > limit else "ok",
+        "last_heartbeat": datetime.fromtimestamp(at, UTC).isoformat(),
+        "age_seconds": round(max(age, 0.0), 1),
+        "stale_after_seconds": limit,
+    }

@@ -66,6 +66,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": beat_schedule(settings),
+        # Celery's persistent scheduler that also records a heartbeat for /readyz.
+        "beat_scheduler": "workers.beat:Scheduler",
     }
     if settings.embedded_jobs:
         from workers.embedded import Transport
@@ -86,10 +88,41 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+class WorkerApp(Celery):
+    """The workers' app: ``worker_main`` exits with the worker's own status.
+
+    Celery's returns nothing, so a worker that stopped for a fault (its scheduler died, an
+    unrecoverable error) would end with status 0 and look to its supervisor like a clean
+    stop, not something to restart.
+    """
+
+    def worker_main(self, argv: list[str] | None = None) -> None:
+        from celery.bin.celery import celery as command
+
+        if argv is None or "worker" not in argv:
+            super().worker_main(argv)  # Celery's own way, and its refusal
+            return
+        # As Celery's ``start``, but keeping what the command returns: the exit status the
+        # worker stopped with (click hands it back instead of exiting).
+        command.params[0].default = self
+        try:
+            code = command.main(args=argv, standalone_mode=False)
+        finally:
+            command.params[0].default = None
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
+
+
 def make_celery(settings: Settings, *, with_tasks: bool = False) -> Celery:
     """A Celery app for ``settings``; the API sends by task name and needs no task code."""
-    app = Celery("livecommerce", set_as_current=False)
+    if not with_tasks:
+        app = Celery("livecommerce", set_as_current=False)
+        app.conf.update(celery_config(settings))
+        return app
+    from workers.beat import BeatWatch
+
+    app = WorkerApp("livecommerce", set_as_current=False)
     app.conf.update(celery_config(settings))
-    if with_tasks:
-        app.conf.update(include=["workers.tasks"])
+    app.conf.update(include=["workers.tasks"])
+    app.steps["worker"].add(BeatWatch)
     return app

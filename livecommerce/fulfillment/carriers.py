@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from livecommerce.sqltypes import utcnow
+
+log = logging.getLogger("livecommerce.fulfillment.carriers")
 
 
 class CarrierUnavailable(Exception):
@@ -124,6 +127,9 @@ class SandboxCarrier:
         number = self.tracking_number(request.reference)
         booked_at = self.clock()
         plan = self.plan(number, request)
+        # What a real carrier's books would show: one parcel per reference, however often
+        # it is booked (the number is the reference's, so a repeat books nothing new).
+        log.info("sandbox carrier: %s booked as %s", request.reference, number)
         return Booking(
             tracking_number=number,
             booked_at=booked_at,

@@ -5,7 +5,8 @@ the Celery tasks that call them acknowledge late and retry:
 
 - ``create_shipments`` makes one shipment per warehouse of the order's allocation; the
   unique ``(order_id, warehouse_code)`` makes a second run (or a concurrent one) fail or find
-  the first run's rows, never add parcels.
+  the first run's rows, never add parcels. A run that finds them sends the bookings of those
+  still unbooked again: the first run's sends, after its commit, may never have happened.
 - ``book_shipment`` gives the carrier our shipment reference as its idempotency key.
 - ``ingest_events`` inserts scans with ``ON CONFLICT DO NOTHING`` on the carrier's event id.
 
@@ -238,6 +239,11 @@ async def create_shipments(
         )
     )
     if existing:
+        # A run again (the job redelivered after its worker died between this commit and
+        # the bookings' sends, or retried): the parcels exist, but their bookings may never
+        # have been sent. Send them again for every parcel still waiting; booking is
+        # idempotent, so one already on its way costs a duplicate job, never a second parcel.
+        _book_after_commit(session, existing)
         return existing
     lines = list(
         await session.scalars(
@@ -383,9 +389,15 @@ async def create_shipments(
             session, order, OrderStatus.FULFILLING, actor="system", reason="shipments_created"
         )
     await session.flush()
-    for shipment in shipments:
-        jobs.enqueue(session, "book_shipment", shipment.id)
+    _book_after_commit(session, shipments)
     return shipments
+
+
+def _book_after_commit(session: AsyncSession, shipments: Sequence[Shipment]) -> None:
+    """A ``book_shipment`` job, sent after commit, for each parcel not yet booked."""
+    for shipment in shipments:
+        if shipment.status == ShipmentStatus.CREATED:
+            jobs.enqueue(session, "book_shipment", shipment.id)
 
 
 class AlreadyWithCarrier(Conflict):
