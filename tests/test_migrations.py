@@ -195,3 +195,54 @@ async def test_allowances_raised_before_get_the_courier_rule(backend: str, tmp_p
     await asyncio.to_thread(downgrade, url, "base")
     if backend == "postgresql":
         await wipe_postgres(url)
+
+
+LINKED_AT = "'2026-05-02 10:00:00+00:00'"  # a literal: each driver reads it as a timestamp
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_links_made_before_invitations_are_accepted(backend: str, tmp_path: Path) -> None:
+    """A merchant-host link from before 0009 is accepted when it was made, and the host
+    keeps streaming; invitations come and go with the revision."""
+    if backend == "postgresql":
+        require_postgres()
+        url = postgres_url()
+        await wipe_postgres(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    await asyncio.to_thread(upgrade, url, "0008")
+    for uid, role in ((1, "merchant"), (2, "host")):
+        await _execute(
+            url,
+            "INSERT INTO users (id, email, password_hash, display_name, role, locale, currency,"
+            f" is_active, created_at) VALUES ({uid}, 'u{uid}@example.kz', 'x', 'U', '{role}',"
+            f" 'ru', 'RUB', true, {LINKED_AT})",
+        )
+    await _execute(
+        url,
+        "INSERT INTO merchants (id, owner_id, name, currency, created_at)"
+        f" VALUES (1, 1, 'M', 'RUB', {LINKED_AT})",
+    )
+    await _execute(
+        url,
+        f"INSERT INTO merchant_hosts (merchant_id, host_id, created_at) VALUES (1, 2, {LINKED_AT})",
+    )
+    await asyncio.to_thread(upgrade, url, "0009")
+    rows = await _execute(
+        url, "SELECT merchant_id, host_id, accepted_at = created_at AS same FROM merchant_hosts"
+    )
+    assert [(r["merchant_id"], r["host_id"], bool(r["same"])) for r in rows] == [(1, 2, True)]
+    await _execute(
+        url,
+        "INSERT INTO host_invitations (merchant_id, email, created_at)"
+        f" VALUES (1, 'new@example.kz', {LINKED_AT})",
+    )
+
+    await asyncio.to_thread(downgrade, url, "0008")
+    rows = await _execute(url, "SELECT merchant_id, host_id FROM merchant_hosts")
+    assert [(r["merchant_id"], r["host_id"]) for r in rows] == [(1, 2)]
+    for table in ("merchant_hosts", "merchants", "users"):
+        await _execute(url, f"DELETE FROM {table}")
+    await asyncio.to_thread(downgrade, url, "base")
+    if backend == "postgresql":
+        await wipe_postgres(url)

@@ -7,10 +7,12 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.accounts import service
-from livecommerce.accounts.models import Role, User
+from livecommerce.accounts.models import HostInvitation, Role, User
 from livecommerce.accounts.schemas import (
     HostLinkIn,
+    HostMerchantOut,
     HostOut,
+    InvitationOut,
     MerchantOut,
     PasswordChangeIn,
     ProfileUpdate,
@@ -28,6 +30,7 @@ from livecommerce.deps import (
     ReadSessionDep,
     SessionDep,
     SettingsDep,
+    require_roles,
 )
 from livecommerce.i18n.messages import translate
 
@@ -166,25 +169,115 @@ async def change_password(
 
 @router.get("/merchants/me/hosts", response_model=list[HostOut])
 async def list_hosts(user: MerchantUser, session: SessionDep) -> list[HostOut]:
+    """The hosts who accepted this merchant's invitation (pending ones:
+    ``GET /merchants/me/invitations``)."""
     merchant = await service.require_merchant_of(session=session, user=user)
     pairs = await service.list_hosts(session=session, merchant=merchant)
     return [
-        HostOut(id=h.id or 0, email=h.email, display_name=h.display_name, linked_at=link.created_at)
+        HostOut(
+            id=h.id or 0, email=h.email, display_name=h.display_name, linked_at=link.accepted_at
+        )
         for h, link in pairs
     ]
 
 
-@router.post("/merchants/me/hosts", status_code=status.HTTP_201_CREATED, response_model=HostOut)
-async def link_host(body: HostLinkIn, user: MerchantUser, session: SessionDep) -> HostOut:
+@router.post(
+    "/merchants/me/hosts", status_code=status.HTTP_201_CREATED, response_model=InvitationOut
+)
+async def invite_host(body: HostLinkIn, user: MerchantUser, session: SessionDep) -> InvitationOut:
+    """Invite a host by email. The host streams for the merchant once they accept; until
+    then the answer is ``pending``, whether or not the email has a host account."""
     merchant = await service.require_merchant_of(session=session, user=user)
-    host, link = await service.link_host(session=session, merchant=merchant, email=body.email)
-    return HostOut(
-        id=host.id or 0, email=host.email, display_name=host.display_name, linked_at=link.created_at
+    invitation = await service.invite_host(session=session, merchant=merchant, email=body.email)
+    if invitation is None:
+        return InvitationOut(
+            id=None, email=service.normalize_email(body.email), status="accepted", invited_at=None
+        )
+    return _invitation_out(invitation)
+
+
+def _invitation_out(invitation: HostInvitation) -> InvitationOut:
+    return InvitationOut(
+        id=invitation.id, email=invitation.email, status="pending", invited_at=invitation.created_at
     )
+
+
+@router.get("/merchants/me/invitations", response_model=list[InvitationOut])
+async def list_invitations(user: MerchantUser, session: SessionDep) -> list[InvitationOut]:
+    """Invitations no host has answered yet."""
+    merchant = await service.require_merchant_of(session=session, user=user)
+    pending = await service.pending_invitations(session=session, merchant=merchant)
+    return [_invitation_out(i) for i in pending]
+
+
+@router.delete("/merchants/me/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def cancel_invitation(
+    invitation_id: IdPath, user: MerchantUser, session: SessionDep
+) -> Response:
+    merchant = await service.require_merchant_of(session=session, user=user)
+    await service.cancel_invitation(session=session, merchant=merchant, invitation_id=invitation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/merchants/me/hosts/{host_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def unlink_host(host_id: IdPath, user: MerchantUser, session: SessionDep) -> Response:
+    """The host stops streaming for this merchant, at once: on its streams too."""
     merchant = await service.require_merchant_of(session=session, user=user)
     await service.unlink_host(session=session, merchant=merchant, host_id=host_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+HostUser = Annotated[User, Depends(require_roles(Role.HOST))]
+
+
+@router.get("/hosts/me/merchants", response_model=list[HostMerchantOut])
+async def host_merchants(user: HostUser, session: SessionDep) -> list[HostMerchantOut]:
+    """The merchants that invited this host (pending) and those it streams for (accepted)."""
+    entries = await service.host_merchants(session=session, host=user)
+    out = []
+    for merchant, invitation, link in entries:
+        merchant_out = MerchantOut.model_validate(merchant, from_attributes=True)
+        if link is not None:
+            out.append(
+                HostMerchantOut(
+                    merchant=merchant_out,
+                    status="accepted",
+                    invited_at=link.created_at,
+                    accepted_at=link.accepted_at,
+                )
+            )
+        elif invitation is not None:
+            out.append(
+                HostMerchantOut(
+                    merchant=merchant_out, status="pending", invited_at=invitation.created_at
+                )
+            )
+    return out
+
+
+@router.post("/hosts/me/merchants/{merchant_id}/accept", response_model=HostMerchantOut)
+async def accept_invitation(
+    merchant_id: IdPath, user: HostUser, session: SessionDep
+) -> HostMerchantOut:
+    merchant, link = await service.accept_invitation(
+        session=session, host=user, merchant_id=merchant_id
+    )
+    return HostMerchantOut(
+        merchant=MerchantOut.model_validate(merchant, from_attributes=True),
+        status="accepted",
+        invited_at=link.created_at,
+        accepted_at=link.accepted_at,
+    )
+
+
+@router.post("/hosts/me/merchants/{merchant_id}/decline", status_code=status.HTTP_204_NO_CONTENT)
+async def decline_invitation(merchant_id: IdPath, user: HostUser, session: SessionDep) -> Response:
+    await service.decline_invitation(session=session, host=user, merchant_id=merchant_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/hosts/me/merchants/{merchant_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def leave_merchant(merchant_id: IdPath, user: HostUser, session: SessionDep) -> Response:
+    """Stop streaming for a merchant, at once: its streams this host was running too."""
+    await service.leave_merchant(session=session, host=user, merchant_id=merchant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

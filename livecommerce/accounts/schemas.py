@@ -70,7 +70,31 @@ class HostLinkIn(StrictModel):
 
 
 class HostOut(BaseModel):
+    """A host who accepted the merchant's invitation."""
+
     id: int
     email: str
     display_name: str
-    linked_at: datetime
+    status: Literal["accepted"] = "accepted"
+    linked_at: datetime = Field(description="When the host accepted.")
+
+
+class InvitationOut(BaseModel):
+    """A merchant's invitation as the merchant sees it: the same whether or not the email
+    has a (host) account, until a host accepts it."""
+
+    id: int | None = Field(
+        description="The pending invitation's id (to cancel it); null once accepted."
+    )
+    email: str
+    status: Literal["pending", "accepted"]
+    invited_at: datetime | None
+
+
+class HostMerchantOut(BaseModel):
+    """A merchant as one of its hosts sees it: invited (pending) or streamed for (accepted)."""
+
+    merchant: MerchantOut
+    status: Literal["pending", "accepted"]
+    invited_at: datetime
+    accepted_at: datetime | None = None

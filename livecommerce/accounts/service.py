@@ -1,16 +1,17 @@
-"""Accounts: registration, sign-in, profiles and the merchant-host link."""
+"""Accounts: registration, sign-in, profiles, and hosts invited by merchants and linked to
+them once they accept."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from livecommerce.accounts.models import Merchant, MerchantHost, Role, User
+from livecommerce.accounts.models import HostInvitation, Merchant, MerchantHost, Role, User
 from livecommerce.accounts.passwords import DEFAULT_MIN_LENGTH, check_password
 from livecommerce.accounts.security import (
     DUMMY_HASH,
@@ -42,9 +43,25 @@ class HostNotFound(NotFound):
     message = N_("No host account with this email was found.")
 
 
-class NotAHost(ValidationFailed):
-    code = "not_a_host"
-    message = N_("This account is not a host account.")
+class InvitationNotFound(NotFound):
+    code = "invitation_not_found"
+    message = N_("There is no such invitation.")
+
+
+class MerchantNotLinked(NotFound):
+    code = "merchant_not_linked"
+    message = N_("You do not stream for this merchant.")
+
+
+class TooManyInvitations(Conflict):
+    code = "too_many_invitations"
+    message = N_(
+        "You have %(limit)s invitations waiting for an answer. Cancel some before sending more."
+    )
+
+
+# Pending invitations one merchant may have at once: each is a row kept until answered.
+MAX_PENDING_INVITATIONS = 200
 
 
 class TooManyAttempts(AppError):
@@ -259,6 +276,7 @@ async def require_merchant_of(*, session: AsyncSession, user: User) -> Merchant:
 
 
 async def merchants_hosted_by(*, session: AsyncSession, user: User) -> list[Merchant]:
+    """The merchants whose invitation ``user`` accepted."""
     rows = await session.scalars(
         select(Merchant)
         .join(MerchantHost, col(MerchantHost.merchant_id) == col(Merchant.id))
@@ -268,26 +286,90 @@ async def merchants_hosted_by(*, session: AsyncSession, user: User) -> list[Merc
     return list(rows)
 
 
-async def link_host(
+async def is_linked(*, session: AsyncSession, merchant_id: int, host_id: int) -> bool:
+    """Whether the host accepted the merchant's invitation and neither ended it since."""
+    link = await session.scalar(
+        select(col(MerchantHost.host_id)).where(
+            col(MerchantHost.merchant_id) == merchant_id, col(MerchantHost.host_id) == host_id
+        )
+    )
+    return link is not None
+
+
+# --- Merchant side: invitations and linked hosts -----------------------------------------
+
+
+async def invite_host(
     *, session: AsyncSession, merchant: Merchant, email: str
-) -> tuple[User, MerchantHost]:
-    host = await session.scalar(select(User).where(col(User.email) == normalize_email(email)))
-    if host is None:
-        raise HostNotFound()
-    if host.role != Role.HOST:
-        raise NotAHost()
-    assert merchant.id is not None and host.id is not None
-    link = await session.get(MerchantHost, (merchant.id, host.id))
-    if link is None:
-        link = MerchantHost(merchant_id=merchant.id, host_id=host.id)
-        session.add(link)
-        await session.flush()
-    return host, link
+) -> HostInvitation | None:
+    """Invite ``email`` to host for ``merchant``: the pending invitation, or None when a
+    host with that email already streams for it.
+
+    The answer is the same whether the email has an account, a host account or none: the
+    invitation waits by email, and only a host who accepts it is revealed to the merchant.
+    """
+    assert merchant.id is not None
+    email = normalize_email(email)
+    linked = await session.scalar(
+        select(col(MerchantHost.host_id))
+        .join(User, col(User.id) == col(MerchantHost.host_id))
+        .where(col(MerchantHost.merchant_id) == merchant.id, col(User.email) == email)
+    )
+    if linked is not None:
+        return None
+    invitation = await _invitation(session, merchant.id, email)
+    if invitation is not None:
+        return invitation
+    pending = await session.scalar(
+        select(func.count())
+        .select_from(HostInvitation)
+        .where(col(HostInvitation.merchant_id) == merchant.id)
+    )
+    if (pending or 0) >= MAX_PENDING_INVITATIONS:
+        raise TooManyInvitations(limit=MAX_PENDING_INVITATIONS)
+    invitation = HostInvitation(merchant_id=merchant.id, email=email)
+    session.add(invitation)
+    try:
+        # Two invitations at once: the unique (merchant, email) index keeps one.
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        invitation = await _invitation(session, merchant.id, email)
+        assert invitation is not None
+    return invitation
+
+
+async def _invitation(session: AsyncSession, merchant_id: int, email: str) -> HostInvitation | None:
+    return await session.scalar(
+        select(HostInvitation).where(
+            col(HostInvitation.merchant_id) == merchant_id, col(HostInvitation.email) == email
+        )
+    )
+
+
+async def pending_invitations(*, session: AsyncSession, merchant: Merchant) -> list[HostInvitation]:
+    rows = await session.scalars(
+        select(HostInvitation)
+        .where(col(HostInvitation.merchant_id) == merchant.id)
+        .order_by(col(HostInvitation.created_at), col(HostInvitation.id))
+    )
+    return list(rows)
+
+
+async def cancel_invitation(
+    *, session: AsyncSession, merchant: Merchant, invitation_id: int
+) -> None:
+    invitation = await session.get(HostInvitation, invitation_id)
+    if invitation is None or invitation.merchant_id != merchant.id:
+        raise InvitationNotFound()
+    await session.delete(invitation)
+    await session.flush()
 
 
 async def list_hosts(
     *, session: AsyncSession, merchant: Merchant
 ) -> list[tuple[User, MerchantHost]]:
+    """The hosts who accepted ``merchant``'s invitation."""
     rows = await session.execute(
         select(User, MerchantHost)
         .join(MerchantHost, col(MerchantHost.host_id) == col(User.id))
@@ -298,9 +380,80 @@ async def list_hosts(
 
 
 async def unlink_host(*, session: AsyncSession, merchant: Merchant, host_id: int) -> None:
+    """The host stops streaming for ``merchant``; from the next action on, they cannot drive
+    its streams (those they were hosting included)."""
     link = await session.get(MerchantHost, (merchant.id, host_id))
     if link is None:
         raise HostNotFound()
+    await session.delete(link)
+    await session.flush()
+
+
+# --- Host side: answering invitations -----------------------------------------------------
+
+
+async def host_merchants(
+    *, session: AsyncSession, host: User
+) -> list[tuple[Merchant, HostInvitation | None, MerchantHost | None]]:
+    """Every merchant that invited ``host`` (pending) or that ``host`` streams for
+    (accepted), as ``(merchant, invitation, link)`` with exactly one of the two set."""
+    invited = await session.execute(
+        select(Merchant, HostInvitation)
+        .join(HostInvitation, col(HostInvitation.merchant_id) == col(Merchant.id))
+        .where(col(HostInvitation.email) == host.email)
+    )
+    linked = await session.execute(
+        select(Merchant, MerchantHost)
+        .join(MerchantHost, col(MerchantHost.merchant_id) == col(Merchant.id))
+        .where(col(MerchantHost.host_id) == host.id)
+    )
+    entries: list[tuple[Merchant, HostInvitation | None, MerchantHost | None]] = [
+        (merchant, invitation, None) for merchant, invitation in invited
+    ]
+    entries += [(merchant, None, link) for merchant, link in linked]
+    entries.sort(key=lambda e: (e[1] is None, e[0].id or 0))  # pending first
+    return entries
+
+
+async def accept_invitation(
+    *, session: AsyncSession, host: User, merchant_id: int
+) -> tuple[Merchant, MerchantHost]:
+    """``host`` accepts ``merchant_id``'s invitation and from now on streams for it.
+    Accepting again once linked answers the link as it is."""
+    assert host.id is not None
+    merchant = await session.get(Merchant, merchant_id)
+    link = await session.get(MerchantHost, (merchant_id, host.id))
+    if merchant is not None and link is not None:
+        return merchant, link
+    invitation = await _invitation(session, merchant_id, host.email)
+    if merchant is None or invitation is None or host.role != Role.HOST:
+        raise InvitationNotFound()
+    link = MerchantHost(merchant_id=merchant_id, host_id=host.id, created_at=invitation.created_at)
+    await session.delete(invitation)
+    session.add(link)
+    try:
+        # The host accepting twice at once: the primary key keeps one link.
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        link = await session.get(MerchantHost, (merchant_id, host.id))
+        assert link is not None
+    return merchant, link
+
+
+async def decline_invitation(*, session: AsyncSession, host: User, merchant_id: int) -> None:
+    invitation = await _invitation(session, merchant_id, host.email)
+    if invitation is None:
+        raise InvitationNotFound()
+    await session.delete(invitation)
+    await session.flush()
+
+
+async def leave_merchant(*, session: AsyncSession, host: User, merchant_id: int) -> None:
+    """``host`` stops streaming for ``merchant_id``, as if the merchant had removed them."""
+    link = await session.get(MerchantHost, (merchant_id, host.id))
+    if link is None:
+        raise MerchantNotLinked()
     await session.delete(link)
     await session.flush()
 

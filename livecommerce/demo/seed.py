@@ -62,7 +62,10 @@ async def seed_demo(*, session: AsyncSession) -> dict[str, int]:
     """Create or refresh the demo data; running it twice changes nothing more."""
     users = {a.role: await _ensure_user(session, a) for a in DEMO_ACCOUNTS}
     merchant = await accounts.require_merchant_of(session=session, user=users["merchant"])
-    await accounts.link_host(session=session, merchant=merchant, email=users["host"].email)
+    # The demo host has accepted the demo merchant's invitation.
+    await accounts.invite_host(session=session, merchant=merchant, email=users["host"].email)
+    assert merchant.id is not None
+    await accounts.accept_invitation(session=session, host=users["host"], merchant_id=merchant.id)
     created = updated = 0
     levels: list[tuple[int, str, int]] = []
     for item in json.loads(PRODUCTS_FILE.read_text(encoding="utf-8")):

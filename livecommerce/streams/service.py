@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from livecommerce.accounts import service as accounts
-from livecommerce.accounts.models import MerchantHost, Role, User
+from livecommerce.accounts.models import Merchant, Role, User
 from livecommerce.catalog.cards import product_card
 from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, dialect_insert, session_scope
@@ -170,22 +170,43 @@ async def room_state(*, session: AsyncSession, stream: Stream, book: RateBook) -
 
 
 async def can_drive(*, session: AsyncSession, user: User, stream: Stream) -> bool:
-    if user.role == Role.ADMIN or user.id == stream.host_id:
+    """Whether ``user`` may act on ``stream`` now: an admin, the stream's merchant, or its
+    host while the host still streams for that merchant. Asked at every action, so a host
+    the merchant removed (or who left) loses the stream at once, mid-stream too."""
+    if user.role == Role.ADMIN:
         return True
-    merchant = await accounts.merchant_of(session=session, user=user)
-    return merchant is not None and merchant.id == stream.merchant_id
+    if user.role == Role.MERCHANT:
+        merchant = await accounts.merchant_of(session=session, user=user)
+        return merchant is not None and merchant.id == stream.merchant_id
+    if user.role == Role.HOST and user.id == stream.host_id:
+        return await accounts.is_linked(
+            session=session, merchant_id=stream.merchant_id, host_id=user.id
+        )
+    return False
 
 
 async def require_driver(*, session: AsyncSession, user: User, stream_id: int) -> Stream:
+    """The stream, for a user who may act on it now (``can_drive``); else 403, with
+    ``host_not_linked`` for its own host once no longer linked to its merchant."""
     stream = await get_stream(session=session, stream_id=stream_id)
     if not await can_drive(session=session, user=user, stream=stream):
+        if user.id == stream.host_id and user.role == Role.HOST:
+            raise HostNotLinked()
         raise Forbidden()
     return stream
 
 
+async def may_drive(*, session: AsyncSession, stream_id: int, user_id: int) -> bool:
+    """``can_drive`` by ids, for callers holding only them (a room connection)."""
+    user = await session.get(User, user_id)
+    stream = await session.get(Stream, stream_id)
+    if user is None or stream is None or not user.is_active:
+        return False
+    return await can_drive(session=session, user=user, stream=stream)
+
+
 async def _is_linked(session: AsyncSession, merchant_id: int, host_id: int) -> bool:
-    link = await session.get(MerchantHost, (merchant_id, host_id))
-    return link is not None
+    return await accounts.is_linked(session=session, merchant_id=merchant_id, host_id=host_id)
 
 
 async def create_stream(*, session: AsyncSession, user: User, data: StreamCreate) -> Stream:
@@ -214,6 +235,13 @@ async def create_stream(*, session: AsyncSession, user: User, data: StreamCreate
         if data.merchant_id is None or data.host_id is None:
             raise MerchantRequired()
         merchant_id, host_id = data.merchant_id, data.host_id
+        # An admin too puts on a stream only a host who accepted the merchant (or the
+        # merchant's own account): nobody streams for a merchant without consent.
+        chosen = await session.get(Merchant, merchant_id)
+        if chosen is None or (
+            chosen.owner_id != host_id and not await _is_linked(session, merchant_id, host_id)
+        ):
+            raise HostNotLinked()
     else:
         raise Forbidden()
     stream = Stream(

@@ -162,31 +162,3 @@ async def test_only_merchants_create_products(client: httpx.AsyncClient, role: s
     response = await client.post("/api/v1/products", json=product_body(), headers=headers)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
-
-
-async def test_merchant_links_a_host(client: httpx.AsyncClient) -> None:
-    """A merchant links a host by email; the host sees the merchant it streams for."""
-    merchant, m_headers = await account(client, role="merchant")
-    host, h_headers = await account(client, role="host")
-    viewer = await register(client, role="viewer")
-    linked = await client.post(
-        "/api/v1/merchants/me/hosts", json={"email": host["email"]}, headers=m_headers
-    )
-    assert linked.status_code == 201 and linked.json()["id"] == host["id"]
-    again = await client.post(
-        "/api/v1/merchants/me/hosts", json={"email": host["email"]}, headers=m_headers
-    )
-    assert again.status_code == 201
-    hosts = (await client.get("/api/v1/merchants/me/hosts", headers=m_headers)).json()
-    assert [h["id"] for h in hosts] == [host["id"]]
-    me = (await client.get("/api/v1/me", headers=h_headers)).json()
-    assert [m["id"] for m in me["streams_for"]] == [merchant["merchant"]["id"]]
-    not_host = await client.post(
-        "/api/v1/merchants/me/hosts", json={"email": viewer["email"]}, headers=m_headers
-    )
-    assert not_host.status_code == 422 and not_host.json()["error"]["code"] == "not_a_host"
-    by_host = await client.get("/api/v1/merchants/me/hosts", headers=h_headers)
-    assert by_host.status_code == 403
-    removed = await client.delete(f"/api/v1/merchants/me/hosts/{host['id']}", headers=m_headers)
-    assert removed.status_code == 204
-    assert (await client.get("/api/v1/me", headers=h_headers)).json()["streams_for"] == []

@@ -11,6 +11,7 @@ from livecommerce.accounts.service import create_admin
 from livecommerce.db import session_scope
 from livecommerce.streams import rollup
 from tests.fixtures.factories import PASSWORD, account, login
+from tests.fixtures.hosts import link_host
 from tests.orders.shop import order, stocked_product
 
 TITLE = {"ru": "Вечерний эфир", "kk": "Кешкі эфир", "uz": "Kechki efir"}
@@ -24,10 +25,7 @@ async def test_sales_figures_only_for_merchant_host_and_admin(
     stream's merchant, its host and an admin see GMV, orders and conversion."""
     _, mh = await account(client, role="merchant")
     host, hh = await account(client, role="host")
-    linked = await client.post(
-        "/api/v1/merchants/me/hosts", json={"email": host["email"]}, headers=mh
-    )
-    assert linked.status_code == 201, linked.text
+    await link_host(client, mh, host, hh)
     created = await client.post("/api/v1/streams", json={"title": TITLE}, headers=hh)
     sid = created.json()["id"]
     assert (await client.post(f"/api/v1/streams/{sid}/start", headers=hh)).status_code == 200

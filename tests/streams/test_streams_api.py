@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.fixtures.factories import account, create_product
+from tests.fixtures.hosts import link_host
 
 TITLE = {"ru": "Вечерний эфир", "kk": "Кешкі эфир", "uz": "Kechki efir"}
 
@@ -13,10 +14,7 @@ async def test_host_linked_to_a_merchant_runs_a_stream(client: httpx.AsyncClient
     """A linked host creates, starts and ends a stream; lists and details follow its status."""
     _, merchant_headers = await account(client, role="merchant")
     host, host_headers = await account(client, role="host")
-    linked = await client.post(
-        "/api/v1/merchants/me/hosts", json={"email": host["email"]}, headers=merchant_headers
-    )
-    assert linked.status_code == 201
+    await link_host(client, merchant_headers, host, host_headers)
     created = await client.post(
         "/api/v1/streams?locale=kk",
         json={"title": TITLE, "languages": ["kk", "ru"]},
