@@ -80,7 +80,7 @@ def _create_admin(env: dict[str, str], email: str) -> None:
 
 async def _seed(http: httpx.AsyncClient) -> dict[str, dict[str, str]]:
     """Accounts for each role, and something for ids to find: a product in stock and a
-    live stream, so that generated ids 1 and up reach past 404 now and then."""
+    stream, so that generated ids 1 and up reach past 404 now and then."""
     _, viewer = await account(http)
     _, merchant = await account(http, role="merchant")
     product = await create_product(http, merchant)
@@ -162,4 +162,7 @@ def test_every_operation_answers_as_documented(target: Target, role: str) -> Non
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
     print(f"{role}: {count} requests")
     assert count > 0
+    if headers:  # the role's cases ran signed in to the end
+        me = httpx.get(f"{target.base}/api/v1/me", headers=headers, timeout=30)
+        assert me.status_code == 200, me.text
     assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
