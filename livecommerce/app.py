@@ -27,9 +27,11 @@ from livecommerce.catalog.routes import router as catalog_router
 from livecommerce.config import Settings, get_settings
 from livecommerce.db import create_engine, ping, session_factory
 from livecommerce.errors import (
+    API_ERROR_RESPONSES,
     AppError,
     PayloadTooLarge,
     ServiceUnavailable,
+    error_responses,
     field_message,
     megabytes,
 )
@@ -447,7 +449,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.add_middleware(SocketRoutes, routes=[*room_routes, *notification_routes])
     install_error_handlers(app)
 
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=API_ERROR_RESPONSES)
     api.include_router(accounts_router)
     api.include_router(catalog_router)
     api.include_router(rates_router)
@@ -456,7 +458,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     api.include_router(fulfillment_router)
     api.include_router(notifications_router)
     app.include_router(api)
-    app.include_router(sandbox_router)
+    app.include_router(
+        sandbox_router, responses=error_responses(400, 402, 403, 404, 409, 413, 422, 503)
+    )
     app.router.routes.extend(room_routes)
     app.router.routes.extend(notification_routes)
     app.include_router(web_router)
@@ -466,7 +470,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses=error_responses(503))
     async def readyz(request: Request) -> dict[str, str]:
         try:
             await ping(request.app.state.engine)

@@ -58,6 +58,9 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="functi
 
 # Database ids are 32-bit; a larger number in a path is a 422, not a database error.
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# A warehouse code in a query (DEDUI, KZALA): letters and digits only, so that no byte a
+# text column refuses (NUL) reaches the database and answers 500.
+WAREHOUSE_CODE = r"^[A-Za-z0-9]{5}$"
 IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)

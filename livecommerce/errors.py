@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, Field
+
 from livecommerce.i18n.messages import N_, translate
 
 
@@ -120,6 +122,50 @@ class DatabaseUnreachable(ServiceUnavailable):
     def __init__(self) -> None:
         super().__init__(details={"database": "unreachable"})
         self.headers = {"Retry-After": "2"}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="snake_case, stable: what clients branch on")
+    message: str = Field(description="for people, in the request's language")
+    details: dict[str, Any] = Field(
+        description="machine-readable particulars; a 422 lists `fields`, each with its own "
+        "`field`, `code` and `message`"
+    )
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer (``AppError.body`` and the handlers in ``app.py``)."""
+
+    error: ErrorDetail
+
+
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The request cannot be processed (such as a webhook without a valid signature).",
+    401: "Not signed in, or the token is invalid, expired or revoked (`WWW-Authenticate`).",
+    402: "The card was declined.",
+    403: "Signed in, but not allowed to do this (guests only watch).",
+    404: "Nothing at this address, or not yours to see.",
+    409: "Conflicts with the current state (stock, a sale, an order's status...).",
+    413: "The request body is over the upload limit.",
+    422: "A field, parameter or header is invalid; `details.fields` lists each.",
+    429: "Too many attempts: try again after `Retry-After` seconds.",
+    503: "Temporarily unavailable (database busy or unreachable): retry after `Retry-After`.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for these error statuses, each the error envelope: declared once
+    on a router, so every route's documented answers are the ones the handlers give."""
+    return {
+        status: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
+
+
+# What an API route may answer besides its own success, declared once on the ``/api/v1``
+# router rather than per route: the statuses come from the one set of handlers, and a client
+# reads every one of them the same way (``error.code``).
+API_ERROR_RESPONSES = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 
 # Localized texts for field-level validation errors, by pydantic error type or our own

@@ -12,6 +12,10 @@ handler the server installs (uvicorn's, and one for the rest of the process) car
 
 become ``REDACTED``. The filter is on the handlers, not on loggers, because a handler's
 filters also see the records that propagate to it from other loggers.
+
+A Celery worker logs what it is handed too (a message it cannot run, whole; at debug level
+every task's arguments), so ``livecommerce worker`` puts the same filter on the handlers
+Celery sets up (:func:`redact_every_handler`).
 """
 
 from __future__ import annotations
@@ -77,6 +81,19 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def redact_every_handler() -> None:
+    """Puts :class:`RedactSecrets` on every handler of every logger configured so far (the
+    Celery worker's: it sets up its own handlers, in ``workers/worker.py``'s signals)."""
+    loggers = [logging.getLogger()]
+    loggers += [
+        x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+                handler.addFilter(RedactSecrets())
 
 
 def server_log_config(base: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
 from livecommerce.deps import (
+    WAREHOUSE_CODE,
     ContextDep,
     CurrentUser,
     IdPath,
@@ -214,7 +215,7 @@ async def list_shipments(
     ctx: ContextDep,
     settings: SettingsDep,
     status_: Annotated[ShipmentStatus | None, Query(alias="status")] = None,
-    warehouse: Annotated[str | None, Query(min_length=5, max_length=5)] = None,
+    warehouse: Annotated[str | None, Query(pattern=WAREHOUSE_CODE)] = None,
     day: Annotated[
         date | None, Query(alias="date", description="with warehouse: its local day")
     ] = None,
@@ -275,7 +276,7 @@ async def customs_manifest(
     session: ReadSessionDep,
     ctx: ContextDep,
     settings: SettingsDep,
-    warehouse: Annotated[str, Query(min_length=5, max_length=5, examples=["DEDUI"])],
+    warehouse: Annotated[str, Query(pattern=WAREHOUSE_CODE, examples=["DEDUI"])],
     day: Annotated[date, Query(alias="date", description="the warehouse's local calendar day")],
 ) -> Response:
     """The customs manifest of one warehouse and day: every declared line of the parcels made

@@ -85,7 +85,8 @@ async def my_notifications(
     user: CurrentUser,
     session: ReadSessionDep,
     ctx: ContextDep,
-    after: int = Query(default=0, ge=0, le=2**62, description="only notices after this seq"),
+    # ``seq`` is a 32-bit column: a larger number is a 422 here, not a database error.
+    after: int = Query(default=0, ge=0, le=2**31 - 1, description="only notices after this seq"),
     limit: int = Query(default=50, ge=1, le=service.PAGE),
 ) -> dict[str, Any]:
     """Your order and parcel news, oldest first, after ``after`` (what ``/ws/me`` sends)."""

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from livecommerce.config import Settings
 from livecommerce.deps import (
+    WAREHOUSE_CODE,
     ContextDep,
     CurrentUser,
     IdPath,
@@ -193,7 +194,7 @@ async def list_orders(
     user: CurrentUser,
     status_: Annotated[str | None, Query(alias="status")] = None,
     warehouse: Annotated[
-        str | None, Query(min_length=5, max_length=5, description="with a line from it")
+        str | None, Query(pattern=WAREHOUSE_CODE, description="with a line from it")
     ] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> dict[str, Any]:
