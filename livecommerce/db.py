@@ -194,10 +194,30 @@ def database_lost(exc: BaseException) -> bool:
     """Whether ``exc`` says the database could not be reached, rather than refused a
     statement: a connect refused or timed out, or a connection that broke mid-way."""
     if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc.orig, OSError)
+        if exc.connection_invalidated:
+            return True
+        # The driver's own error, under SQLAlchemy's adapter ("connection was closed in the
+        # middle of operation" is not always flagged as a disconnect).
+        seen: BaseException | None = exc.orig
+        while seen is not None:
+            if isinstance(seen, (OSError, *_DRIVER_CONNECTION_ERRORS)):
+                return True
+            seen = seen.__cause__ or seen.__context__
+        return False
     # Connecting raises the socket's error itself (asyncpg does not wrap it). A bare
     # TimeoutError is not taken for one: a route's own deadlines raise it too.
     return isinstance(exc, ConnectionError | socket.gaierror)
+
+
+def _driver_connection_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from asyncpg.exceptions import ConnectionDoesNotExistError, ConnectionFailureError
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return ()
+    return (ConnectionDoesNotExistError, ConnectionFailureError)
+
+
+_DRIVER_CONNECTION_ERRORS = _driver_connection_errors()
 
 
 _lost: dict[str, float] = {"logged_at": -60.0, "since": 0}

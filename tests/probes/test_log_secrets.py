@@ -26,6 +26,7 @@ from livecommerce.config import Settings
 from livecommerce.logs import REDACTED
 from livecommerce.orders.sandbox import sign
 from tests.fixtures.factories import PASSWORD, register
+from tests.fixtures.hosts import link_host
 from tests.fixtures.server import SECRET, migrate, running_server, server_env
 from tests.fixtures.worker import Worker
 from tests.orders.shop import ALMATY, stocked_product
@@ -97,10 +98,7 @@ async def full_run(base: str) -> list[str]:
         secrets += [*tokens.values(), guest]
         mh, hh, vh = (bearer(tokens[r]) for r in ("merchant", "host", "viewer"))
 
-        linked = await http.post(
-            "/api/v1/merchants/me/hosts", json={"email": host["email"]}, headers=mh
-        )
-        assert linked.status_code == 201, linked.text
+        await link_host(http, mh, host, hh)
         product = await stocked_product(http, mh, KZALA=5)
         stream = await http.post(
             "/api/v1/streams", json={"title": {"ru": "Эфир"}, "languages": ["ru"]}, headers=hh
