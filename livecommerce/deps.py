@@ -29,14 +29,14 @@ from livecommerce.i18n.locales import DEFAULT_CURRENCY, normalize_locale, parse_
 from livecommerce.i18n.money import is_supported_currency, supported_currencies
 
 
-async def get_settings(request: Request) -> Settings:
+async def request_settings(request: Request) -> Settings:
     # async: FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop per
     # request for a dictionary read.
     settings: Settings = request.app.state.settings
     return settings
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(request_settings)]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
