@@ -24,8 +24,9 @@ from livecommerce.accounts.routes import router as accounts_router
 from livecommerce.accounts.security import set_hash_concurrency
 from livecommerce.accounts.throttle import MemoryThrottle, RedisThrottle, Throttle
 from livecommerce.catalog.routes import router as catalog_router
+from livecommerce.composition import wire
 from livecommerce.config import Settings, get_settings
-from livecommerce.db import create_engine, ping, session_factory
+from livecommerce.db import create_engine, ping
 from livecommerce.errors import (
     API_ERROR_RESPONSES,
     AppError,
@@ -40,7 +41,6 @@ from livecommerce.flashsales.gate import Gate, MemoryGate, RedisGate
 from livecommerce.fulfillment.routes import router as fulfillment_router
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
-from livecommerce.inventory.service import STOCK_LISTENERS
 from livecommerce.logistics.network import load_network
 from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
@@ -64,6 +64,7 @@ from livecommerce.streams import service as streams_service
 from livecommerce.streams.routes import router as streams_router
 from livecommerce.web.routes import router as web_router
 from livecommerce.web.routes import static_app
+from livecommerce.wiring import ProcessListeners, wired_sessions
 from workers.app import make_celery
 
 log = logging.getLogger("livecommerce")
@@ -334,6 +335,19 @@ async def _restocked(app: FastAPI, product_ids: list[int]) -> None:
     await admission.restocked(product_ids)
 
 
+def _noticed(app: FastAPI) -> None:
+    feed: NotificationFeed = app.state.notifications
+    feed.poke()
+
+
+def api_listeners(app: FastAPI) -> ProcessListeners:
+    """What only an API process listens for, after commit (a worker has none): stock that
+    may have grown reaches its flash-sale admission gate, notices it wrote its live feed."""
+    return ProcessListeners(
+        stock=(partial(_restocked, app),), notice_wakeups=(partial(_noticed, app),)
+    )
+
+
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     load_catalogs(settings.locales_dir)
@@ -351,10 +365,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                 await engine.dispose()
                 raise
         app.state.engine = engine
-        # Stock that may have grown reaches this process's admission gate after commit.
-        app.state.sessions = sessions = session_factory(
-            engine, info={STOCK_LISTENERS: [partial(_restocked, app)]}
-        )
+        # Jobs for the Celery workers (fulfilment), sent after commit; see livecommerce/jobs.py.
+        app.state.jobs = job_queue = jobs.JobQueue(partial(make_celery, settings))
+        # The domain hooks every process has (composition.py), and this process's own.
+        app.state.wiring = wire(job_queue, api_listeners(app))
+        app.state.sessions = sessions = wired_sessions(engine, app.state.wiring)
         broker, presence = make_realtime(settings)
         hub = Hub(
             broker=broker,
@@ -394,15 +409,13 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         app.state.payment_providers = {sandbox.name: sandbox}
         feed = NotificationFeed(sessions, settings.notification_poll_seconds)
         app.state.notifications = feed
-        # Jobs for the Celery workers (fulfilment), sent after commit; see livecommerce/jobs.py.
-        jobs.configure(partial(make_celery, settings))
         try:
             await sandbox.start()
             await hub.start()
             await feed.start()
             yield
         finally:
-            await jobs.close()  # what the outbox still holds goes to the broker first
+            await job_queue.close()  # what the outbox still holds goes to the broker first
             await feed.close()
             await winners.close()  # placed and answered before the rooms close
             await hub.close()

@@ -4,7 +4,14 @@ Services call ``enqueue(session, "fulfil_order", order_id)``; the send happens a
 commit (a rolled-back order never reaches a worker) and off the event loop (publishing is
 blocking network or file I/O).
 
-Sends are gathered per process. After commit a job only joins this process's outbox, and
+Each process has one ``JobQueue``, owned by what runs it: ``create_app``'s lifespan makes
+the API process's (``app.state.jobs``) and closes it at shutdown; each worker process's
+``workers.runtime.Runtime`` makes its own. No module holds one: ``enqueue`` reaches the
+queue of the process that made the session, through the session's wiring
+(``livecommerce/wiring.py``), and a session made without wiring refuses the job
+(``NotWired``) rather than drop it.
+
+Sends are gathered per process. After commit a job only joins its queue's outbox, and
 one flusher task publishes what has gathered in a single thread hop, at most every
 ``FLUSH_SECONDS`` (at once when ``FLUSH_AT`` jobs are waiting; a job after a quiet spell
 goes out at once). Jobs of a task in ``BATCHED`` become one message of its batch task:
@@ -15,12 +22,13 @@ the same hop. In a flash-sale rush this replaces a thread hop and a broker write
 (on the embedded queue, a SQLite transaction each) with one of each per flush.
 
 A job is published at once, in a thread of its own, where no outbox can take it: in a
-worker process (``configure(..., outbox=False)``: a task's event loop runs only while the
+worker process (``JobQueue(..., outbox=False)``: a task's event loop runs only while the
 task does, so a flusher on it would stall between tasks), from a coroutine on another
 event loop than the outbox's, or when ``OUTBOX_MAX`` jobs are already waiting.
 
-What is lost is found again. The app's shutdown sends what is waiting (``close()``), and
-``configure()`` sends the old outbox's jobs before it switches. A send that fails is
+What is lost is found again. The app's shutdown sends what is waiting
+(``JobQueue.close()``), and ``JobQueue.configure()`` sends the old outbox's jobs before it
+switches. A send that fails is
 logged, not raised: the request's work is already committed. A job that never reaches the
 broker (the broker is down, or the process is killed with jobs still in its outbox) leaves
 its order ``fulfilling`` (cash on delivery) or ``paid`` without a shipment, or its
@@ -55,6 +63,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.config import Settings
 from livecommerce.db import after_commit
+from livecommerce.wiring import wiring_of
 
 log = logging.getLogger("livecommerce.jobs")
 
@@ -138,7 +147,7 @@ def publish(target: Sender, messages: Iterable[Job]) -> None:
 
 
 class Outbox:
-    """This process's jobs between their commit and the broker, on one event loop."""
+    """A job queue's jobs between their commit and the broker, on one event loop."""
 
     def __init__(self, target: Sender, loop: asyncio.AbstractEventLoop) -> None:
         self.target = target
@@ -211,78 +220,89 @@ class Outbox:
                 publish(self.target, coalesce(batch))
 
 
-_factory: Callable[[], Sender] | None = None
-_sender: Sender | None = None
-_outbox: Outbox | None = None
-_use_outbox = True
+class JobQueue:
+    """How one process sends its jobs: its sender (made on first use from ``factory``) and,
+    where it has one, its outbox.
 
-
-def configure(factory: Callable[[], Sender] | None, *, outbox: bool = True) -> None:
-    """Set how jobs are sent (a Celery app made from the settings); None stops sending.
-
-    Jobs still in the old outbox are sent first, through the old sender, blocking the
-    caller until they are (a coroutine that can wait calls ``close()`` before).
-    ``outbox=False`` publishes each job at once (a worker process: see the module docstring).
+    Owned by whoever runs the process: ``create_app``'s lifespan makes the API process's
+    (``app.state.jobs``), each worker process's ``Runtime`` its own (``outbox=False``). The
+    services reach it through their session's wiring (``enqueue``); ``factory`` None sends
+    nothing (each job is logged as not sent).
     """
-    global _factory, _sender, _outbox, _use_outbox
-    old_outbox, old_sender = _outbox, _sender
-    _factory, _sender, _outbox, _use_outbox = factory, None, None, outbox
-    if old_outbox is not None:
-        old_outbox.close_now()
-    close = getattr(old_sender, "close", None)
-    if close is not None:
-        close()  # the Celery app's broker connections
 
+    def __init__(self, factory: Callable[[], Sender] | None, *, outbox: bool = True) -> None:
+        self._factory = factory
+        self._sender: Sender | None = None
+        self._outbox: Outbox | None = None
+        self._use_outbox = outbox
 
-async def close() -> None:
-    """Send what the outbox holds, off the event loop, and stop sending (the app's shutdown)."""
-    if _outbox is not None:
-        await _outbox.close()  # jobs committed meanwhile are published one by one
-    configure(None)
+    def configure(self, factory: Callable[[], Sender] | None, *, outbox: bool = True) -> None:
+        """Switch how jobs are sent; None stops sending.
 
+        Jobs still in the old outbox are sent first, through the old sender, blocking the
+        caller until they are (a coroutine that can wait calls ``close()`` before).
+        ``outbox=False`` publishes each job at once (a worker process: see the module
+        docstring).
+        """
+        old_outbox, old_sender = self._outbox, self._sender
+        self._factory, self._sender, self._outbox, self._use_outbox = factory, None, None, outbox
+        if old_outbox is not None:
+            old_outbox.close_now()
+        close = getattr(old_sender, "close", None)
+        if close is not None:
+            close()  # the Celery app's broker connections
 
-async def flush() -> None:
-    """Send what this event loop's outbox holds now, and return once it has been sent."""
-    box = _outbox
-    if box is not None and box.loop is asyncio.get_running_loop():
-        await box.flush()
+    async def close(self) -> None:
+        """Send what the outbox holds, off the event loop, and stop sending (the app's
+        shutdown)."""
+        if self._outbox is not None:
+            await self._outbox.close()  # jobs committed meanwhile are published one by one
+        self.configure(None)
 
+    def close_now(self) -> None:
+        """As ``close``, blocking the caller (a worker process's runtime, off any loop)."""
+        self.configure(None)
 
-def sender() -> Sender | None:
-    global _sender
-    if _sender is None and _factory is not None:
-        _sender = _factory()
-    return _sender
+    async def flush(self) -> None:
+        """Send what this event loop's outbox holds now, and return once it has been sent."""
+        box = self._outbox
+        if box is not None and box.loop is asyncio.get_running_loop():
+            await box.flush()
+
+    def sender(self) -> Sender | None:
+        if self._sender is None and self._factory is not None:
+            self._sender = self._factory()
+        return self._sender
+
+    async def send(self, task: str, args: tuple[Any, ...], countdown: float | None = None) -> None:
+        job = Job(task, tuple(args), countdown)
+        box = self._outbox_here()
+        if box is not None and box.put(job):
+            return
+        target = self.sender()
+        if target is None:
+            log.warning("job %s%s not sent: no job queue is configured", task, job.args)
+            return
+        await asyncio.to_thread(publish, target, [job])
+
+    def _outbox_here(self) -> Outbox | None:
+        """The running loop's outbox, made on first use; None where jobs go out one by one."""
+        if not self._use_outbox:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._outbox is None:
+            target = self.sender()
+            if target is None:
+                return None
+            self._outbox = Outbox(target, loop)
+        return self._outbox if self._outbox.loop is loop else None
 
 
 def enqueue(session: AsyncSession, task: str, *args: Any, countdown: float | None = None) -> None:
-    after_commit(session, partial(send, task, args, countdown))
-
-
-async def send(task: str, args: tuple[Any, ...], countdown: float | None = None) -> None:
-    job = Job(task, tuple(args), countdown)
-    box = _outbox_here()
-    if box is not None and box.put(job):
-        return
-    target = sender()
-    if target is None:
-        log.warning("job %s%s not sent: no job queue is configured", task, job.args)
-        return
-    await asyncio.to_thread(publish, target, [job])
-
-
-def _outbox_here() -> Outbox | None:
-    """The running loop's outbox, made on first use; None where jobs go out one by one."""
-    global _outbox
-    if not _use_outbox:
-        return None
-    loop = asyncio.get_running_loop()
-    if _outbox is None:
-        target = sender()
-        if target is None:
-            return None
-        _outbox = Outbox(target, loop)
-    return _outbox if _outbox.loop is loop else None
+    """Send ``task`` once the session's transaction has committed, through the job queue of
+    the process that made the session (``NotWired`` in a session made without one)."""
+    queue = wiring_of(session).jobs
+    after_commit(session, partial(queue.send, task, args, countdown))
 
 
 # --- The scheduler's heartbeat ---------------------------------------------------------

@@ -31,12 +31,12 @@ from workers.app import make_celery
 Queued = tuple[str, list[Any], bool]  # task (without the prefix), args, has a countdown
 
 
-@pytest.fixture(autouse=True)
-def restore_jobs() -> Iterator[None]:
-    """Whatever these tests configure, the session's app sends as before afterwards."""
-    factory, use_outbox = jobs._factory, jobs._use_outbox
-    yield
-    jobs.configure(factory, outbox=use_outbox)
+@pytest.fixture
+def queue() -> Iterator[jobs.JobQueue]:
+    """A job queue of the test's own, sending nowhere until the test configures it."""
+    job_queue = jobs.JobQueue(None)
+    yield job_queue
+    job_queue.close_now()
 
 
 @pytest.fixture
@@ -132,15 +132,15 @@ def test_jobs_coalesce_by_task_in_order_each_id_once() -> None:
 
 
 async def test_quick_jobs_reach_the_broker_in_one_hop_as_one_batch(
-    tmp_path: Path, publishes: list[int]
+    tmp_path: Path, publishes: list[int], queue: jobs.JobQueue
 ) -> None:
     """Jobs sent one after another go out in one publish: one fulfil_orders message with
     every order in the order sent, and the others one by one beside it."""
-    jobs.configure(queue_in(tmp_path))
+    queue.configure(queue_in(tmp_path))
     for order_id in [12, 5, 9, 5, 30]:
-        await jobs.send("fulfil_order", (order_id,))
-    await jobs.send("book_shipment", (41,))
-    await jobs.send("fulfil_order", (77,), countdown=30)
+        await queue.send("fulfil_order", (order_id,))
+    await queue.send("book_shipment", (41,))
+    await queue.send("fulfil_order", (77,), countdown=30)
 
     await until(lambda: len(queued(tmp_path)) >= 3)
     await asyncio.sleep(10 * jobs.FLUSH_SECONDS)  # nothing more comes
@@ -153,28 +153,28 @@ async def test_quick_jobs_reach_the_broker_in_one_hop_as_one_batch(
 
 
 async def test_flushes_are_spaced_unless_many_jobs_wait(
-    monkeypatch: pytest.MonkeyPatch, publishes: list[int]
+    monkeypatch: pytest.MonkeyPatch, publishes: list[int], queue: jobs.JobQueue
 ) -> None:
     """A job after a quiet spell goes at once; what follows waits for the next flush,
     FLUSH_SECONDS later, unless FLUSH_AT jobs are waiting."""
     sender = FailingOn("nothing")
-    jobs.configure(lambda: sender)
+    queue.configure(lambda: sender)
     monkeypatch.setattr(jobs, "FLUSH_SECONDS", 0.5)
-    await jobs.send("fulfil_order", (1,))
+    await queue.send("fulfil_order", (1,))
     await until(lambda: sender.sent)
-    await jobs.send("fulfil_order", (2,))
+    await queue.send("fulfil_order", (2,))
     await asyncio.sleep(0.05)
-    await jobs.send("fulfil_order", (3,))
+    await queue.send("fulfil_order", (3,))
     await until(lambda: len(sender.sent) == 2)
     assert sender.sent == [("fulfil_order", [1]), ("fulfil_orders", [[2, 3]])]
 
     monkeypatch.setattr(jobs, "FLUSH_SECONDS", 60)
-    await jobs.send("fulfil_order", (4,))  # the flush after this one is a minute away
+    await queue.send("fulfil_order", (4,))  # the flush after this one is a minute away
     for order_id in range(100, 100 + jobs.FLUSH_AT - 2):
-        await jobs.send("fulfil_order", (order_id,))
+        await queue.send("fulfil_order", (order_id,))
     await asyncio.sleep(0.2)
     assert len(sender.sent) == 2  # FLUSH_AT - 1 waiting: still waiting
-    await jobs.send("book_shipment", (5,))
+    await queue.send("book_shipment", (5,))
     await until(lambda: len(sender.sent) > 2, within=2)
     await until(lambda: ("book_shipment", [5]) in sender.sent, within=2)
     batches = [args[0] for name, args in sender.sent[2:] if name == "fulfil_orders"]
@@ -183,18 +183,18 @@ async def test_flushes_are_spaced_unless_many_jobs_wait(
 
 
 async def test_a_failed_send_is_logged_and_the_others_still_go(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, queue: jobs.JobQueue
 ) -> None:
     """The broker refuses a message: it is logged for reconciliation, nothing is raised to
     the committing request, and the rest of the flush and later flushes still go out."""
     sender = FailingOn("fulfil_orders")
-    jobs.configure(lambda: sender)
+    queue.configure(lambda: sender)
     with caplog.at_level(logging.ERROR, logger="livecommerce.jobs"):
-        await jobs.send("fulfil_order", (1,))
-        await jobs.send("fulfil_order", (2,))
-        await jobs.send("book_shipment", (3,))
+        await queue.send("fulfil_order", (1,))
+        await queue.send("fulfil_order", (2,))
+        await queue.send("book_shipment", (3,))
         await until(lambda: sender.sent)
-        await jobs.send("book_shipment", (4,))
+        await queue.send("book_shipment", (4,))
         await until(lambda: len(sender.sent) == 2)
     assert sender.sent == [("book_shipment", [3]), ("book_shipment", [4])]
     [failure] = failures(caplog)
@@ -205,16 +205,16 @@ async def test_a_failed_send_is_logged_and_the_others_still_go(
 
 
 async def test_an_unreachable_broker_is_logged_not_raised(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, queue: jobs.JobQueue
 ) -> None:
     """A real Celery app whose Redis does not answer: the flush gives up after the publish
     retries and logs every job it could not send."""
     settings = Settings(data_dir=tmp_path, broker_url=f"redis://127.0.0.1:{free_port()}/0")
-    jobs.configure(lambda: make_celery(settings))
+    queue.configure(lambda: make_celery(settings))
     with caplog.at_level(logging.ERROR, logger="livecommerce.jobs"):
-        await jobs.send("fulfil_order", (1,))
-        await jobs.send("fulfil_order", (2,))
-        await jobs.send("book_shipment", (3,))
+        await queue.send("fulfil_order", (1,))
+        await queue.send("fulfil_order", (2,))
+        await queue.send("book_shipment", (3,))
         await until(lambda: len(failures(caplog)) == 2, within=30)
     assert [r.getMessage().split(" could")[0] for r in failures(caplog)] == [
         "job fulfil_orders([1, 2],)",
@@ -230,11 +230,11 @@ async def test_shutdown_sends_what_the_outbox_holds(
     monkeypatch.setattr(jobs, "FLUSH_SECONDS", 60)
     application = create_app(make_settings(database.url, tmp_path))
     async with application.router.lifespan_context(application):
-        await jobs.send("fulfil_order", (1,))
+        await application.state.jobs.send("fulfil_order", (1,))
         await until(lambda: queued(tmp_path))
         for order_id in (2, 3, 4):
-            await jobs.send("fulfil_order", (order_id,))
-        await jobs.send("book_shipment", (5,))
+            await application.state.jobs.send("fulfil_order", (order_id,))
+        await application.state.jobs.send("book_shipment", (5,))
         await asyncio.sleep(0.1)
         assert len(queued(tmp_path)) == 1  # the others wait a minute for their flush
     assert queued(tmp_path) == [
@@ -245,7 +245,7 @@ async def test_shutdown_sends_what_the_outbox_holds(
 
 
 async def test_reconfiguring_sends_the_old_outbox_through_the_old_sender(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, queue: jobs.JobQueue
 ) -> None:
     """Switching senders (as tests do between cases) first sends what waits, to the sender
     it was meant for, even while a flush is still on its way."""
@@ -260,27 +260,27 @@ async def test_reconfiguring_sends_the_old_outbox_through_the_old_sender(
 
     monkeypatch.setattr(first, "send_task", slow)
     monkeypatch.setattr(jobs, "FLUSH_SECONDS", 60)
-    jobs.configure(lambda: first)
-    await jobs.send("fulfil_order", (1,))
+    queue.configure(lambda: first)
+    await queue.send("fulfil_order", (1,))
     await asyncio.to_thread(started.wait, 5)  # the first flush is in its thread now
-    await jobs.send("fulfil_order", (2,))
-    await jobs.send("fulfil_order", (3,))
+    await queue.send("fulfil_order", (2,))
+    await queue.send("fulfil_order", (3,))
     threading.Timer(0.2, release.set).start()
-    jobs.configure(lambda: second)  # blocks until the flush in flight and the rest are sent
+    queue.configure(lambda: second)  # blocks until the flush in flight and the rest are sent
     assert first.sent == [("fulfil_order", [1]), ("fulfil_orders", [[2, 3]])]
-    await jobs.send("fulfil_order", (4,))
+    await queue.send("fulfil_order", (4,))
     await until(lambda: second.sent)
     assert second.sent == [("fulfil_order", [4])]
 
 
 async def test_without_an_outbox_each_job_is_sent_before_send_returns(
-    publishes: list[int],
+    publishes: list[int], queue: jobs.JobQueue
 ) -> None:
     """A worker process (outbox=False) publishes every job by itself, at once."""
     sender = FailingOn("nothing")
-    jobs.configure(lambda: sender, outbox=False)
-    await jobs.send("fulfil_order", (1,))
+    queue.configure(lambda: sender, outbox=False)
+    await queue.send("fulfil_order", (1,))
     assert sender.sent == [("fulfil_order", [1])]
-    await jobs.send("fulfil_order", (2,))
+    await queue.send("fulfil_order", (2,))
     assert sender.sent == [("fulfil_order", [1]), ("fulfil_order", [2])]
     assert publishes == [1, 1]

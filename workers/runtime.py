@@ -1,9 +1,12 @@
-"""What a worker process holds between tasks: one event loop, one database engine.
+"""What a worker process holds between tasks: one event loop, one database engine, its wiring.
 
 The services are async; a Celery task is a plain function. Each worker process (a prefork
 child, or the process itself) runs its tasks to completion on its own loop, re-using one
-connection pool instead of opening the database for every task. A forked child never
-inherits its parent's loop or connections: the runtime belongs to the process id that made it.
+connection pool instead of opening the database for every task. Its sessions carry the same
+domain hooks as the API process's (``livecommerce/composition.py``) and its own job queue.
+
+A forked child never inherits its parent's loop or connections: the runtime belongs to the
+process id that made it.
 """
 
 from __future__ import annotations
@@ -12,17 +15,20 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from livecommerce import jobs
+from livecommerce.composition import wire
 from livecommerce.config import Settings, get_settings
-from livecommerce.db import create_engine, session_factory
+from livecommerce.db import create_engine
 from livecommerce.fulfillment.carriers import Carrier, SandboxCarrier
 from livecommerce.i18n.messages import load_catalogs
+from livecommerce.jobs import JobQueue
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.rooms.broker import Broker
+from livecommerce.wiring import NO_LISTENERS, Wiring, wired_sessions
 
 T = TypeVar("T")
 
@@ -33,18 +39,21 @@ class Runtime:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.engine: AsyncEngine = create_engine(settings.resolved_database_url)
-        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        # Follow-up jobs (book each parcel after the shipments exist) go to the same queue,
+        # each at once: this loop runs only while a task does, so no outbox could flush.
+        from workers.app import make_celery
+
+        self.jobs = JobQueue(partial(make_celery, settings), outbox=False)
+        # The domain hooks an API process has too; nothing of this process's own listens
+        # (a worker serves no sockets and admits no buyers).
+        self.wiring: Wiring = wire(self.jobs, NO_LISTENERS)
+        self.sessions: async_sessionmaker[AsyncSession] = wired_sessions(self.engine, self.wiring)
         self.network: Network = load_network(settings.logistics_file)
         carrier = make_carrier(settings)
         self.carriers: dict[str, Carrier] = {carrier.name: carrier}
         self.carrier: Carrier = carrier
         self._rooms: Broker | None = None
         load_catalogs(settings.locales_dir)
-        # Follow-up jobs (book each parcel after the shipments exist) go to the same queue,
-        # each at once: this loop runs only while a task does, so no outbox could flush.
-        from workers.app import make_celery
-
-        jobs.configure(lambda: make_celery(settings), outbox=False)
 
     @property
     def rooms(self) -> Broker | None:
@@ -74,6 +83,7 @@ class Runtime:
             self.loop.run_until_complete(self._rooms.close())
         self.loop.run_until_complete(self.engine.dispose())
         self.loop.close()
+        self.jobs.close_now()  # the Celery app's broker connections
 
 
 def make_carrier(settings: Settings) -> Carrier:

@@ -64,7 +64,6 @@ from livecommerce.inventory.models import Warehouse
 from livecommerce.logistics.customs import assess
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.notifications import service as notices
-from livecommerce.orders import service as orders_service
 from livecommerce.orders import states
 from livecommerce.orders.consignee import mask_tax_id
 from livecommerce.orders.models import Order, OrderLine, OrderStatus
@@ -407,7 +406,8 @@ class AlreadyWithCarrier(Conflict):
 
 async def withdraw_shipments(session: AsyncSession, order: Order, strict: bool) -> None:
     """Withdraw the order's parcels that no carrier has yet, as the order is cancelled or
-    refunded (called with the order locked; see ``orders.service.before_closing``).
+    refunded (called with the order locked; see ``orders.service.before_closing``; wired
+    in ``livecommerce/composition.py``).
 
     The Uzbek monthly allowance they took is given back. When ``strict``, a parcel already
     booked makes this raise ``AlreadyWithCarrier`` (the whole cancellation rolls back).
@@ -921,7 +921,3 @@ async def manifest(
                 }
             )
     return rows
-
-
-# Cancelling or refunding an order withdraws its parcels (orders import nothing of this).
-orders_service.on_order_closing(withdraw_shipments)

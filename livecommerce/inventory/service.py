@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -16,18 +16,16 @@ from livecommerce.errors import Conflict, NotFound, ValidationFailed
 from livecommerce.i18n.messages import N_
 from livecommerce.inventory.models import Stock, Warehouse
 from livecommerce.sqltypes import utcnow
+from livecommerce.wiring import listeners_of
 
 MAX_QUANTITY = 1_000_000_000
 
-# Sessions may carry listeners (``session.info[STOCK_LISTENERS]``, set by the app's session
-# factory) that hear, after commit, which products may have gained stock: a restock, a
-# cancelled order. The flash-sale admission gate uses it to forget "sold out" at once.
-STOCK_LISTENERS = "stock_listeners"
-StockListener = Callable[[list[int]], Awaitable[None]]
-
 
 def _may_have_grown(session: AsyncSession, product_ids: Iterable[int]) -> None:
-    listeners: list[StockListener] = session.info.get(STOCK_LISTENERS, [])
+    """Tell the process's stock listeners (``wiring.ProcessListeners.stock``), after commit,
+    which products may have gained stock: a restock, a cancelled order. The API process's
+    flash-sale admission gate uses it to forget "sold out" at once; a worker has none."""
+    listeners = listeners_of(session).stock
     if not listeners:
         return
     ids = sorted(set(product_ids))

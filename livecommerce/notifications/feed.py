@@ -3,8 +3,8 @@
 Notices are written by whichever process made the change (an API process taking a payment
 webhook, a Celery worker booking a parcel), so the table is the one place every process can
 read them from, in both modes. Each API process runs one poller for all its sockets. A
-change committed by this process pokes the poller, so the buyer hears of it at once; others
-arrive within a tick.
+change committed by this process pokes the poller (``create_app`` wires ``poke`` as its
+notice wake-up), so the buyer hears of it at once; others arrive within a tick.
 
 Each user's notices are numbered 1, 2, 3... and commit in that order (models.py), so a
 socket never skips one: it takes ``seq`` n + 1 after n, and when it sees a later one it reads
@@ -85,10 +85,8 @@ class NotificationFeed:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="notification-feed")
-        service.on_commit_wake(self.poke)
 
     async def close(self) -> None:
-        service.on_commit_wake(self.poke, enabled=False)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,6 +107,8 @@ class NotificationFeed:
                 del self.listeners[listener.user_id]
 
     def poke(self) -> None:
+        """Poll now, not at the next tick: a socket joined, or this process committed
+        notices."""
         self._wake.set()
 
     async def _run(self) -> None:

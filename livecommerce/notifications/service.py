@@ -7,7 +7,6 @@ was away reads what it missed by ``seq``). Live delivery to ``/ws/me`` reads the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -18,26 +17,16 @@ from sqlmodel import col, select
 
 from livecommerce.db import after_commit, dialect_insert
 from livecommerce.notifications.models import Notification, NotificationCounter
+from livecommerce.wiring import NoticeWakeup, listeners_of
 
 ORDER_STATUS = "order_status"
 SHIPMENT_STATUS = "shipment_status"
 PAGE = 100
 
-# Called after a transaction that wrote notices commits: this process's live feed polls at
-# once instead of at its next tick (see feed.py).
-_wakeups: set[Callable[[], None]] = set()
 
-
-def on_commit_wake(callback: Callable[[], None], *, enabled: bool = True) -> None:
-    if enabled:
-        _wakeups.add(callback)
-    else:
-        _wakeups.discard(callback)
-
-
-async def _wake(session: AsyncSession) -> None:
+async def _wake(session: AsyncSession, wakeups: tuple[NoticeWakeup, ...]) -> None:
     session.info.pop("notices_wake", None)
-    for callback in list(_wakeups):
+    for callback in wakeups:
         callback()
 
 
@@ -70,9 +59,12 @@ async def notify(
         data=data,
     )
     session.add(notice)
-    if _wakeups and not session.info.get("notices_wake"):
+    # The process's live feed (API processes only: ``ProcessListeners.notice_wakeups``)
+    # polls at once after the commit instead of at its next tick (see feed.py).
+    wakeups = listeners_of(session).notice_wakeups
+    if wakeups and not session.info.get("notices_wake"):
         session.info["notices_wake"] = True
-        after_commit(session, partial(_wake, session))
+        after_commit(session, partial(_wake, session, wakeups))
     return notice
 
 

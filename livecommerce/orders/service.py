@@ -60,6 +60,7 @@ from livecommerce.rooms import render
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams.models import Stream
+from livecommerce.wiring import wiring_of
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -1029,20 +1030,16 @@ async def release(session: AsyncSession, order: Order) -> None:
     )
 
 
-# Called with the order locked, just before it is cancelled or refunded, in the same
-# transaction. Fulfilment registers one that withdraws parcels no carrier has yet (and,
-# when ``strict``, refuses by raising if one has). Orders import nothing of fulfilment.
-OrderClosingHook = Callable[[AsyncSession, Order, bool], Awaitable[None]]
-_closing_hooks: list[OrderClosingHook] = []
-
-
-def on_order_closing(hook: OrderClosingHook) -> None:
-    if hook not in _closing_hooks:
-        _closing_hooks.append(hook)
-
-
 async def before_closing(session: AsyncSession, order: Order, *, strict: bool) -> None:
-    for hook in _closing_hooks:
+    """Run the session's order-closing hooks (``wiring.DomainHooks.order_closing``), with the
+    order locked, just before it is cancelled or refunded, in the same transaction.
+
+    ``livecommerce/composition.py`` gives every process fulfilment's, which withdraws the
+    parcels no carrier has yet (and, when ``strict``, refuses by raising if one has). Orders
+    import nothing of fulfilment; a session made without wiring raises ``NotWired`` here
+    rather than close the order with its parcels still on their way.
+    """
+    for hook in wiring_of(session).hooks.order_closing:
         await hook(session, order, strict)
 
 

@@ -14,7 +14,8 @@ from workers.app import make_celery
 class Recorder:
     """Stands in for the Celery app: records what would have been sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue: jobs.JobQueue) -> None:
+        self.queue = queue
         self.sent: list[tuple[str, list[Any]]] = []
 
     def send_task(self, name: str, args: Any = None, **options: Any) -> None:
@@ -23,7 +24,7 @@ class Recorder:
     async def of(self, task: str) -> list[list[Any]]:
         """The args of every ``task`` job sent, once the outbox has been flushed; a message of
         its batch task (``jobs.BATCHED``) counts as one job per id it carries."""
-        await jobs.flush()
+        await self.queue.flush()
         batch = jobs.BATCHED.get(task)
         found: list[list[Any]] = []
         for name, args in self.sent:
@@ -37,7 +38,9 @@ class Recorder:
 
 @pytest.fixture
 def sent_jobs(app: FastAPI) -> Iterator[Recorder]:
-    recorder = Recorder()
-    jobs.configure(lambda: recorder)
+    """The app's job queue sends to a recorder for the test."""
+    queue: jobs.JobQueue = app.state.jobs
+    recorder = Recorder(queue)
+    queue.configure(lambda: recorder)
     yield recorder
-    jobs.configure(partial(make_celery, app.state.settings))
+    queue.configure(partial(make_celery, app.state.settings))
