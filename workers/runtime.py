@@ -5,8 +5,9 @@ child, or the process itself) runs its tasks to completion on its own loop, re-u
 connection pool instead of opening the database for every task. Its sessions carry the same
 domain hooks as the API process's (``livecommerce/composition.py``) and its own job queue.
 
-A forked child never inherits its parent's loop or connections: the runtime belongs to the
-process id that made it.
+The worker app (``workers/worker.py``) owns one ``ProcessRuntime``, which makes the
+``Runtime`` on a task's first use in each process. A forked child never inherits its
+parent's loop or connections: a runtime belongs to the process id that made it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from livecommerce.composition import wire
-from livecommerce.config import Settings, get_settings
+from livecommerce.config import Settings
 from livecommerce.db import create_engine
 from livecommerce.fulfillment.carriers import Carrier, SandboxCarrier
 from livecommerce.i18n.messages import load_catalogs
@@ -96,18 +97,22 @@ def make_carrier(settings: Settings) -> Carrier:
     )
 
 
-_runtime: Runtime | None = None
+class ProcessRuntime:
+    """The ``Runtime`` of whichever process asks: made on first use in each process, so a
+    forked child makes its own instead of using its parent's loop and engine."""
 
+    def __init__(self, make: Callable[[], Runtime]) -> None:
+        self._make = make
+        self._current: Runtime | None = None
 
-def runtime() -> Runtime:
-    global _runtime
-    if _runtime is None or _runtime.pid != os.getpid():
-        _runtime = Runtime(get_settings())
-    return _runtime
+    def __call__(self) -> Runtime:
+        current = self._current
+        if current is None or current.pid != os.getpid():
+            current = self._current = self._make()
+        return current
 
-
-def shutdown() -> None:
-    global _runtime
-    if _runtime is not None and _runtime.pid == os.getpid():
-        _runtime.close()
-    _runtime = None
+    def shutdown(self) -> None:
+        """Close this process's runtime (a parent's, inherited by a fork, is only dropped)."""
+        current, self._current = self._current, None
+        if current is not None and current.pid == os.getpid():
+            current.close()

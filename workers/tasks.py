@@ -12,7 +12,6 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_shutdown
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from livecommerce.db import session_scope
@@ -26,8 +25,8 @@ from livecommerce.rates.service import load_rate_book
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams import rollup
 from workers import embedded
-from workers.runtime import Runtime, runtime, shutdown
-from workers.worker import celery_app
+from workers.runtime import Runtime
+from workers.worker import celery_app, runtime
 
 log = logging.getLogger("livecommerce.workers")
 
@@ -44,11 +43,6 @@ RETRYING: dict[str, Any] = {
 }
 # A batch's failed order runs again this long after, as fulfil_order's first retry would.
 HAND_OVER_SECONDS = RETRYING["retry_backoff"]
-
-
-@worker_process_shutdown.connect
-def _close_runtime(**_: Any) -> None:
-    shutdown()
 
 
 @celery_app.task(name="livecommerce.fulfil_order", bind=True, **RETRYING)

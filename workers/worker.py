@@ -1,7 +1,9 @@
-"""``celery -A workers.worker worker``: the worker's Celery app, with its tasks."""
+"""``celery -A workers.worker worker``: the worker's Celery app, with its tasks, and the
+runtime its tasks run on (one per worker process; see workers/runtime.py)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from celery import signals
@@ -9,8 +11,16 @@ from celery import signals
 from livecommerce.config import get_settings
 from livecommerce.logs import redact_every_handler
 from workers.app import make_celery
+from workers.runtime import ProcessRuntime, Runtime
 
-celery_app = make_celery(get_settings(), with_tasks=True)
+settings = get_settings()
+celery_app = make_celery(settings, with_tasks=True)
+runtime = ProcessRuntime(partial(Runtime, settings))
+
+
+@signals.worker_process_shutdown.connect
+def _close_runtime(**_: Any) -> None:
+    runtime.shutdown()
 
 
 @signals.after_setup_logger.connect
