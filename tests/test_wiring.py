@@ -23,7 +23,7 @@ from livecommerce.fulfillment.models import Shipment
 from livecommerce.logistics.network import load_network
 from livecommerce.orders import service as orders
 from livecommerce.orders.models import Order
-from livecommerce.wiring import NO_LISTENERS, DomainHooks, NotWired, Wiring
+from livecommerce.wiring import NO_LISTENERS, WIRING, DomainHooks, NotWired, Wiring
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.factories import account
 from tests.fixtures.server import server_env
@@ -95,7 +95,7 @@ async def test_the_api_and_a_worker_wire_the_same_domain_hooks(app: FastAPI) -> 
     assert api.listeners.stock and api.listeners.notice_wakeups
     assert api.jobs is app.state.jobs and worker.jobs is not api.jobs
     async with app.state.sessions() as session:
-        assert session.info["wiring"] is api
+        assert session.info[WIRING] is api
 
 
 async def cod_order_with_a_parcel(
