@@ -27,7 +27,7 @@ from livecommerce.errors import Conflict, NotFound
 from livecommerce.flashsales.models import FlashSale, FlashSaleClaim
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
-from livecommerce.rates.service import RateBook
+from livecommerce.rates.service import RateBook, RateUnavailable
 from livecommerce.rooms import render
 from livecommerce.rooms.broker import Broker, publish_committed
 from livecommerce.rooms.names import stream_room
@@ -96,7 +96,11 @@ def card(sale: FlashSale, product: Product, book: RateBook) -> dict[str, Any]:
         "id": sale.id,
         "status": status(sale),
         "product": product_card(product, book),
-        "price": render.money(Money.from_minor(sale.price_minor, sale.price_currency), book),
+        "price": render.money(
+            Money.from_minor(sale.price_minor, sale.price_currency),
+            book,
+            unavailable=RateUnavailable,
+        ),
         "quantity": sale.quantity,
         "remaining": sale.remaining,
         "per_customer_limit": sale.per_customer_limit,
