@@ -24,6 +24,7 @@ from livecommerce.catalog.cards import product_card
 from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, dialect_of, insert_for
 from livecommerce.errors import Conflict, NotFound
+from livecommerce.events import ServerEvent
 from livecommerce.flashsales.models import FlashSale, FlashSaleClaim
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
@@ -140,7 +141,7 @@ async def get(*, session: AsyncSession, sale_id: int) -> FlashSale:
 
 
 def _announce(session: AsyncSession, broker: Broker, sale: FlashSale, data: dict[str, Any]) -> None:
-    payload = render.encode_event("flash_sale", data)
+    payload = render.encode_event(ServerEvent.FLASH_SALE, data)
     after_commit(session, partial(publish_committed, broker, stream_room(sale.stream_id), payload))
 
 
