@@ -38,6 +38,7 @@ from livecommerce.errors import (
 )
 from livecommerce.flashsales.admission import Admission
 from livecommerce.flashsales.gate import Gate, MemoryGate, RedisGate
+from livecommerce.fulfillment.routes import SHIPMENT_STATUS_LABELS
 from livecommerce.fulfillment.routes import router as fulfillment_router
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
@@ -46,11 +47,13 @@ from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
 from livecommerce.notifications.routes import router as notifications_router
 from livecommerce.notifications.routes import routes as notification_routes
+from livecommerce.notifications.service import ORDER_STATUS, SHIPMENT_STATUS
 from livecommerce.orders.estimates import EstimateCache, EstimateDesk
 from livecommerce.orders.front_door import OrderFrontDoor
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
 from livecommerce.orders.sandbox import SandboxProvider, storage_url
+from livecommerce.orders.states import STATUS_LABELS
 from livecommerce.orders.winners import WinnerDesk
 from livecommerce.rates.routes import router as rates_router
 from livecommerce.rates.service import RateBookCache
@@ -59,8 +62,9 @@ from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.limits import Policy as RoomPolicy
 from livecommerce.rooms.limits import make_room_limits
 from livecommerce.rooms.presence import MemoryPresence, Presence
-from livecommerce.rooms.routes import routes as room_routes
 from livecommerce.streams import service as streams_service
+from livecommerce.streams.room import routes as room_routes
+from livecommerce.streams.room_events import StreamRoomEvents
 from livecommerce.streams.routes import router as streams_router
 from livecommerce.web.routes import router as web_router
 from livecommerce.web.routes import static_app
@@ -371,12 +375,15 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         app.state.wiring = wire(job_queue, api_listeners(app))
         app.state.sessions = sessions = wired_sessions(engine, app.state.wiring)
         broker, presence = make_realtime(settings)
+        # What stream rooms' events mean, and the order ticker the order path feeds.
+        app.state.room_events = room_events = StreamRoomEvents()
         hub = Hub(
             broker=broker,
             presence=presence,
             load_settings=partial(streams_service.load_room_settings, sessions),
             load_state=partial(streams_service.load_room_state, sessions),
             flush_stats=partial(streams_service.record_room_stats, sessions),
+            rules=room_events,
         )
         app.state.broker = broker
         gate = make_gate(settings)
@@ -396,7 +403,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             sessions=sessions,
             settings=settings,
             admission=app.state.admission,
-            announcer=hub,
+            announcer=room_events,
             books=app.state.rate_books,
         )
         app.state.winner_desk = winners
@@ -436,6 +443,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # The words for the statuses a buyer's notices carry (livecommerce/notifications/routes.py).
+    app.state.notice_labels = {
+        ORDER_STATUS: {status.value: label for status, label in STATUS_LABELS.items()},
+        SHIPMENT_STATUS: SHIPMENT_STATUS_LABELS,
+    }
     # Flash-sale orders answered before the request machinery: losers refused, winners
     # placed. Added first, so it sits inside every other middleware (CORS, the body limit,
     # the server-error layer) and its answers pass them as the route's do; the exception

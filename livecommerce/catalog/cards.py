@@ -6,7 +6,7 @@ from typing import Any
 
 from livecommerce.catalog.models import Product
 from livecommerce.i18n.money import Money
-from livecommerce.rates.service import RateBook
+from livecommerce.rates.service import RateBook, RateUnavailable
 from livecommerce.rooms import render
 
 
@@ -15,6 +15,10 @@ def product_card(product: Product, book: RateBook) -> dict[str, Any]:
         "id": product.id,
         "sku": product.sku,
         "title": render.text(product.title or {"en": product.sku}),
-        "price": render.money(Money.from_minor(product.price_minor, product.price_currency), book),
+        "price": render.money(
+            Money.from_minor(product.price_minor, product.price_currency),
+            book,
+            unavailable=RateUnavailable,
+        ),
         "image_url": product.image_urls[0] if product.image_urls else None,
     }

@@ -24,10 +24,11 @@ from livecommerce.catalog.cards import product_card
 from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, dialect_of, insert_for
 from livecommerce.errors import Conflict, NotFound
+from livecommerce.events import ServerEvent
 from livecommerce.flashsales.models import FlashSale, FlashSaleClaim
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
-from livecommerce.rates.service import RateBook
+from livecommerce.rates.service import RateBook, RateUnavailable
 from livecommerce.rooms import render
 from livecommerce.rooms.broker import Broker, publish_committed
 from livecommerce.rooms.names import stream_room
@@ -96,7 +97,11 @@ def card(sale: FlashSale, product: Product, book: RateBook) -> dict[str, Any]:
         "id": sale.id,
         "status": status(sale),
         "product": product_card(product, book),
-        "price": render.money(Money.from_minor(sale.price_minor, sale.price_currency), book),
+        "price": render.money(
+            Money.from_minor(sale.price_minor, sale.price_currency),
+            book,
+            unavailable=RateUnavailable,
+        ),
         "quantity": sale.quantity,
         "remaining": sale.remaining,
         "per_customer_limit": sale.per_customer_limit,
@@ -136,7 +141,7 @@ async def get(*, session: AsyncSession, sale_id: int) -> FlashSale:
 
 
 def _announce(session: AsyncSession, broker: Broker, sale: FlashSale, data: dict[str, Any]) -> None:
-    payload = render.encode_event("flash_sale", data)
+    payload = render.encode_event(ServerEvent.FLASH_SALE, data)
     after_commit(session, partial(publish_committed, broker, stream_room(sale.stream_id), payload))
 
 

@@ -1,41 +1,42 @@
 """``/ws/me``: a buyer's own channel of order and parcel news; and the same as a REST page.
 
 Frames use the room envelope (docs/protocol.md): ``seq`` is the notice id, so a client that
-reconnects with ``last_seq`` gets what it missed, in order, once.
+reconnects with ``last_seq`` gets what it missed, in order, once. The handshake is the room
+socket's (livecommerce/rooms/handshake.py).
+
+A notice stores its status as a code; the words for it (``status_text``) are the labels of
+the domain that wrote the notice, handed to the app as ``app.state.notice_labels`` (notice
+kind -> status -> msgid, see ``create_app``), so that this module reads no order or
+shipment code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Query, WebSocket
+from fastapi import APIRouter, Query, Request, WebSocket
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 from livecommerce.accounts.models import User
-from livecommerce.accounts.security import decode_token
 from livecommerce.config import Settings
 from livecommerce.db import session_scope
-from livecommerce.deps import ContextDep, CurrentUser, ReadSessionDep, negotiate_locale
+from livecommerce.deps import ContextDep, CurrentUser, ReadSessionDep
 from livecommerce.errors import AppError
-from livecommerce.fulfillment.routes import SHIPMENT_STATUS_LABELS
+from livecommerce.events import ServerEvent
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.notifications import service
 from livecommerce.notifications.feed import Listener, NotificationFeed
 from livecommerce.notifications.models import Notification
-from livecommerce.orders.models import OrderStatus
-from livecommerce.orders.states import STATUS_LABELS
+from livecommerce.rooms import handshake
+from livecommerce.rooms.handshake import CLOSE_BAD_REQUEST, error_frame
 from livecommerce.rooms.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, SLOW_REASON
 from livecommerce.rooms.limits import Cap, Policy, RoomLimits, user_me_key
 from livecommerce.rooms.render import frame
-from livecommerce.rooms.routes import (
-    CLOSE_BAD_REQUEST,
-    CLOSE_TOO_MANY_SOCKETS,
-    TOO_MANY_SOCKETS_REASON,
-    error_frame,
-)
 from livecommerce.rooms.schemas import BadFrame, Ping, parse_client_frame
 
 router = APIRouter(tags=["notifications"])
@@ -45,16 +46,19 @@ MAX_CLIENT_FRAME = 1024  # characters; a client only ever sends a ping here
 ORDER_TEXT = N_("Order %(order)s: %(status)s")
 SHIPMENT_TEXT = N_("Order %(order)s, parcel from %(warehouse)s: %(status)s")
 
+# Notice kind -> status code -> the msgid that names the status (``app.state.notice_labels``).
+Labels = Mapping[str, Mapping[str, str]]
 
-def render_notice(notice: Notification, locale: str) -> dict[str, Any]:
+
+def render_notice(notice: Notification, locale: str, labels: Labels) -> dict[str, Any]:
     data = notice.data
     status = str(data.get("status", ""))
     order = f"#{notice.order_id}"
+    # A status without a label (none expected) shows as its code.
+    label = translate(locale, labels.get(notice.kind, {}).get(status, status))
     if notice.kind == service.ORDER_STATUS:
-        label = translate(locale, STATUS_LABELS[OrderStatus(status)])
         text = translate(locale, ORDER_TEXT, order=order, status=label)
     else:
-        label = translate(locale, SHIPMENT_STATUS_LABELS.get(status, status))
         text = translate(
             locale, SHIPMENT_TEXT, order=order, warehouse=str(data.get("warehouse")), status=label
         )
@@ -71,10 +75,10 @@ def render_notice(notice: Notification, locale: str) -> dict[str, Any]:
     }
 
 
-def notice_frame(notice: Notification, locale: str) -> str:
+def notice_frame(notice: Notification, locale: str, labels: Labels) -> str:
     return frame(
         notice.kind,
-        render_notice(notice, locale),
+        render_notice(notice, locale, labels),
         seq=notice.seq,
         ts=notice.created_at.isoformat(),
     )
@@ -82,6 +86,7 @@ def notice_frame(notice: Notification, locale: str) -> str:
 
 @router.get("/me/notifications")
 async def my_notifications(
+    request: Request,
     user: CurrentUser,
     session: ReadSessionDep,
     ctx: ContextDep,
@@ -92,8 +97,9 @@ async def my_notifications(
     """Your order and parcel news, oldest first, after ``after`` (what ``/ws/me`` sends)."""
     assert user.id is not None
     notices = await service.notices_after(session, user_id=user.id, after_seq=after, limit=limit)
+    labels: Labels = request.app.state.notice_labels
     return {
-        "items": [render_notice(n, ctx.locale) for n in notices],
+        "items": [render_notice(n, ctx.locale, labels) for n in notices],
         "last_seq": notices[-1].seq if notices else after,
     }
 
@@ -102,38 +108,30 @@ async def my_channel(websocket: WebSocket) -> None:
     settings: Settings = websocket.app.state.settings
     feed: NotificationFeed = websocket.app.state.notifications
     await websocket.accept()
-    params = websocket.query_params
-    locale: str = settings.default_locale
+    fallback_locale = settings.default_locale
     user: User | None = None
-    try:
-        claims = decode_token(params.get("token") or "", secret=settings.resolved_secret_key())
-        if not claims.is_guest:
+    claims = handshake.read_token(websocket, settings)
+    # A guest has no channel of its own. A database that cannot be read refuses the socket
+    # like a token it cannot vouch for.
+    if claims is not None and not claims.is_guest:
+        try:
             async with session_scope(websocket.app.state.sessions, read_only=True) as session:
                 user = await session.get(User, claims.user_id)
-            if user is not None and not claims.current_for(user):
-                user = None
-    except AppError:
-        user = None
-    if user is None or not user.is_active or user.id is None:
-        await websocket.send_text(error_frame(locale, "invalid_token"))
-        await websocket.close(CLOSE_UNAUTHORIZED)
+        except AppError:
+            user = None
+    if claims is None or not handshake.stands_for(claims, user) or user is None or user.id is None:
+        await handshake.refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
         return
-    try:
-        locale = negotiate_locale(websocket, user, settings.default_locale)
-    except AppError:
-        await websocket.send_text(error_frame(locale, "unsupported_locale"))
-        await websocket.close(CLOSE_BAD_REQUEST)
+    locale = handshake.choose_locale(websocket, user, settings)
+    if locale is None:
+        await handshake.refuse(websocket, fallback_locale, "unsupported_locale", CLOSE_BAD_REQUEST)
         return
-    last_seq: int | None = None
-    raw = params.get("last_seq")
-    if raw is not None:
-        last_seq = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else -1
+    last_seq = handshake.parse_last_seq(websocket.query_params.get("last_seq"))
     limits: RoomLimits = websocket.app.state.room_limits
     policy: Policy = websocket.app.state.room_policy
-    claimed = await limits.open_socket([Cap(user_me_key(user.id), policy.me_sockets_per_user)])
-    if isinstance(claimed, Cap):
-        await websocket.send_text(error_frame(locale, "too_many_sockets", limit=claimed.limit))
-        await websocket.close(CLOSE_TOO_MANY_SOCKETS, TOO_MANY_SOCKETS_REASON)
+    caps = [Cap(user_me_key(user.id), policy.me_sockets_per_user)]
+    claimed = await handshake.claim_socket(websocket, limits, caps, locale)
+    if claimed is None:
         return
     try:
         await _serve(websocket, feed, user.id, locale, last_seq)
@@ -150,7 +148,9 @@ async def _serve(
         return
     # Joined after the welcome: the feed first reads what came after ``through`` by seq, so
     # nothing committed meanwhile is missed, and nothing is sent twice.
-    listener = Listener(user_id=user_id, locale=locale, render=notice_frame, last_seq=through)
+    labels: Labels = websocket.app.state.notice_labels
+    render = partial(notice_frame, labels=labels)
+    listener = Listener(user_id=user_id, locale=locale, render=render, last_seq=through)
     feed.add(listener)
     try:
         tasks = {
@@ -186,9 +186,10 @@ async def _welcome(websocket: WebSocket, user_id: int, locale: str, last_seq: in
     if resumed is False:
         through = newest
     welcome = {"user_id": user_id, "locale": locale, "last_seq": through, "resumed": resumed}
-    await websocket.send_text(frame("welcome", welcome))
+    await websocket.send_text(frame(ServerEvent.WELCOME, welcome))
+    labels: Labels = websocket.app.state.notice_labels
     for notice in replay:
-        await websocket.send_text(notice_frame(notice, locale))
+        await websocket.send_text(notice_frame(notice, locale, labels))
     return through
 
 
@@ -224,7 +225,7 @@ async def _read(websocket: WebSocket, locale: str) -> None:
             code = "unknown_type" if bad.code == "invalid_frame" else bad.code
             await websocket.send_text(error_frame(locale, code))
             continue
-        await websocket.send_text(frame("pong", {}))
+        await websocket.send_text(frame(ServerEvent.PONG, {}))
 
 
 routes = [WebSocketRoute("/ws/me", my_channel)]

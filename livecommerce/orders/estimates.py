@@ -45,6 +45,7 @@ from sqlmodel import col
 from livecommerce.catalog.models import Product
 from livecommerce.db import session_scope
 from livecommerce.errors import AppError, ServiceUnavailable, ValidationFailed
+from livecommerce.events import ServerEvent
 from livecommerce.i18n.money import Money, supported_currencies
 from livecommerce.inventory.models import Stock
 from livecommerce.logistics.allocation import Shortage
@@ -432,12 +433,12 @@ def parse_request(data: dict[str, Any]) -> tuple[int, str, str, str | None]:
 
 def estimate_frame(ref: str | None, body: dict[str, Any]) -> str:
     """The answer, in the room's frame envelope (protocol.md), to this viewer only."""
-    return render.frame("estimate", {**body, "ref": ref})
+    return render.frame(ServerEvent.ESTIMATE, {**body, "ref": ref})
 
 
 def error_frame(locale: str, ref: str | None, error: AppError) -> str:
     """The endpoint's error object, localized, as the room's ``error`` frame."""
-    return render.frame("error", {**error.body(locale)["error"], "ref": ref})
+    return render.frame(ServerEvent.ERROR, {**error.body(locale)["error"], "ref": ref})
 
 
 def busy_frame(asked: Asked) -> str:

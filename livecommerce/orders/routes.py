@@ -179,7 +179,7 @@ async def create_order(
             idempotency_key=idempotency_key,
             settings=settings,
             admission=state.admission,
-            announcer=state.hub,
+            announcer=state.room_events,
             books=state.rate_books,
         )
     except OutOfStock as short:

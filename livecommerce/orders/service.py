@@ -106,7 +106,8 @@ class OrderNotCancellable(Conflict):
 
 
 class OrderAnnouncer(Protocol):
-    """What the order path needs from the rooms hub (published after commit only)."""
+    """What the order path needs from the stream rooms (``streams.room_events``), called
+    after commit only."""
 
     def announce_order(self, room_name: str, entry: dict[str, Any]) -> None: ...
 

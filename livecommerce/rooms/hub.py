@@ -16,13 +16,17 @@ bounded queue; otherwise each connection has a bounded queue drained by a writer
 (it may reconnect with ``last_seq`` and resume), so one slow phone never holds back the
 room or grows the server's memory.
 
-A room also keeps what a joining viewer's ``welcome`` shows (the stream, the pinned
-product, the flash sale): loaded once when the room opens in the process (after
+A room also keeps what a joining viewer's ``welcome`` shows (for a stream: the stream, the
+pinned product, the flash sale): loaded once when the room opens in the process (after
 subscribing and reading the head, so nothing is missed) and from then on kept current by
 the room's own events, which every process applies as it receives them (and read again
 once a minute, in case an event was lost before it reached the broker). The welcome is
 rendered once per group and spliced with the viewer's own fields, so a join costs no
 database read and no full serialisation.
+
+What the events mean is not this module's: the hub is handed :class:`RoomRules` when it is
+made (for stream rooms, livecommerce/streams/room_events.py), which apply each event to the
+room and may hold events of their own to publish on the hub's tick (coalesced updates).
 """
 
 from __future__ import annotations
@@ -37,16 +41,14 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
+from livecommerce.events import RELOAD, ServerEvent
 from livecommerce.rooms.broker import Broker, BrokerUnavailable, Envelope, Subscription
-from livecommerce.rooms.names import stream_room
 from livecommerce.rooms.presence import PRESENCE_TTL_S, Presence
 from livecommerce.rooms.render import Event, Group, encode_event, frame, render
 from livecommerce.rooms.wire import Batch, FrameWriter
 from livecommerce.sqltypes import utcnow
-from livecommerce.streams import wordfilter
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,7 @@ SEND_BUFFER_MAX = 256 * 1024  # bytes the kernel has not taken yet, on the direc
 BATCH_MAX_EVENTS = 256  # events of a burst delivered in one write
 REACTION_FLUSH_S = 0.25  # reactions reach the room at most four times a second
 VIEWER_COUNT_S = 1.0  # viewer counts at most once a second, and only when they changed
-ORDER_TICKER_S = 1.0  # orders placed within a second share one ticker event
-ORDER_TICKER_MAX = 5  # orders listed by name in one ticker event (the rest are counted)
-FLASH_SALE_S = 0.25  # a sale's remaining quantity reaches the room at most 4 times a second
+TICK_S = REACTION_FLUSH_S  # the ticker's period: how often the rules may publish
 PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
 STATS_FLUSH_S = 5.0
 # How often a process compares each open room with the broker's position: a room whose history
@@ -248,9 +248,10 @@ class Room:
     new_chat_messages: int = 0
     new_viewers: dict[str, str] = field(default_factory=dict)  # viewer key -> locale
     settings: dict[str, Any] = field(default_factory=dict)
-    # user id -> (action, until epoch or None), updated by moderation events
+    # user id -> (action, until epoch or None): who may not speak, kept by the room's rules
     moderation: dict[int, tuple[str, float | None]] = field(default_factory=dict)
-    # What the welcome shows, language-neutral: {"stream", "pinned_product", "flash_sale"}.
+    # What the welcome shows, language-neutral (for a stream: "stream", "pinned_product",
+    # "flash_sale"); kept current by the room's rules.
     state: dict[str, Any] = field(default_factory=dict)
     # Per group: the welcome's shared part as JSON, up to where the viewer's own fields go,
     # and until when it holds (a flash sale's end); dropped whenever the state changes.
@@ -284,6 +285,72 @@ async def _no_stats(_stream_id: int, _peak: int, _chats: int, _viewers: dict[str
     return None
 
 
+# Publishes one event payload to a room (``Broker.publish``), for the rules' own events.
+Publish = Callable[[str, bytes], Awaitable[Any]]
+
+
+class RoomRules(Protocol):
+    """What a room's events mean, supplied by the domain that owns the rooms.
+
+    :meth:`apply` runs once per room event in every process (not per viewer): it is on the
+    fan-out path and must not wait.
+    """
+
+    def apply(self, room: Room, event: Event) -> bool:
+        """What ``event`` changes in ``room`` (settings, moderation, the welcome state),
+        before it is delivered; True when it changed ``room.state``."""
+        ...
+
+    def apply_state(self, state: dict[str, Any], event: Event) -> bool:
+        """Apply ``event`` to a welcome state read meanwhile; False when it changes none."""
+        ...
+
+    def welcome_view(self, state: dict[str, Any], now: float) -> tuple[dict[str, Any], float]:
+        """The welcome's shared fields (language-neutral, rendered per group) and until when
+        (epoch seconds) they hold."""
+        ...
+
+    def can_chat(self, room: Room, user_id: int) -> bool: ...
+
+    def settings_update(self, data: Any) -> dict[str, Any] | None:
+        """The room's new settings from a reload signal's ``data``: a patch, or None to load
+        them again (with ``load_settings``)."""
+        ...
+
+    async def tick(self, publish: Publish, now: float) -> None:
+        """Publish what the rules hold back (coalesced updates); every ``TICK_S``."""
+        ...
+
+    async def flush(self, publish: Publish) -> None:
+        """Publish everything held back now (the hub is closing, or a test wants it)."""
+        ...
+
+
+class NoRules:
+    """Rules for rooms whose events change nothing: the welcome state is shown as it is."""
+
+    def apply(self, room: Room, event: Event) -> bool:
+        return False
+
+    def apply_state(self, state: dict[str, Any], event: Event) -> bool:
+        return False
+
+    def welcome_view(self, state: dict[str, Any], now: float) -> tuple[dict[str, Any], float]:
+        return state, math.inf
+
+    def can_chat(self, room: Room, user_id: int) -> bool:
+        return True
+
+    def settings_update(self, data: Any) -> dict[str, Any] | None:
+        return None
+
+    async def tick(self, publish: Publish, now: float) -> None:
+        return None
+
+    async def flush(self, publish: Publish) -> None:
+        return None
+
+
 class Hub:
     def __init__(
         self,
@@ -293,6 +360,7 @@ class Hub:
         load_settings: LoadSettings = _no_settings,
         load_state: LoadState = _no_state,
         flush_stats: FlushStats = _no_stats,
+        rules: RoomRules | None = None,
         queue_max: int = QUEUE_MAX_FRAMES,
     ) -> None:
         self.broker = broker
@@ -300,14 +368,11 @@ class Hub:
         self._load_settings = load_settings
         self._load_state = load_state
         self._flush_stats = flush_stats
+        self.rules: RoomRules = rules if rules is not None else NoRules()
         self.queue_max = queue_max
         self.rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Future[Room]] = {}
-        self._orders: dict[str, list[dict[str, Any]]] = {}
-        self._order_counts: Counter[str] = Counter()
         self._ticker: asyncio.Task[None] | None = None
-        # Latest card per (room, sale): many orders in a quarter second make one event.
-        self._sales: dict[tuple[str, int], dict[str, Any]] = {}
         self._timers: set[asyncio.Task[None]] = set()
         self._closing = False
         self._outage_logged_at = -OUTAGE_LOG_S
@@ -353,12 +418,12 @@ class Hub:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    async def apply_blocked_words(self, stream_id: int, words: list[str]) -> None:
-        """A room's new blocked words, in force for its next chat message in this process
-        (nothing to do where the room is not open)."""
-        room = self.rooms.get(stream_room(stream_id))
+    async def update_settings(self, room_name: str, patch: dict[str, Any]) -> None:
+        """Settings of a room, in force for its next message in this process (nothing to do
+        where the room is not open)."""
+        room = self.rooms.get(room_name)
         if room is not None:
-            room.settings = {**room.settings, **wordfilter.chat_rules(words)}
+            room.settings = {**room.settings, **patch}
 
     # --- joining and leaving -----------------------------------------------------------
 
@@ -488,12 +553,12 @@ class Hub:
     async def _receive(self, room: Room, envelope: Envelope, events: list[Event]) -> None:
         if envelope.seq is None:
             event = Event.decode(envelope.payload, None)
-            if event.type == "_reload":
-                words = event.data.get("blocked_words") if isinstance(event.data, dict) else None
-                if words is None:
+            if event.type == RELOAD:
+                patch = self.rules.settings_update(event.data)
+                if patch is None:
                     room.settings = await self._load_settings(room.stream_id)
                 else:
-                    await self.apply_blocked_words(room.stream_id, words)
+                    await self.update_settings(room.name, patch)
             else:
                 events.append(event)
             return
@@ -562,47 +627,10 @@ class Hub:
         """What a room event changes in the room itself, before it is delivered."""
         assert event.seq is not None
         room.last_seq = event.seq
-        if event.type == "moderation":
-            self._apply_moderation(room, event.data)
-            return event
-        if event.type == "stream_status":
-            room.settings["status"] = event.data["status"]
-        if self._apply_state(room.state, event):
+        if self.rules.apply(room, event):
             room.state_events.append(event)
             room.welcomes.clear()
         return event
-
-    @staticmethod
-    def _apply_state(state: dict[str, Any], event: Event) -> bool:
-        """Apply a room event to a welcome state; False when it is not one that changes it.
-
-        Each sets values rather than adding to them, so applying an event the state already
-        reflects changes nothing."""
-        if event.type == "product_pinned":
-            state["pinned_product"] = event.data.get("product")
-        elif event.type == "flash_sale":
-            card = event.data
-            current = state.get("flash_sale")
-            same = current is not None and current.get("id") == card.get("id")
-            if card.get("status") == "ended":
-                if same:
-                    state["flash_sale"] = None
-            elif not (current is not None and same and current["remaining"] < card["remaining"]):
-                # (else an older update overtaken by a newer one, from another process)
-                state["flash_sale"] = card
-        elif event.type == "stream_status":
-            stream = state.get("stream")
-            if stream is not None:
-                status = event.data["status"]
-                # The event does not carry the stream's times; its stamp is when it changed.
-                if status == "live" and not stream.get("started_at"):
-                    stream["started_at"] = event.ts
-                elif status == "ended" and not stream.get("ended_at"):
-                    stream["ended_at"] = event.ts
-                stream["status"] = status
-        else:
-            return False
-        return True
 
     async def refresh_state(self, room: Room) -> None:
         """Read the room's welcome state again, keeping what arrived while it was read."""
@@ -613,7 +641,7 @@ class Hub:
         # Events from ``since`` on may have committed after the read: apply them over it.
         for event in room.state_events:
             if event.seq is not None and event.seq > since:
-                self._apply_state(state, event)
+                self.rules.apply_state(state, event)
         room.state, room.state_read_at = state, time.monotonic()
         room.welcomes.clear()
 
@@ -643,11 +671,10 @@ class Hub:
             epoch = room.epoch
         if shared is None:
             shared = self._welcome_shared(room, conn.group)
-        guest = conn.user_id is None
-        if guest:
+        if conn.user_id is None:
             you = _GUEST_YOU
         else:
-            can_chat = self.restriction(room, conn.user_id) is None
+            can_chat = self.rules.can_chat(room, conn.user_id)
             you = (
                 f'{{"user_id":{conn.user_id},"name":{json.dumps(conn.name, ensure_ascii=False)},'
                 f'"guest":false,"can_chat":{"true" if can_chat else "false"}}}'
@@ -663,23 +690,10 @@ class Hub:
         cached = room.welcomes.get(group)
         if cached is not None and now < cached[1]:
             return cached[0]
-        sale = room.state.get("flash_sale")
-        holds_until = float("inf")
-        if sale is not None:
-            ends = datetime.fromisoformat(sale["ends_at"]).timestamp()
-            if ends <= now:
-                # Over by the clock, its end not yet heard of: nobody joins into it.
-                sale = None
-            else:
-                holds_until = ends
+        view, holds_until = self.rules.welcome_view(room.state, now)
         locale, currency = group
-        data = {
-            "stream": render(room.state.get("stream"), locale, currency),
-            "pinned_product": render(room.state.get("pinned_product"), locale, currency),
-            "flash_sale": render(sale, locale, currency),
-            "locale": locale,
-            "currency": currency,
-        }
+        data = {key: render(value, locale, currency) for key, value in view.items()}
+        data["locale"], data["currency"] = locale, currency
         shared = json.dumps(data, ensure_ascii=False, separators=(",", ":"))[:-1]
         room.welcomes[group] = (shared, holds_until)
         return shared
@@ -721,34 +735,7 @@ class Hub:
             for conn in conns:
                 conn.send(batch)
 
-    def _apply_moderation(self, room: Room, data: dict[str, Any]) -> None:
-        user_id = int(data["user_id"])
-        action = str(data["action"])
-        if action in ("unmute", "unban"):
-            room.moderation.pop(user_id, None)
-            return
-        until = data.get("until")
-        expires = datetime.fromisoformat(until).timestamp() if until else None
-        room.moderation[user_id] = (action, expires)
-        if action == "ban":
-            for conn in room.connections():
-                if conn.user_id == user_id:
-                    conn.shut(CLOSE_BANNED, "banned from this stream")
-
-    def restriction(self, room: Room, user_id: int | None) -> str | None:
-        """ "mute" or "ban" when the user is currently restricted in the room."""
-        if user_id is None:
-            return None
-        entry = room.moderation.get(user_id)
-        if entry is None:
-            return None
-        action, until = entry
-        if until is not None and until <= time.time():
-            room.moderation.pop(user_id, None)
-            return None
-        return action
-
-    # --- reactions, viewer counts, order ticker ------------------------------------------
+    # --- reactions, viewer counts, the rules' own events ---------------------------------
 
     def react(self, room: Room, kind: str) -> None:
         room.reactions[kind] += 1
@@ -756,45 +743,16 @@ class Hub:
     def count_chat(self, room: Room) -> None:
         room.new_chat_messages += 1
 
-    def announce_order(self, room_name: str, entry: dict[str, Any]) -> None:
-        """Queue an order for the room's ticker (flushed as one event per second)."""
-        self._order_counts[room_name] += 1
-        listed = self._orders.setdefault(room_name, [])
-        if len(listed) < ORDER_TICKER_MAX:
-            listed.append(entry)
-
     async def flush_pending(self) -> None:
-        """Publish the coalesced ticker and flash-sale updates now rather than on the tick."""
-        await self._flush_orders()
-        await self._flush_sales()
-
-    def announce_flash_sale(self, room_name: str, sale_id: int, card: dict[str, Any]) -> None:
-        """Queue a sale's new remaining quantity (coalesced; the lowest figure wins)."""
-        key = (room_name, sale_id)
-        held = self._sales.get(key)
-        if held is None or card["remaining"] <= held["remaining"]:
-            self._sales[key] = card
-
-    async def _flush_sales(self) -> None:
-        sales, self._sales = self._sales, {}
-        for (room_name, _), card in sales.items():
-            await self.broker.publish(room_name, encode_event("flash_sale", card))
-
-    async def _flush_orders(self) -> None:
-        orders, counts = self._orders, self._order_counts
-        self._orders, self._order_counts = {}, Counter()
-        for room_name, count in counts.items():
-            payload = encode_event(
-                "order_placed", {"orders": orders.get(room_name, []), "count": count}
-            )
-            await self.broker.publish(room_name, payload)
+        """Publish what the rules hold back (coalesced updates) now rather than on the tick."""
+        await self.rules.flush(self.broker.publish)
 
     async def _flush_reactions(self, room: Room) -> None:
         if not room.reactions:
             return
         counts, room.reactions = dict(room.reactions), Counter()
         await self.broker.publish_ephemeral(
-            room.name, encode_event("reactions", {"counts": counts})
+            room.name, encode_event(ServerEvent.REACTIONS, {"counts": counts})
         )
 
     async def _update_viewer_count(self, room: Room, now: float) -> None:
@@ -809,7 +767,7 @@ class Hub:
         room.peak_viewers = max(room.peak_viewers, count)
         if count != room.viewer_count:
             room.viewer_count = count
-            self._send_all(room, frame("viewer_count", {"count": count}))
+            self._send_all(room, frame(ServerEvent.VIEWER_COUNT, {"count": count}))
 
     async def _flush_room_stats(self, room: Room) -> None:
         if room.peak_viewers or room.new_chat_messages or room.new_viewers:
@@ -819,17 +777,13 @@ class Hub:
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        next_count = next_orders = next_stats = next_position = loop.time()
+        next_count = next_stats = next_position = loop.time()
         while True:
-            await asyncio.sleep(REACTION_FLUSH_S)
+            await asyncio.sleep(TICK_S)
             now = loop.time()
             for room in list(self.rooms.values()):
                 await self._guard(self._flush_reactions(room))
-            if self._sales:
-                await self._guard(self._flush_sales())
-            if now >= next_orders:
-                next_orders = now + ORDER_TICKER_S
-                await self._guard(self._flush_orders())
+            await self._guard(self.rules.tick(self.broker.publish, now))
             if now >= next_count:
                 next_count = now + VIEWER_COUNT_S
                 for room in list(self.rooms.values()):

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import translate
 from livecommerce.i18n.money import Money, format_money, supported_currencies
-from livecommerce.rates.service import RateBook, RateUnavailable
 from livecommerce.sqltypes import utcnow
 
 Group = tuple[str, str]  # (locale, currency)
@@ -41,22 +41,37 @@ def message(msgid: str, **params: Any) -> dict[str, Any]:
     return {"$msg": msgid, "params": params}
 
 
-def money(amount: Money, book: RateBook) -> dict[str, Any]:
-    """A price in every supported currency the rate book can reach, fixed now."""
-    prices = _prices(amount.amount, amount.amount.is_signed(), amount.currency, _rates_of(book))
+class RateBook(Protocol):
+    """What converts a price into other currencies (``livecommerce.rates.service.RateBook``
+    is one): the rates it holds, comparable and hashable (books holding the same rates
+    convert alike), and the conversion itself."""
+
+    def all(self) -> Sequence[Hashable]: ...
+
+    def convert(self, money: Money, target: str) -> tuple[Money, Any]: ...
+
+
+def money(amount: Money, book: RateBook, *, unavailable: type[Exception]) -> dict[str, Any]:
+    """A price in every supported currency the rate book can reach, fixed now: a currency
+    whose conversion raises ``unavailable`` (the book's "no rate") is left out."""
+    prices = _prices(
+        amount.amount, amount.amount.is_signed(), amount.currency, _rates_of(book, unavailable)
+    )
     return {"$money": dict(prices), "$base": amount.currency}
 
 
 class _Rates:
     """A rate book as a cache key: books holding the same rates are one key, however often
-    they are loaded (a book per request, or one a process keeps)."""
+    they are loaded (a book per request, or one a process keeps). ``unavailable`` is what the
+    book raises for a currency it cannot reach."""
 
-    __slots__ = ("_book", "_hash", "rates")
+    __slots__ = ("_book", "_hash", "rates", "unavailable")
 
-    def __init__(self, book: RateBook) -> None:
+    def __init__(self, book: RateBook, unavailable: type[Exception]) -> None:
         # Weakly: the book is the key of _KEYS, and this its value.
         self._book = weakref.ref(book)
         self.rates = tuple(book.all())
+        self.unavailable = unavailable
         self._hash = hash(self.rates)
 
     def __eq__(self, other: object) -> bool:
@@ -76,10 +91,10 @@ class _Rates:
 _KEYS: weakref.WeakKeyDictionary[RateBook, _Rates] = weakref.WeakKeyDictionary()
 
 
-def _rates_of(book: RateBook) -> _Rates:
+def _rates_of(book: RateBook, unavailable: type[Exception]) -> _Rates:
     key = _KEYS.get(book)
     if key is None:
-        key = _KEYS[book] = _Rates(book)
+        key = _KEYS[book] = _Rates(book, unavailable)
     return key
 
 
@@ -97,7 +112,7 @@ def _prices(
             continue
         try:
             converted, _ = rates.book().convert(price, code)
-        except RateUnavailable:
+        except rates.unavailable:
             continue
         prices[code] = converted.rounded_for_display().amount_str()
     return tuple(prices.items())

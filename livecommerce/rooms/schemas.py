@@ -18,9 +18,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
 
+from livecommerce.events import ClientEvent
+
 # The messages the room handles itself; any other string type is a request for another
 # part of the app (``app.state.room_requests``, e.g. ``estimate``), or unknown.
-_OWN_TYPES = frozenset({"chat", "react", "ping"})
+_OWN_TYPES = frozenset({ClientEvent.CHAT, ClientEvent.REACT, ClientEvent.PING})
 
 
 class _Frame(BaseModel):

@@ -23,7 +23,7 @@ from livecommerce.rooms.broker import Broker, BrokerUnavailable, Position
 from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.render import render
 from livecommerce.schemas import MoneyOut, Page
-from livecommerce.streams import rollup, service
+from livecommerce.streams import rollup, service, wordfilter
 from livecommerce.streams.models import Stream, StreamStatus
 from livecommerce.streams.schemas import (
     AnnouncementIn,
@@ -354,7 +354,8 @@ async def set_blocked_words(
     # sent after the answer is checked against the new list (other processes get them with
     # the signal).
     hub: Hub = request.app.state.hub
-    after_commit(session, partial(hub.apply_blocked_words, stream_id, list(stream.blocked_words)))
+    rules = wordfilter.chat_rules(stream.blocked_words)
+    after_commit(session, partial(hub.update_settings, service.room_of(stream_id), rules))
     return BlockedWordsIn(words=list(stream.blocked_words))
 
 

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from livecommerce.rooms.routes import ERRORS
 from livecommerce.rooms.schemas import BadFrame, Ping, parse_client_frame
+from livecommerce.streams.room import ERRORS
 from tests.fixtures.server import migrate, running_server, server_env
 from tests.rooms.test_hostile_frames import assert_no_traceback
 from tests.rooms.test_rooms_ws import (

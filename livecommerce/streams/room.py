@@ -1,4 +1,7 @@
-"""``/ws/streams/{id}``: the room's WebSocket. The protocol is written up in docs/protocol.md."""
+"""``/ws/streams/{id}``: a stream room's WebSocket, and what a viewer may say in it (chat,
+reactions). The protocol is written up in docs/protocol.md; the handshake steps are the
+transport's (livecommerce/rooms/handshake.py), what events do to the room is
+livecommerce/streams/room_events.py."""
 
 from __future__ import annotations
 
@@ -16,26 +19,23 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from livecommerce.accounts.models import User
-from livecommerce.accounts.security import decode_token
 from livecommerce.config import Settings
 from livecommerce.db import session_scope
-from livecommerce.deps import negotiate_locale
-from livecommerce.errors import AppError, DatabaseUnreachable
-from livecommerce.i18n.locales import DEFAULT_CURRENCY
-from livecommerce.i18n.messages import N_, translate
-from livecommerce.i18n.money import is_supported_currency
+from livecommerce.errors import DatabaseUnreachable
+from livecommerce.events import ServerEvent
+from livecommerce.i18n.messages import N_
+from livecommerce.rooms import handshake
 from livecommerce.rooms.broker import BrokerUnavailable
+from livecommerce.rooms.handshake import CLOSE_BAD_REQUEST
 from livecommerce.rooms.hub import (
     CLOSE_BANNED,
     CLOSE_NOT_FOUND,
-    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     Connection,
     Hub,
     NoSuchRoom,
-    reconnect_reason,
 )
-from livecommerce.rooms.limits import Cap, Policy, RoomLimits, Ticket, chat_key
+from livecommerce.rooms.limits import Policy, RoomLimits, Ticket, chat_key
 from livecommerce.rooms.render import Event, encode_event, frame
 from livecommerce.rooms.schemas import (
     BadFrame,
@@ -48,7 +48,7 @@ from livecommerce.rooms.schemas import (
 from livecommerce.rooms.wire import FRAMES_EXTENSION, Batch
 from livecommerce.streams import service as streams
 from livecommerce.streams import wordfilter
-from livecommerce.streams.models import StreamStatus
+from livecommerce.streams.room_events import chat_open, restriction
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +58,12 @@ REACTIONS_PER_S = 20  # per connection; taps beyond are dropped silently
 REQUEST_BURST = 5  # requests answered by another part of the app (an estimate)...
 REQUEST_REFILL_S = 1.0  # ...then one per second
 REACTION_KINDS = frozenset({"heart", "fire", "clap", "laugh", "wow", "gift"})
-CLOSE_BAD_REQUEST = 4400
-# Too many sockets open already for this user (or guest address): see rooms/limits.py.
-CLOSE_TOO_MANY_SOCKETS = 4429
-TOO_MANY_SOCKETS_REASON = "too many sockets: close another one first"
 
+# The room's own errors, besides the handshake's and the transport's.
 ERRORS = {
-    "invalid_token": N_("Your session has expired. Sign in again."),
+    **handshake.ERRORS,
     "stream_not_found": N_("This stream does not exist."),
-    "unsupported_locale": N_("This language is not supported."),
-    "unsupported_currency": N_("This currency is not supported."),
     "banned": N_("You cannot join this stream."),
-    "invalid_json": N_("The message is not valid JSON."),
-    "invalid_frame": N_("The message is not in the expected format."),  # details.field
-    "unknown_type": N_("Unknown message type."),
-    "frame_too_large": N_("The message is too large."),
-    "binary_not_supported": N_("Send text frames with JSON."),
     "guest_cannot_chat": N_("Sign in to chat."),
     "muted": N_("You are muted in this stream."),
     "chat_empty": N_("The message is empty."),
@@ -82,14 +72,8 @@ ERRORS = {
     "chat_blocked": N_("The message contains a word that is not allowed in this stream."),
     "stream_not_live": N_("The stream is not live."),
     "invalid_reaction": N_("Unknown reaction."),
-    "rate_limited": N_("You are sending messages too fast. Wait a moment."),
-    "rooms_unavailable": N_("Live rooms are unavailable for a moment. Reconnecting…"),
     "chat_unavailable": N_("Your message could not be sent. Try again in a moment."),
-    "too_many_sockets": N_(
-        "Too many windows are watching at once. Close one of them and try again."
-    ),
 }
-EPOCH_MAX = 64  # characters of a client's ``epoch``; longer is no epoch of ours
 
 # Room messages that other parts of the app answer (``app.state.room_requests``, by type):
 # the handler must not wait; it answers later with ``Connection.push``.
@@ -97,10 +81,7 @@ RoomRequest = Callable[[Connection, dict[str, Any]], None]
 
 
 def error_frame(locale: str, code: str, **params: Any) -> str:
-    return frame(
-        "error",
-        {"code": code, "message": translate(locale, ERRORS[code], **params), "details": params},
-    )
+    return handshake.error_frame(locale, code, messages=ERRORS, **params)
 
 
 @dataclass
@@ -126,15 +107,7 @@ class ChatBucket:
 
 
 async def _refuse(websocket: WebSocket, locale: str, code: str, close: int) -> None:
-    await websocket.send_text(error_frame(locale, code))
-    await websocket.close(close)
-
-
-async def _try_again(websocket: WebSocket, locale: str) -> None:
-    """The room cannot be served now (its broker or the database is unreachable)."""
-    await websocket.send_text(error_frame(locale, "rooms_unavailable"))
-    reason = reconnect_reason("rooms unavailable: reconnect with last_seq and epoch", 1)
-    await websocket.close(CLOSE_TRY_AGAIN, reason)
+    await handshake.refuse(websocket, locale, code, close, messages=ERRORS)
 
 
 @dataclass(slots=True)
@@ -156,7 +129,7 @@ async def stream_room(websocket: WebSocket) -> None:
         admission = await _admit(websocket, stream_id)
     except DatabaseUnreachable:
         settings: Settings = websocket.app.state.settings
-        await _try_again(websocket, settings.default_locale)
+        await handshake.try_again(websocket, settings.default_locale)
         return
     if admission is None:
         return
@@ -174,7 +147,7 @@ async def stream_room(websocket: WebSocket) -> None:
     except (BrokerUnavailable, DatabaseUnreachable) as exc:
         await limits.close_socket(ticket)
         log.warning("room of stream %s could not be opened: %s", stream_id, exc)
-        await _try_again(websocket, conn.locale)
+        await handshake.try_again(websocket, conn.locale)
         return
     except BaseException:
         await limits.close_socket(ticket)
@@ -211,12 +184,7 @@ async def _claim_socket(websocket: WebSocket, conn: Connection, stream_id: int) 
     caps = policy.caps(
         stream_id=stream_id, user_id=conn.user_id, address=client.host if client else None
     )
-    claimed = await limits.open_socket(caps)
-    if isinstance(claimed, Cap):
-        await websocket.send_text(error_frame(conn.locale, "too_many_sockets", limit=claimed.limit))
-        await websocket.close(CLOSE_TOO_MANY_SOCKETS, TOO_MANY_SOCKETS_REASON)
-        return None
-    return claimed
+    return await handshake.claim_socket(websocket, limits, caps, conn.locale)
 
 
 async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
@@ -230,13 +198,8 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
     params = websocket.query_params
     fallback_locale = settings.default_locale
     user: User | None = None
-    token = params.get("token")
-    if not token:
-        await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
-        return None
-    try:
-        claims = decode_token(token, secret=settings.resolved_secret_key())
-    except AppError:
+    claims = handshake.read_token(websocket, settings)
+    if claims is None:
         await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
         return None
     if not 0 < stream_id < 2**31:
@@ -249,30 +212,21 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
             user, record = await streams.viewer_in_room(
                 session=session, stream_id=stream_id, user_id=claims.user_id
             )
-        if user is None or not user.is_active or not claims.current_for(user):
+        if not handshake.stands_for(claims, user):
             await _refuse(websocket, fallback_locale, "invalid_token", CLOSE_UNAUTHORIZED)
             return None
         if record is not None:
             restriction = (record.action, record.until)
-    try:
-        locale = negotiate_locale(websocket, user, settings.default_locale)
-    except AppError:
+    locale = handshake.choose_locale(websocket, user, settings)
+    if locale is None:
         await _refuse(websocket, fallback_locale, "unsupported_locale", CLOSE_BAD_REQUEST)
         return None
-    currency = (params.get("currency") or "").strip().upper() or (
-        user.currency if user else DEFAULT_CURRENCY[locale]
-    )
-    if not is_supported_currency(currency):
+    currency = handshake.choose_currency(websocket, user, locale)
+    if currency is None:
         await _refuse(websocket, locale, "unsupported_currency", CLOSE_BAD_REQUEST)
         return None
-    raw_epoch = params.get("epoch")
-    raw_last_seq = params.get("last_seq")
-    last_seq: int | None = None
-    if raw_last_seq is not None:
-        try:
-            last_seq = int(raw_last_seq)
-        except ValueError:
-            last_seq = -1  # unusable: answered with resumed=false
+    # An unusable last_seq (not a plain number) is answered with resumed=false.
+    last_seq = handshake.parse_last_seq(params.get("last_seq"))
     if restriction is not None and restriction[0] == "ban":
         await _refuse(websocket, locale, "banned", CLOSE_BANNED)
         return None
@@ -286,8 +240,7 @@ async def _admit(websocket: WebSocket, stream_id: int) -> Admission | None:
         viewer_key=f"user:{user.id}" if user else claims.subject,
     )
     conn.skip_through = max(last_seq or 0, 0)
-    epoch = raw_epoch if raw_epoch and len(raw_epoch) <= EPOCH_MAX else None
-    return Admission(conn, last_seq, epoch, restriction)
+    return Admission(conn, last_seq, handshake.parse_epoch(params.get("epoch")), restriction)
 
 
 async def _first_frames(
@@ -347,7 +300,7 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
             parsed = parse_client_frame(text)
             if isinstance(parsed, Chat):
                 said = parsed.data.text
-                _check_chat(hub, conn, said)
+                check_chat(conn, said)
                 assert conn.user_id is not None and conn.room is not None
                 # Per user, not per socket: every socket of the user, on any process, draws
                 # from the one bucket.
@@ -355,7 +308,8 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
                 if wait_s > 0:
                     raise BadFrame("chat_rate_limited", retry_after_ms=math.ceil(wait_s * 1000))
                 payload = encode_event(
-                    "chat", {"user": {"id": conn.user_id, "name": conn.name}, "text": said.strip()}
+                    ServerEvent.CHAT,
+                    {"user": {"id": conn.user_id, "name": conn.name}, "text": said.strip()},
                 )
                 try:
                     await hub.broker.publish(room_name, payload)
@@ -374,7 +328,7 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
                 if reactions_in_window <= REACTIONS_PER_S and conn.room is not None:
                     hub.react(conn.room, kind)
             elif isinstance(parsed, Ping):
-                conn.push(frame("pong", {}))
+                conn.push(frame(ServerEvent.PONG, {}))
             elif parsed.type in handlers:
                 data = request_data(parsed)
                 if not requests.take():
@@ -386,16 +340,16 @@ async def _read_loop(websocket: WebSocket, hub: Hub, conn: Connection, stream_id
             conn.push(error_frame(conn.locale, bad.code, **bad.params))
 
 
-def _check_chat(hub: Hub, conn: Connection, text: str) -> None:
+def check_chat(conn: Connection, text: str) -> None:
     """Raises :class:`BadFrame` unless ``conn`` may send ``text`` to its room now."""
     if conn.user_id is None:
         raise BadFrame("guest_cannot_chat")
     room = conn.room
     if room is None:
         raise BadFrame("stream_not_live")
-    if room.settings.get("status") != StreamStatus.LIVE:
+    if not chat_open(room):
         raise BadFrame("stream_not_live")
-    if hub.restriction(room, conn.user_id) is not None:
+    if restriction(room, conn.user_id) is not None:
         raise BadFrame("muted")
     if not text.strip():
         raise BadFrame("chat_empty")
