@@ -189,6 +189,7 @@ class LegacyAssessment(_Snapshot):
 
 
 def _assessment_kind(value: Any) -> str:
+    # Only the current shape names the union (the legacy one's ``rule`` is the union).
     if isinstance(value, BaseModel):
         return "legacy" if isinstance(value, LegacyAssessment) else "current"
     return "current" if "union" in value else "legacy"
@@ -249,6 +250,8 @@ class RateSnapshot(_Snapshot):
 
 
 class QuoteSnapshot(_Snapshot):
+    """The landed cost as quoted and charged, in the buyer's currency, language-neutral."""
+
     version: Literal[2] = 2
     currency: str  # the buyer's: every amount below without its own currency is in it
     destination: DestinationSnapshot
