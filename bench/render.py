@@ -128,7 +128,7 @@ def order(currency: str, price_minor: int, order_id: int) -> tuple[Order, list[O
         ship_to=SHIP_TO,
         destination_country="KZ",
         recipient_key="+77011234567",
-        quote=landed.as_data(),
+        quote=landed.snapshot().record(),
         locale="ru",
         created_at=NOW,
     )

@@ -67,6 +67,12 @@ from livecommerce.notifications import service as notices
 from livecommerce.orders import states
 from livecommerce.orders.consignee import mask_tax_id
 from livecommerce.orders.models import Order, OrderLine, OrderStatus
+from livecommerce.orders.snapshots import (
+    AssessmentSnapshot,
+    QuoteSnapshot,
+    RoutePlan,
+    ShipmentSnapshot,
+)
 from livecommerce.rates.service import RateBook, RateQuote, RateUnavailable, load_rate_book
 from livecommerce.sqltypes import utcnow
 
@@ -97,17 +103,11 @@ def destination_of(network: Network, order: Order) -> Destination:
     )
 
 
-def quoted_rates(order: Order) -> RateBook:
+def quoted_rates(quote: QuoteSnapshot) -> RateBook:
     """The exchange rates the order was priced with: customs values use the same ones."""
     return RateBook(
-        RateQuote(
-            base=r["base"],
-            quote=r["quote"],
-            rate=Decimal(r["rate"]),
-            source=r["source"],
-            as_of=datetime.fromisoformat(r["as_of"]),
-        )
-        for r in order.quote.get("rates", [])
+        RateQuote(base=r.base, quote=r.quote, rate=r.rate, source=r.source, as_of=r.as_of)
+        for r in quote.rates
     )
 
 
@@ -192,27 +192,28 @@ def _recipient(order: Order) -> dict[str, Any]:
 
 
 def _border_date(
-    plan: dict[str, Any], network: Network, code: str, order: Order, destination: Destination
+    plan: RoutePlan, network: Network, code: str, order: Order, destination: Destination
 ) -> date:
     """The day the quote expected the parcel at the border (for a quote stored before border
     dates were kept: the same day worked out from today's route)."""
-    if plan.get("border_date"):
-        return date.fromisoformat(plan["border_date"])
+    if plan.border_date:
+        return plan.border_date
     route = network.route(code, destination)
     day = route.border_date(order.created_at, destination) if route is not None else None
-    return day or date.fromisoformat(plan["eta"])
+    return day or plan.eta
 
 
 def _purchase_value(
-    planned: dict[str, dict[str, Any]], code: str, rule_id: str, value: Decimal
+    planned: Mapping[str, ShipmentSnapshot], code: str, rule_id: str, value: Decimal
 ) -> Decimal:
     """This parcel's customs value plus, as quoted, that of the order's other parcels under
     the same rule: an e-commerce threshold applies to the whole purchase."""
     others = Decimal(0)
     for other, plan in planned.items():
-        customs = plan.get("customs") or {}
-        if other != code and customs.get("rule") == rule_id:
-            others += Decimal(customs["customs_value"])
+        # A legacy assessment names its union, never a rule id: it matches no rule.
+        customs = plan.customs
+        if other != code and isinstance(customs, AssessmentSnapshot) and customs.rule == rule_id:
+            others += customs.customs_value
     return value + others
 
 
@@ -252,47 +253,36 @@ async def create_shipments(
     by_warehouse: dict[str, list[OrderLine]] = {}
     for line in lines:
         by_warehouse.setdefault(line.warehouse_code, []).append(line)
-    planned = {s["warehouse"]: s for s in order.quote.get("shipments", [])}
+    quote = QuoteSnapshot.read(order.quote)
+    planned = {s.warehouse: s for s in quote.shipments}
     destination = destination_of(network, order)
-    books = [quoted_rates(order)]
+    books = [quoted_rates(quote)]
     # Parcels in the quote's order (soonest first): under a monthly allowance the first to
     # reach customs is declared first, as it was quoted.
     codes = [c for c in planned if c in by_warehouse] + sorted(set(by_warehouse) - set(planned))
     shipments = []
     for code in codes:
         parts = by_warehouse[code]
-        plan = planned.get(code)
-        if plan is None:  # allocated without a quoted route (never expected): route it now
+        quoted_parcel = planned.get(code)
+        plan: RoutePlan
+        if quoted_parcel is None:  # allocated without a quoted route (never expected): route it now
             route = network.route(code, destination)
             assert route is not None, f"no route from {code} to {destination.country}"
-            plan = {
-                "legs": [
-                    {
-                        "mode": leg.mode,
-                        "from": dict(leg.origin.names),
-                        "to": dict(leg.destination.names),
-                        "from_key": leg.origin.key,
-                        "to_key": leg.destination.key,
-                        "days": leg.days,
-                    }
-                    for leg in route.legs
-                ],
-                "handling_days": route.handling_days,
-                "days": route.days,
-                "eta": route.eta(order.created_at, destination).isoformat(),
-            }
+            plan = RoutePlan.of(route, eta=route.eta(order.created_at, destination))
+        else:
+            plan = quoted_parcel
         weight = sum(line.weight_grams * line.quantity for line in parts)
         shipment = Shipment(
             order_id=order_id,
             merchant_id=order.merchant_id,
             warehouse_code=code,
             status=ShipmentStatus.CREATED,
-            legs=list(plan["legs"]),
-            handling_days=int(plan.get("handling_days", 0)),
-            planned_days=int(plan["days"]),
-            eta=date.fromisoformat(plan["eta"]),
+            legs=[leg.as_record() for leg in plan.legs],
+            handling_days=plan.handling_days,
+            planned_days=plan.days,
+            eta=plan.eta,
             destination_country=order.destination_country,
-            destination_city=dict(order.quote.get("destination", {}).get("city") or {}),
+            destination_city=dict(quote.destination.city),
             weight_grams=weight,
             items=[
                 {"product_id": line.product_id, "sku": line.sku, "quantity": line.quantity}
@@ -355,7 +345,7 @@ async def create_shipments(
                 earlier_value=earlier,
                 purchase_value=_purchase_value(planned, code, rule.id, value),
             )
-            quoted = (plan.get("customs") or {}).get("duty")
+            quoted = quoted_parcel.customs.duty if quoted_parcel and quoted_parcel.customs else None
             session.add(
                 CustomsDeclaration(
                     shipment_id=shipment.id,
@@ -376,7 +366,7 @@ async def create_shipments(
                     vat=assessed.vat.quantize(CENT),
                     total=assessed.total.quantize(CENT),
                     charges=[c.as_data() for c in assessed.charges],
-                    quoted_duty=Decimal(quoted) if quoted is not None else None,
+                    quoted_duty=quoted,
                     recipient=_recipient(order),
                     lines=declared_lines,
                     created_at=now,

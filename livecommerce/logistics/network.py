@@ -73,14 +73,6 @@ class Leg:
     days: int
     tariff: Tariff
 
-    def as_data(self, locale: str) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "from": self.origin.name(locale),
-            "to": self.destination.name(locale),
-            "days": self.days,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Destination:

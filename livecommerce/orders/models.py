@@ -61,8 +61,9 @@ class Order(SQLModel, table=True):
     # every parcel stays inside one customs union).
     declared_value: Decimal = Field(default=Decimal(0), sa_type=DecimalText)
     declared_currency: str | None = Field(default=None, max_length=3)
-    # The landed-cost figures as quoted (language-neutral): lines, shipments, legs, customs
-    # assessments and the exchange rates used. Fulfilment builds shipments from it.
+    # The landed-cost figures as quoted (language-neutral): a QuoteSnapshot's JSON
+    # (orders/snapshots.py), read with ``QuoteSnapshot.read`` whatever its version.
+    # Fulfilment builds shipments from it.
     quote: dict[str, Any] = Field(sa_type=JSON)
     locale: str = Field(max_length=8)
     # Unpaid card orders hold their stock until then; None once paid or for cash on delivery.

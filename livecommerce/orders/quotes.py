@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
 from livecommerce.i18n.money import Money
 from livecommerce.logistics.allocation import allocate
@@ -35,6 +34,17 @@ from livecommerce.logistics.customs import (
     assess,
 )
 from livecommerce.logistics.network import Destination, Network, Route
+from livecommerce.orders.snapshots import (
+    AssessmentSnapshot,
+    ChargeSnapshot,
+    DestinationSnapshot,
+    LineSnapshot,
+    QuoteSnapshot,
+    RateSnapshot,
+    RoutePlan,
+    ShipmentItem,
+    ShipmentSnapshot,
+)
 from livecommerce.rates.service import RateBook, RateQuote
 
 ZERO = Decimal(0)
@@ -73,32 +83,18 @@ class QuotedShipment:
     customs: DutyAssessment | None
     border_date: date | None = None
 
-    def as_data(self) -> dict[str, Any]:
-        """Language-neutral record kept on the order (leg places keep every name)."""
-        return {
-            "warehouse": self.warehouse,
-            "items": [{"product_id": p, "quantity": q} for p, q in self.items],
-            "legs": [
-                {
-                    "mode": leg.mode,
-                    "from": dict(leg.origin.names),
-                    "to": dict(leg.destination.names),
-                    "from_key": leg.origin.key,
-                    "to_key": leg.destination.key,
-                    "days": leg.days,
-                }
-                for leg in self.route.legs
-            ],
-            "handling_days": self.route.handling_days,
-            "days": self.route.days,
-            "eta": self.eta.isoformat(),
-            "border": self.route.border,
-            "border_date": self.border_date.isoformat() if self.border_date else None,
-            "weight_grams": self.weight_grams,
-            "shipping": self.shipping.amount_str(),
-            "duties": self.duties.amount_str(),
-            "customs": self.customs.as_data() if self.customs else None,
-        }
+    def snapshot(self) -> ShipmentSnapshot:
+        """The parcel as kept on the order (leg places keep every name)."""
+        plan = RoutePlan.of(self.route, eta=self.eta, border_date=self.border_date)
+        return ShipmentSnapshot(
+            **dict(plan),
+            warehouse=self.warehouse,
+            items=[ShipmentItem(product_id=p, quantity=q) for p, q in self.items],
+            weight_grams=self.weight_grams,
+            shipping=_amount(self.shipping),
+            duties=_amount(self.duties),
+            customs=AssessmentSnapshot.of(self.customs) if self.customs else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -110,23 +106,23 @@ class QuotedCharge:
     assessment: DutyAssessment
     charged: Money  # in the buyer's currency, rounded
 
-    def as_data(self) -> dict[str, Any]:
+    def snapshot(self) -> ChargeSnapshot:
         c, a = self.charge, self.assessment
-        return {
-            "warehouse": self.warehouse,
-            "type": c.type,
-            "rule": c.rule,
-            "legal_basis": c.legal_basis,
-            "border_date": a.border_date.isoformat(),
-            "currency": a.currency,
-            "base": str(c.base),
-            "rate": str(c.rate),
-            "basis": c.basis,
-            "minimum": None if c.minimum is None else str(c.minimum),
-            "allowance": str(a.allowance),
-            "assessed": str(c.amount),
-            "charged": self.charged.amount_str(),
-        }
+        return ChargeSnapshot(
+            warehouse=self.warehouse,
+            type=c.type,
+            rule=c.rule,
+            legal_basis=c.legal_basis,
+            border_date=a.border_date,
+            currency=a.currency,
+            base=c.base,
+            rate=c.rate,
+            basis=c.basis,
+            minimum=c.minimum,
+            allowance=a.allowance,
+            assessed=c.amount,
+            charged=_amount(self.charged),
+        )
 
 
 @dataclass
@@ -153,35 +149,46 @@ class Quote:
             return ZERO, None
         return sum((a.customs_value for a in assessed), ZERO), assessed[0].currency
 
-    def as_data(self) -> dict[str, Any]:
-        return {
-            "currency": self.currency,
-            "destination": {
-                "country": self.destination.country,
-                "city": dict(self.destination.city.names),
-                "city_key": self.destination.city.key,
-            },
-            "items": [
-                {
-                    "product_id": line.product_id,
-                    "title": dict(line.title),
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price.amount_str(),
-                    "line_total": line.line_total.amount_str(),
-                    "flash_sale_id": line.flash_sale_id,
-                }
+    def snapshot(self) -> QuoteSnapshot:
+        """The quote as kept on the order (``Order.quote``) and rendered by the API."""
+        return QuoteSnapshot(
+            currency=self.currency,
+            destination=DestinationSnapshot(
+                country=self.destination.country,
+                city=dict(self.destination.city.names),
+                city_key=self.destination.city.key,
+            ),
+            items=[
+                LineSnapshot(
+                    product_id=line.product_id,
+                    title=dict(line.title),
+                    quantity=line.quantity,
+                    unit_price=_amount(line.unit_price),
+                    line_total=_amount(line.line_total),
+                    flash_sale_id=line.flash_sale_id,
+                )
                 for line in self.lines
             ],
-            "subtotal": self.subtotal.amount_str(),
-            "shipping": self.shipping.amount_str(),
-            "duties": self.duties.amount_str(),
-            "customs": [c.as_data() for c in self.customs],
-            "total": self.total.amount_str(),
-            "shipments": [s.as_data() for s in self.shipments],
-            "rates": [r.as_dict() for r in self.rates],
-            "delivery": self.destination.delivery,
-            "deliveries": list(self.deliveries),
-        }
+            subtotal=_amount(self.subtotal),
+            shipping=_amount(self.shipping),
+            duties=_amount(self.duties),
+            customs=[c.snapshot() for c in self.customs],
+            total=_amount(self.total),
+            shipments=[s.snapshot() for s in self.shipments],
+            rates=[
+                RateSnapshot(
+                    base=r.base, quote=r.quote, rate=r.rate, source=r.source, as_of=r.as_of
+                )
+                for r in self.rates
+            ],
+            delivery=self.destination.delivery,
+            deliveries=list(self.deliveries),
+        )
+
+
+def _amount(money: Money) -> Decimal:
+    """What the buyer pays, with the currency's number of decimals (``"12990.00"``)."""
+    return Decimal(money.amount_str())
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """Quotes and orders as the API shows them, in the request's language.
 
-Quotes and orders are rendered straight into the JSON that QuoteOut and OrderOut dump, key
-by key in the schemas' field order, rather than validated into the models and dumped back
+A stored quote is read into its ``QuoteSnapshot`` (orders/snapshots.py), of any version,
+and rendered straight into the JSON that QuoteOut and OrderOut dump, key by key in the
+schemas' field order, rather than validated into the response models and dumped back
 (which cost more than the rest of the render). The few values the schemas convert go
-through pydantic's own validators and serializers: times and dates become its ISO text,
-the free-form objects (customs, ship_to) its JSON. tests/orders/test_render.py holds the
+through pydantic's own serializers: times and dates become its ISO text, the free-form
+objects (a parcel's assessment, ship_to) their JSON. tests/orders/test_render.py holds the
 output to the schema's.
 """
 
@@ -23,6 +24,7 @@ from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import Money, format_money, format_rate
 from livecommerce.orders.consignee import masked_ship_to
 from livecommerce.orders.models import Order, OrderEvent, OrderStatus
+from livecommerce.orders.snapshots import AssessmentSnapshot, LegacyAssessment, QuoteSnapshot
 from livecommerce.orders.states import STATUS_LABELS
 from livecommerce.schemas import money_json
 from livecommerce.sqltypes import utcnow
@@ -36,144 +38,122 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else _DATETIME.dump_python(value, mode="json")
 
 
-# Stored quotes keep rate times and ETAs as ISO text; the same few repeat in every order.
-@lru_cache(maxsize=1024)
-def _stored_time(value: str) -> str:
-    return _DATETIME.dump_python(_DATETIME.validate_python(value), mode="json")
-
-
-@lru_cache(maxsize=1024)
-def _stored_date(value: str) -> str:
-    return _DATE.dump_python(_DATE.validate_python(value), mode="json")
+def _date(value: date | None) -> str | None:
+    return None if value is None else _DATE.dump_python(value, mode="json")
 
 
 def _object(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else _OBJECT.dump_python(value, mode="json")
 
 
-def _money(amount: str, currency: str, locale: str) -> dict[str, str]:
-    shown, formatted = _shown(amount, currency, locale)
+def _money(amount: Decimal, currency: str, locale: str) -> dict[str, str]:
+    shown, formatted = _shown(str(amount), currency, locale)
     return {"amount": shown, "currency": currency, "formatted": formatted}
 
 
 # A stored amount's text as shown, per language: a rush's orders repeat the same figures.
+# Keyed by the text: Decimal("1.0") == Decimal("1.00"), but they are not written alike.
 @lru_cache(maxsize=4096, typed=True)
 def _shown(amount: str, currency: str, locale: str) -> tuple[str, str]:
     money = Money(Decimal(amount), currency)
     return money.amount_str(), format_money(money, locale)
 
 
-def _charges(data: dict[str, Any], locale: str) -> list[dict[str, Any]]:
-    """CustomsChargeOut's JSON: the stored breakdown, or for a quote stored before it was
-    kept, one charge per assessed parcel (its duties, as then charged)."""
-    cur = data["currency"]
-    if "customs" not in data:
-        return [
-            {
-                "warehouse": s["warehouse"],
-                "type": "duty",
-                "rule": str(s["customs"].get("rule", "")),
-                "legal_basis": None,
-                "border_date": None,
-                "base": None,
-                "rate": None,
-                "rate_text": None,
-                "basis": "legacy",
-                "minimum": None,
-                "allowance": None,
-                "assessed": _money(s["customs"]["duty"], s["customs"]["currency"], locale),
-                "amount": _money(s["duties"], cur, locale),
-            }
-            for s in data["shipments"]
-            if s.get("customs")
-        ]
+def _charges(quote: QuoteSnapshot, locale: str) -> list[dict[str, Any]]:
+    """CustomsChargeOut's JSON. A "legacy" charge (a quote stored before the breakdown was
+    kept: the parcel's whole duty) has no base, rate or allowance to show."""
+    cur = quote.currency
     out = []
-    for c in data["customs"]:
-        rule_cur = c["currency"]
+    for c in quote.customs:
+        rule_cur = c.currency
         out.append(
             {
-                "warehouse": c["warehouse"],
-                "type": c["type"],
-                "rule": c["rule"],
-                "legal_basis": c["legal_basis"],
-                "border_date": _stored_date(c["border_date"]) if c["border_date"] else None,
-                "base": _money(c["base"], rule_cur, locale),
-                "rate": c["rate"],
-                "rate_text": format_rate(c["rate"], locale),
-                "basis": c["basis"],
-                "minimum": None if c["minimum"] is None else _money(c["minimum"], rule_cur, locale),
-                "allowance": _money(c["allowance"], rule_cur, locale),
-                "assessed": _money(c["assessed"], rule_cur, locale),
-                "amount": _money(c["charged"], cur, locale),
+                "warehouse": c.warehouse,
+                "type": c.type,
+                "rule": c.rule,
+                "legal_basis": c.legal_basis,
+                "border_date": _date(c.border_date),
+                "base": None if c.base is None else _money(c.base, rule_cur, locale),
+                "rate": None if c.rate is None else str(c.rate),
+                "rate_text": None if c.rate is None else format_rate(str(c.rate), locale),
+                "basis": c.basis,
+                "minimum": None if c.minimum is None else _money(c.minimum, rule_cur, locale),
+                "allowance": None if c.allowance is None else _money(c.allowance, rule_cur, locale),
+                "assessed": _money(c.assessed, rule_cur, locale),
+                "amount": _money(c.charged, cur, locale),
             }
         )
     return out
 
 
+def _assessment(customs: AssessmentSnapshot | LegacyAssessment | None) -> dict[str, Any] | None:
+    """A parcel's assessment as stored: a legacy one with only the keys its row had."""
+    if customs is None:
+        return None
+    return customs.model_dump(mode="json", exclude_unset=isinstance(customs, LegacyAssessment))
+
+
 def render_quote(
-    data: dict[str, Any], locale: str, *, consignee: dict[str, Any] | None = None
+    quote: QuoteSnapshot, locale: str, *, consignee: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A stored (language-neutral) quote as the API shows it in ``locale`` (QuoteOut's JSON);
     ``consignee`` (a fresh quote's, from ``orders.consignee.consignee_of``) is kept as is."""
-    cur = data["currency"]
+    cur = quote.currency
     return {
         "currency": cur,
         "destination": {
-            "country": data["destination"]["country"],
-            "city": pick_translation(data["destination"]["city"], locale) or "",
+            "country": quote.destination.country,
+            "city": pick_translation(quote.destination.city, locale) or "",
         },
         "items": [
             {
-                "product_id": item["product_id"],
-                "title": pick_translation(item["title"], locale) or "",
-                "quantity": item["quantity"],
-                "unit_price": _money(item["unit_price"], cur, locale),
-                "line_total": _money(item["line_total"], cur, locale),
-                "flash_sale_id": item["flash_sale_id"],
+                "product_id": item.product_id,
+                "title": pick_translation(item.title, locale) or "",
+                "quantity": item.quantity,
+                "unit_price": _money(item.unit_price, cur, locale),
+                "line_total": _money(item.line_total, cur, locale),
+                "flash_sale_id": item.flash_sale_id,
             }
-            for item in data["items"]
+            for item in quote.items
         ],
-        "subtotal": _money(data["subtotal"], cur, locale),
-        "shipping": _money(data["shipping"], cur, locale),
-        "duties": _money(data["duties"], cur, locale),
-        "customs": _charges(data, locale),
-        "total": _money(data["total"], cur, locale),
+        "subtotal": _money(quote.subtotal, cur, locale),
+        "shipping": _money(quote.shipping, cur, locale),
+        "duties": _money(quote.duties, cur, locale),
+        "customs": _charges(quote, locale),
+        "total": _money(quote.total, cur, locale),
         "shipments": [
             {
-                "warehouse": s["warehouse"],
-                "items": [
-                    {"product_id": i["product_id"], "quantity": i["quantity"]} for i in s["items"]
-                ],
+                "warehouse": s.warehouse,
+                "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in s.items],
                 "legs": [
                     {
-                        "mode": leg["mode"],
-                        "from": pick_translation(leg["from"], locale) or "",
-                        "to": pick_translation(leg["to"], locale) or "",
-                        "days": leg["days"],
+                        "mode": leg.mode,
+                        "from": pick_translation(leg.origin, locale) or "",
+                        "to": pick_translation(leg.destination, locale) or "",
+                        "days": leg.days,
                     }
-                    for leg in s["legs"]
+                    for leg in s.legs
                 ],
-                "days": s["days"],
-                "eta": _stored_date(s["eta"]),
-                "shipping": _money(s["shipping"], cur, locale),
-                "duties": _money(s["duties"], cur, locale),
-                "customs": _object(s["customs"]),
+                "days": s.days,
+                "eta": _date(s.eta),
+                "shipping": _money(s.shipping, cur, locale),
+                "duties": _money(s.duties, cur, locale),
+                "customs": _assessment(s.customs),
             }
-            for s in data["shipments"]
+            for s in quote.shipments
         ],
         "rates": [
             {
-                "base": r["base"],
-                "quote": r["quote"],
-                "rate": r["rate"],
-                "source": r["source"],
-                "as_of": _stored_time(r["as_of"]),
+                "base": r.base,
+                "quote": r.quote,
+                "rate": str(r.rate),
+                "source": r.source,
+                "as_of": _time(r.as_of),
             }
-            for r in data["rates"]
+            for r in quote.rates
         ],
-        # Orders stored before the choice existed went by courier.
-        "delivery": data.get("delivery", "courier"),
-        "deliveries": data.get("deliveries", ["courier"]),
+        "delivery": quote.delivery,
+        "deliveries": list(quote.deliveries),
         "consignee": consignee,
     }
 
@@ -217,7 +197,7 @@ def _instructions(order: Order, locale: str) -> dict[str, Any]:
 
 def render_order(order: Order, events: list[OrderEvent], locale: str) -> dict[str, Any]:
     """The order as the API shows it in ``locale`` (OrderOut's JSON)."""
-    body = render_quote(order.quote, locale)
+    body = render_quote(QuoteSnapshot.read(order.quote), locale)
     # Statuses may be StrEnum members on a fresh row; the schema's str gives their text.
     body.update(
         id=order.id,

@@ -104,7 +104,7 @@ async def create_quote(
     except OutOfStock as short:
         raise await service.shown_to(session=session, user=buyer, short=short) from None
     consignee = consignee_of(network, landed, ctx.locale)
-    return render_quote(landed.as_data(), ctx.locale, consignee=consignee)
+    return render_quote(landed.snapshot(), ctx.locale, consignee=consignee)
 
 
 # Browsers and shared caches may reuse an anonymous estimate this long without asking; after

@@ -494,7 +494,7 @@ def _order_row(
         "recipient_key": key,
         "declared_value": declared_value,
         "declared_currency": declared_currency,
-        "quote": landed.as_data(),
+        "quote": landed.snapshot().record(),
         "locale": locale,
         "reserved_until": now + reservation if is_card else None,
         "created_at": now,
