@@ -25,7 +25,7 @@ from livecommerce.catalog.schemas import (
 )
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.i18n.locales import pick_translation
-from livecommerce.i18n.messages import N_
+from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import Money
 from livecommerce.inventory import service as inventory
 from livecommerce.rates.service import RateBook, RateQuote
@@ -39,8 +39,18 @@ COUNT_CAP = 10_000
 
 
 class ProductNotFound(NotFound):
+    """No such product, a deleted one, or one the caller may not see (never "forbidden": that
+    would tell it exists). Raised with ``id`` where the request names several products (a
+    basket, a stream's pin), the message then says which one."""
+
     code = "product_not_found"
     message = N_("Product not found.")
+    message_naming_it = N_("Product %(id)s does not exist.")
+
+    def localized(self, locale: str) -> str:
+        if "id" not in self.params:
+            return super().localized(locale)
+        return translate(locale, self.message_naming_it, **self.params)
 
 
 class TitleRequired(ValidationFailed):

@@ -60,7 +60,7 @@ from livecommerce.fulfillment.models import (
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
-from livecommerce.inventory.models import Warehouse
+from livecommerce.inventory import service as inventory
 from livecommerce.logistics.customs import assess
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.notifications import service as notices
@@ -765,11 +765,6 @@ class ShipmentsForbidden(Forbidden):
     message = N_("Only merchants and admins can list shipments.")
 
 
-class UnknownWarehouse(ValidationFailed):
-    code = "unknown_warehouse"
-    message = N_("There is no warehouse %(code)s.")
-
-
 async def _merchant_scope(session: AsyncSession, user: User) -> int | None:
     """The merchant whose shipments ``user`` may see; None for an admin (all of them)."""
     if user.role == Role.ADMIN:
@@ -779,13 +774,6 @@ async def _merchant_scope(session: AsyncSession, user: User) -> int | None:
         if merchant is not None and merchant.id is not None:
             return merchant.id
     raise ShipmentsForbidden()
-
-
-async def warehouse_of(session: AsyncSession, code: str) -> Warehouse:
-    warehouse = await session.get(Warehouse, code.upper())
-    if warehouse is None:
-        raise UnknownWarehouse(code=code, details={"warehouse": code})
-    return warehouse
 
 
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
@@ -818,7 +806,7 @@ async def list_shipments(
     if order_id is not None:
         query = query.where(col(Shipment.order_id) == order_id)
     if warehouse:
-        found = await warehouse_of(session, warehouse)
+        found = await inventory.require_warehouse(session=session, code=warehouse, in_query=True)
         query = query.where(col(Shipment.warehouse_code) == found.code)
         if day is not None:
             start, end = day_bounds(day, found.timezone)
@@ -862,7 +850,7 @@ async def manifest(
     """One row per declared line of the parcels that left ``warehouse`` on ``day`` (its local
     calendar day) and cross a customs border: what a customs broker files for that dispatch."""
     merchant_id = await _merchant_scope(session, user)
-    found = await warehouse_of(session, warehouse)
+    found = await inventory.require_warehouse(session=session, code=warehouse, in_query=True)
     start, end = day_bounds(day, found.timezone)
     query = (
         select(Shipment, CustomsDeclaration)

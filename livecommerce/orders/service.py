@@ -26,6 +26,7 @@ from livecommerce import jobs
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.catalog.models import Product
+from livecommerce.catalog.service import ProductNotFound
 from livecommerce.db import after_commit, as_loaded, is_postgres, session_scope
 from livecommerce.errors import AppError, Conflict, NotFound, ValidationFailed
 from livecommerce.flashsales import service as flashsales
@@ -60,6 +61,7 @@ from livecommerce.rooms import render
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams.models import Stream
+from livecommerce.streams.service import StreamNotFound
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -69,19 +71,9 @@ RESERVE_ATTEMPTS = 3
 TICKER_NAME_MAX = 24
 
 
-class ProductUnavailable(NotFound):
-    code = "product_not_found"
-    message = N_("Product %(id)s does not exist.")
-
-
 class MixedMerchants(ValidationFailed):
     code = "mixed_merchants"
     message = N_("An order holds products of one merchant only. Place one order per shop.")
-
-
-class StreamNotFound(NotFound):
-    code = "stream_not_found"
-    message = N_("This stream does not exist.")
 
 
 class NotThisStream(ValidationFailed):
@@ -163,7 +155,7 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
     products = {row[0].id: row[0] for row in rows}
     for pid in ids:
         if pid not in products:
-            raise ProductUnavailable(id=pid)
+            raise ProductNotFound(id=pid)
     _, stream, sale, rate_id, rate_created, _, _ = rows[0]
     stock: dict[int, dict[str, int]] = {pid: {} for pid in products}
     for product, *_, warehouse, quantity in rows:

@@ -20,6 +20,7 @@ from livecommerce.accounts import service as accounts
 from livecommerce.accounts.models import Merchant, Role, User
 from livecommerce.catalog.cards import product_card
 from livecommerce.catalog.models import Product
+from livecommerce.catalog.service import ProductNotFound
 from livecommerce.db import after_commit, dialect_insert, session_scope
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.flashsales import service as flashsales
@@ -68,11 +69,6 @@ class HostNotLinked(Forbidden):
 class MerchantRequired(ValidationFailed):
     code = "merchant_required"
     message = N_("Name the merchant this stream is for (merchant_id).")
-
-
-class ProductNotInCatalog(NotFound):
-    code = "product_not_found"
-    message = N_("Product %(id)s does not exist.")
 
 
 class UserNotFound(NotFound):
@@ -313,7 +309,7 @@ async def product_of(*, session: AsyncSession, stream: Stream, product_id: int) 
         or product.deleted_at is not None
         or product.merchant_id != (stream.merchant_id)
     ):
-        raise ProductNotInCatalog(id=product_id)
+        raise ProductNotFound(id=product_id)
     return product
 
 
