@@ -19,7 +19,6 @@ from livecommerce.catalog.schemas import (
     ProductCreate,
     ProductOut,
     ProductUpdate,
-    RateOut,
     StockLevel,
     Translations,
 )
@@ -28,6 +27,7 @@ from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import Money
 from livecommerce.inventory import service as inventory
+from livecommerce.rates.schemas import RateOut
 from livecommerce.rates.service import RateBook, RateQuote
 from livecommerce.schemas import MoneyOut
 from livecommerce.sqltypes import utcnow
@@ -312,7 +312,7 @@ class Presenter:
         return out
 
     def rates(self) -> list[RateOut]:
-        return [RateOut(**rate.as_dict()) for _, rate in sorted(self.rates_used.items())]
+        return [RateOut.of(rate) for _, rate in sorted(self.rates_used.items())]
 
 
 async def presenter_for(
