@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -830,6 +831,71 @@ async def declarations_of(
         select(CustomsDeclaration).where(col(CustomsDeclaration.shipment_id).in_(ids))
     )
     return {d.shipment_id: d for d in rows}
+
+
+# --- What the parcel routes answer ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """An order's parcels with their declarations and scans (keyed by shipment id)."""
+
+    order: Order
+    shipments: list[Shipment]
+    declarations: dict[int, CustomsDeclaration]
+    events: dict[int, list[TrackingEvent]]
+
+
+async def tracking_of(*, session: AsyncSession, user: User, order_id: int) -> Tracking:
+    """Where the order's parcels are, for whoever may read the order: the buyer, the
+    merchant and admins (anyone else hears the order does not exist)."""
+    order = await orders_service.get_order(session=session, user=user, order_id=order_id)
+    shipments = list(
+        await session.scalars(
+            select(Shipment).where(col(Shipment.order_id) == order_id).order_by(col(Shipment.id))
+        )
+    )
+    ids = [s.id for s in shipments]
+    events: dict[int, list[TrackingEvent]] = {}
+    for event in await session.scalars(
+        select(TrackingEvent)
+        .where(col(TrackingEvent.shipment_id).in_(ids))
+        .order_by(col(TrackingEvent.at), col(TrackingEvent.id))
+    ):
+        events.setdefault(event.shipment_id, []).append(event)
+    return Tracking(order, shipments, await declarations_of(session, ids), events)
+
+
+@dataclass(frozen=True)
+class ShipmentsPage:
+    shipments: list[Shipment]
+    declarations: dict[int, CustomsDeclaration]
+    page: int
+    total: int
+
+
+async def shipments_page(
+    *,
+    session: AsyncSession,
+    user: User,
+    status: str | None = None,
+    warehouse: str | None = None,
+    day: date | None = None,
+    order_id: int | None = None,
+    page: int = 1,
+) -> ShipmentsPage:
+    """``list_shipments`` with the parcels' declarations."""
+    shipments, total = await list_shipments(
+        session=session,
+        user=user,
+        status=status,
+        warehouse=warehouse,
+        day=day,
+        order_id=order_id,
+        page=page,
+    )
+    declarations = await declarations_of(session, [s.id for s in shipments])
+    return ShipmentsPage(shipments, declarations, page, total)
 
 
 def delivery_of(shipment: Shipment) -> str:
