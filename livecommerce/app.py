@@ -46,7 +46,7 @@ from livecommerce.migrate import ensure_migrated
 from livecommerce.notifications.feed import NotificationFeed
 from livecommerce.notifications.routes import router as notifications_router
 from livecommerce.notifications.routes import routes as notification_routes
-from livecommerce.orders.estimates import EstimateCache, EstimateDesk
+from livecommerce.orders.estimates import EstimateCache, EstimateDesk, room_estimates
 from livecommerce.orders.front_door import OrderFrontDoor
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
@@ -377,6 +377,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             network=partial(load_network, settings.logistics_file),
         )
         app.state.estimate_desk = desk
+        # What a pin carries to every city: orders estimate it, streams (which import nothing
+        # of orders) call it with their session.
+        app.state.pin_estimates = partial(
+            room_estimates, cache=app.state.estimates, network=load_network(settings.logistics_file)
+        )
         winners = WinnerDesk(
             sessions=sessions,
             settings=settings,

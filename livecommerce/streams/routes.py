@@ -16,8 +16,6 @@ from livecommerce.errors import NotAuthenticated
 from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.admission import Admission
 from livecommerce.i18n.money import Money
-from livecommerce.logistics.network import load_network
-from livecommerce.orders.estimates import room_estimates
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms.broker import Broker, BrokerUnavailable, Position
 from livecommerce.rooms.hub import Hub
@@ -226,12 +224,7 @@ async def pin_product(
         book=book,
         # Every viewer's page shows the delivery estimate to its city: carried in the frame,
         # computed once here, instead of one request per viewer at the same instant.
-        estimates=partial(
-            room_estimates,
-            session=session,
-            cache=request.app.state.estimates,
-            network=load_network(request.app.state.settings.logistics_file),
-        ),
+        estimates=partial(request.app.state.pin_estimates, session=session),
     )
     return await _out(request, session, ctx, stream, stats=False, book=book)
 
