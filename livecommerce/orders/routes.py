@@ -19,7 +19,6 @@ from livecommerce.deps import (
 )
 from livecommerce.errors import ValidationFailed
 from livecommerce.i18n.money import Money
-from livecommerce.inventory.service import OutOfStock
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, placing, service
 from livecommerce.orders.consignee import consignee_of
@@ -92,7 +91,7 @@ async def create_quote(
 ) -> dict[str, Any]:
     buyer = ctx.principal.user if ctx.principal else None
     network = network_of(settings)
-    try:
+    async with service.stock_shown_to(session=session, user=buyer):
         landed = await service.quote(
             session=session,
             network=network,
@@ -101,8 +100,6 @@ async def create_quote(
             buyer=buyer,
             books=request.app.state.rate_books,
         )
-    except OutOfStock as short:
-        raise await service.shown_to(session=session, user=buyer, short=short) from None
     consignee = consignee_of(network, landed, ctx.locale)
     return render_quote(landed.as_data(), ctx.locale, consignee=consignee)
 
@@ -169,7 +166,7 @@ async def create_order(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     state = request.app.state
-    try:
+    async with service.stock_shown_to(session=session, user=user):
         answer = await placing.place(
             session=session,
             buyer=user,
@@ -182,8 +179,6 @@ async def create_order(
             announcer=state.hub,
             books=state.rate_books,
         )
-    except OutOfStock as short:
-        raise await service.shown_to(session=session, user=user, short=short) from None
     return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 

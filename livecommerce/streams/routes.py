@@ -181,7 +181,7 @@ async def get_stream(
     admins."""
     stream = await service.get_stream(session=session, stream_id=stream_id)
     user = principal.user if principal is not None else None
-    sales = user is not None and await service.can_drive(session=session, user=user, stream=stream)
+    sales = await service.sees_sales(session=session, user=user, stream=stream)
     return await _out(request, session, ctx, stream, stats=True, sales=sales)
 
 

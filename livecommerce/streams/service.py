@@ -181,6 +181,12 @@ async def can_drive(*, session: AsyncSession, user: User, stream: Stream) -> boo
     return False
 
 
+async def sees_sales(*, session: AsyncSession, user: User | None, stream: Stream) -> bool:
+    """Whether ``user`` sees the stream's sales figures: those who may drive it (its
+    merchant, its linked host, admins); everyone else sees the public part."""
+    return user is not None and await can_drive(session=session, user=user, stream=stream)
+
+
 async def require_driver(*, session: AsyncSession, user: User, stream_id: int) -> Stream:
     """The stream, for a user who may act on it now (``can_drive``); else 403, with
     ``host_not_linked`` for its own host once no longer linked to its merchant."""
