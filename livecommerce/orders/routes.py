@@ -18,13 +18,12 @@ from livecommerce.deps import (
     SettingsDep,
 )
 from livecommerce.errors import ValidationFailed
-from livecommerce.i18n.money import Money
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, placing, service
 from livecommerce.orders.consignee import consignee_of
-from livecommerce.orders.models import OrderStatus, Payment
-from livecommerce.orders.payments import PaymentProvider, ProviderIntent, UnknownProvider
-from livecommerce.orders.rendering import render_order, render_quote
+from livecommerce.orders.models import OrderStatus
+from livecommerce.orders.payments import PaymentProvider, UnknownProvider
+from livecommerce.orders.rendering import render_order, render_payment, render_quote
 from livecommerce.orders.sandbox import SandboxProvider
 from livecommerce.orders.schemas import (
     EstimateOut,
@@ -34,7 +33,7 @@ from livecommerce.orders.schemas import (
     QuoteIn,
     QuoteOut,
 )
-from livecommerce.schemas import MoneyOut, Page, StrictModel
+from livecommerce.schemas import Page, StrictModel
 
 router = APIRouter(tags=["orders"])
 sandbox_router = APIRouter(prefix="/sandbox/payments", tags=["sandbox payment provider"])
@@ -58,24 +57,6 @@ def provider_of(request: Request, name: str | None = None) -> PaymentProvider:
     if provider is None:
         raise UnknownProvider()
     return provider
-
-
-# --- rendering (quotes and orders: livecommerce/orders/rendering.py) -----------------------
-
-
-def render_payment(
-    payment: Payment, intent: ProviderIntent | None, provider: PaymentProvider, locale: str
-) -> dict[str, Any]:
-    return PaymentOut(
-        id=payment.id or 0,
-        order_id=payment.order_id,
-        provider=payment.provider,
-        intent_id=payment.intent_id,
-        status=payment.status,
-        amount=MoneyOut.of(Money.from_minor(payment.amount_minor, payment.currency), locale),
-        client_secret=intent.client_secret if intent else None,
-        confirm_url=provider.confirm_url(payment.intent_id),
-    ).model_dump(mode="json")
 
 
 # --- quotes and orders ---------------------------------------------------------------------
