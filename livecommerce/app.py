@@ -38,7 +38,7 @@ from livecommerce.errors import (
 )
 from livecommerce.flashsales.admission import Admission
 from livecommerce.flashsales.gate import Gate, MemoryGate, RedisGate
-from livecommerce.fulfillment.routes import SHIPMENT_STATUS_LABELS
+from livecommerce.fulfillment.rendering import SHIPMENT_STATUS_LABELS
 from livecommerce.fulfillment.routes import router as fulfillment_router
 from livecommerce.i18n.locales import normalize_locale, parse_accept_language
 from livecommerce.i18n.messages import N_, load_catalogs, translate
@@ -48,7 +48,7 @@ from livecommerce.notifications.feed import NotificationFeed
 from livecommerce.notifications.routes import router as notifications_router
 from livecommerce.notifications.routes import routes as notification_routes
 from livecommerce.notifications.service import ORDER_STATUS, SHIPMENT_STATUS
-from livecommerce.orders.estimates import EstimateCache, EstimateDesk
+from livecommerce.orders.estimates import EstimateCache, EstimateDesk, room_estimates
 from livecommerce.orders.front_door import OrderFrontDoor
 from livecommerce.orders.routes import router as orders_router
 from livecommerce.orders.routes import sandbox_router
@@ -399,6 +399,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             network=partial(load_network, settings.logistics_file),
         )
         app.state.estimate_desk = desk
+        # What a pin carries to every city: orders estimate it, streams (which import nothing
+        # of orders) call it with their session.
+        app.state.pin_estimates = partial(
+            room_estimates, cache=app.state.estimates, network=load_network(settings.logistics_file)
+        )
         winners = WinnerDesk(
             sessions=sessions,
             settings=settings,

@@ -19,11 +19,11 @@ from livecommerce.flashsales import service as flashsales
 from livecommerce.fulfillment import service as fulfillment
 from livecommerce.fulfillment.carriers import CarrierUnavailable
 from livecommerce.orders import service as orders
+from livecommerce.orders import stream_sales as rollup
 from livecommerce.orders.states import OrderChanged
 from livecommerce.rates import sources
 from livecommerce.rates.service import load_rate_book
 from livecommerce.sqltypes import utcnow
-from livecommerce.streams import rollup
 from workers import embedded
 from workers.runtime import Runtime
 from workers.worker import celery_app, runtime

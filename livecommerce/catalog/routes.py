@@ -6,10 +6,15 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
 from livecommerce.catalog import service
-from livecommerce.catalog.importer import ROW_MESSAGES, ImportResult, import_products
+from livecommerce.catalog.importer import import_products
+from livecommerce.catalog.rendering import (
+    presenter_for,
+    render_import_report,
+    render_stock,
+    render_warehouse,
+)
 from livecommerce.catalog.schemas import (
     ImportReport,
-    ImportRowError,
     ProductCreate,
     ProductDetail,
     ProductPage,
@@ -30,11 +35,8 @@ from livecommerce.deps import (
 from livecommerce.errors import (
     BadRequest,
     PayloadTooLarge,
-    field_message,
     megabytes,
 )
-from livecommerce.i18n.locales import pick_translation
-from livecommerce.i18n.messages import translate_plural
 from livecommerce.inventory import service as inventory
 from livecommerce.rates.service import load_rate_book
 
@@ -43,7 +45,7 @@ router = APIRouter(tags=["catalog"])
 
 async def _detail(session: SessionDep, ctx: ContextDep, product: service.Product) -> ProductDetail:
     user = ctx.principal.user if ctx.principal else None
-    presenter = await service.presenter_for(
+    presenter = await presenter_for(
         session=session,
         user=user,
         locale=ctx.locale,
@@ -86,7 +88,7 @@ async def list_products(
         user=user,
         query=service.ProductQuery(q=q, merchant_id=merchant_id, page=page, page_size=page_size),
     )
-    presenter = await service.presenter_for(
+    presenter = await presenter_for(
         session=session,
         user=user,
         locale=ctx.locale,
@@ -149,42 +151,7 @@ async def set_stock(
     levels = await service.set_stock(
         session=session, product=product, warehouse_code=warehouse_code, quantity=body.quantity
     )
-    return [StockLevel(warehouse=code, quantity=qty) for code, qty in sorted(levels.items())]
-
-
-def _report(result: ImportResult, locale: str) -> ImportReport:
-    errors = []
-    for err in result.errors:
-        # Validation failures read like API field errors; the importer's own codes have theirs.
-        template = None if err.validation_type else ROW_MESSAGES[err.code]
-        message = field_message(err.code, err.params, locale, template)
-        errors.append(
-            ImportRowError(
-                row=err.row, sku=err.sku, code=err.code, field=err.column, message=message
-            )
-        )
-    imported = result.created + result.updated
-    summary = "; ".join(
-        [
-            translate_plural(
-                locale, "%(num)d product imported", "%(num)d products imported", imported
-            ),
-            translate_plural(
-                locale, "%(num)d row rejected", "%(num)d rows rejected", result.failed
-            ),
-        ]
-    )
-    return ImportReport(
-        import_id=result.import_id,
-        rows_total=result.rows_total,
-        created=result.created,
-        updated=result.updated,
-        failed=result.failed,
-        errors=errors,
-        errors_truncated=result.errors_truncated,
-        ignored_columns=result.ignored_columns,
-        summary=summary,
-    )
+    return render_stock(levels)
 
 
 @router.post(
@@ -236,19 +203,10 @@ async def import_csv(
         encoding=encoding,
         batch_size=settings.import_batch_size,
     )
-    return _report(result, ctx.locale)
+    return render_import_report(result, ctx.locale)
 
 
 @router.get("/warehouses", response_model=list[WarehouseOut], tags=["inventory"])
 async def list_warehouses(session: SessionDep, ctx: ContextDep) -> list[WarehouseOut]:
     warehouses = await inventory.list_warehouses(session=session)
-    return [
-        WarehouseOut(
-            code=w.code,
-            name=pick_translation(w.name, ctx.locale) or w.code,
-            country=w.country,
-            currency=w.currency,
-            timezone=w.timezone,
-        )
-        for w in warehouses
-    ]
+    return [render_warehouse(w, ctx.locale) for w in warehouses]

@@ -9,6 +9,7 @@ from babel import Locale
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from livecommerce.rates.schemas import RateOut
 from livecommerce.schemas import MoneyIn, MoneyOut, StrictModel, translatable
 
 TITLE_MAX = 200
@@ -136,14 +137,6 @@ class StockLevel(BaseModel):
 class Translations(BaseModel):
     title: dict[str, str]
     description: dict[str, str]
-
-
-class RateOut(BaseModel):
-    base: str
-    quote: str
-    rate: str
-    source: str
-    as_of: str
 
 
 class ProductOut(BaseModel):

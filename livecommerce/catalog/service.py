@@ -1,4 +1,4 @@
-"""Catalog rules: ownership, SKUs, translations, search and presentation in the viewer's terms."""
+"""Catalog rules: ownership, SKUs, translations and search (presented by ``rendering.py``)."""
 
 from __future__ import annotations
 
@@ -17,19 +17,11 @@ from livecommerce.accounts.models import Merchant, Role, User
 from livecommerce.catalog.models import Product
 from livecommerce.catalog.schemas import (
     ProductCreate,
-    ProductOut,
     ProductUpdate,
-    RateOut,
-    StockLevel,
-    Translations,
 )
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from livecommerce.i18n.locales import pick_translation
-from livecommerce.i18n.messages import N_
-from livecommerce.i18n.money import Money
+from livecommerce.i18n.messages import N_, translate
 from livecommerce.inventory import service as inventory
-from livecommerce.rates.service import RateBook, RateQuote
-from livecommerce.schemas import MoneyOut
 from livecommerce.sqltypes import utcnow
 
 MAX_PAGE_SIZE = 100
@@ -39,8 +31,18 @@ COUNT_CAP = 10_000
 
 
 class ProductNotFound(NotFound):
+    """No such product, a deleted one, or one the caller may not see (never "forbidden": that
+    would tell it exists). Raised with ``id`` where the request names several products (a
+    basket, a stream's pin), the message then says which one."""
+
     code = "product_not_found"
     message = N_("Product not found.")
+    message_naming_it = N_("Product %(id)s does not exist.")
+
+    def localized(self, locale: str) -> str:
+        if "id" not in self.params:
+            return super().localized(locale)
+        return translate(locale, self.message_naming_it, **self.params)
 
 
 class TitleRequired(ValidationFailed):
@@ -253,69 +255,6 @@ async def list_products(
 
 def page_count(total: int, page_size: int) -> int:
     return max(1, math.ceil(total / page_size))
-
-
-@dataclass
-class Presenter:
-    """Renders products in one request's locale and currency, collecting the rates it used."""
-
-    locale: str
-    currency: str
-    book: RateBook
-    owner_merchant_id: int | None
-    is_admin: bool
-    rates_used: dict[tuple[str, str], RateQuote]
-
-    def display_price(self, product: Product) -> Money:
-        base = Money.from_minor(product.price_minor, product.price_currency)
-        converted, used = self.book.convert(base, self.currency)
-        for rate in used:
-            self.rates_used[(rate.base, rate.quote)] = rate
-        return converted.rounded_for_display()
-
-    def product(self, product: Product, stock: Mapping[str, int]) -> ProductOut:
-        assert product.id is not None
-        out = ProductOut(
-            id=product.id,
-            merchant_id=product.merchant_id,
-            sku=product.sku,
-            title=pick_translation(product.title, self.locale) or product.sku,
-            description=pick_translation(product.description, self.locale) or "",
-            price=MoneyOut.of(self.display_price(product), self.locale),
-            weight_grams=product.weight_grams,
-            hs_code=product.hs_code,
-            origin_country=product.origin_country,
-            image_urls=list(product.image_urls),
-            available=any(qty > 0 for qty in stock.values()),
-            created_at=product.created_at,
-            updated_at=product.updated_at,
-        )
-        if self.is_admin or product.merchant_id == self.owner_merchant_id:
-            base = Money.from_minor(product.price_minor, product.price_currency)
-            out.base_price = MoneyOut.of(base, self.locale)
-            out.translations = Translations(
-                title=dict(product.title), description=dict(product.description)
-            )
-            out.stock = [
-                StockLevel(warehouse=code, quantity=qty) for code, qty in sorted(stock.items())
-            ]
-        return out
-
-    def rates(self) -> list[RateOut]:
-        return [RateOut(**rate.as_dict()) for _, rate in sorted(self.rates_used.items())]
-
-
-async def presenter_for(
-    *, session: AsyncSession, user: User | None, locale: str, currency: str, book: RateBook
-) -> Presenter:
-    return Presenter(
-        locale=locale,
-        currency=currency,
-        book=book,
-        owner_merchant_id=await caller_merchant_id(session=session, user=user),
-        is_admin=user is not None and user.role == Role.ADMIN,
-        rates_used={},
-    )
 
 
 async def stock_for(

@@ -10,7 +10,6 @@ Every change a room must see is published after the transaction commits.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,6 @@ from livecommerce.sqltypes import utcnow
 
 if TYPE_CHECKING:
     from livecommerce.flashsales.admission import Admission
-
-log = logging.getLogger(__name__)
 
 
 class FlashSaleActive(Conflict):

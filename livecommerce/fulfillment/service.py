@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -60,10 +61,11 @@ from livecommerce.fulfillment.models import (
 from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_
 from livecommerce.i18n.money import Money
-from livecommerce.inventory.models import Warehouse
+from livecommerce.inventory import service as inventory
 from livecommerce.logistics.customs import assess
 from livecommerce.logistics.network import Destination, Network
 from livecommerce.notifications import service as notices
+from livecommerce.orders import service as orders_service
 from livecommerce.orders import states
 from livecommerce.orders.consignee import mask_tax_id
 from livecommerce.orders.models import Order, OrderLine, OrderStatus
@@ -755,11 +757,6 @@ class ShipmentsForbidden(Forbidden):
     message = N_("Only merchants and admins can list shipments.")
 
 
-class UnknownWarehouse(ValidationFailed):
-    code = "unknown_warehouse"
-    message = N_("There is no warehouse %(code)s.")
-
-
 async def _merchant_scope(session: AsyncSession, user: User) -> int | None:
     """The merchant whose shipments ``user`` may see; None for an admin (all of them)."""
     if user.role == Role.ADMIN:
@@ -769,13 +766,6 @@ async def _merchant_scope(session: AsyncSession, user: User) -> int | None:
         if merchant is not None and merchant.id is not None:
             return merchant.id
     raise ShipmentsForbidden()
-
-
-async def warehouse_of(session: AsyncSession, code: str) -> Warehouse:
-    warehouse = await session.get(Warehouse, code.upper())
-    if warehouse is None:
-        raise UnknownWarehouse(code=code, details={"warehouse": code})
-    return warehouse
 
 
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
@@ -808,7 +798,7 @@ async def list_shipments(
     if order_id is not None:
         query = query.where(col(Shipment.order_id) == order_id)
     if warehouse:
-        found = await warehouse_of(session, warehouse)
+        found = await inventory.require_warehouse(session=session, code=warehouse, in_query=True)
         query = query.where(col(Shipment.warehouse_code) == found.code)
         if day is not None:
             start, end = day_bounds(day, found.timezone)
@@ -834,6 +824,71 @@ async def declarations_of(
     return {d.shipment_id: d for d in rows}
 
 
+# --- What the parcel routes answer ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """An order's parcels with their declarations and scans (keyed by shipment id)."""
+
+    order: Order
+    shipments: list[Shipment]
+    declarations: dict[int, CustomsDeclaration]
+    events: dict[int, list[TrackingEvent]]
+
+
+async def tracking_of(*, session: AsyncSession, user: User, order_id: int) -> Tracking:
+    """Where the order's parcels are, for whoever may read the order: the buyer, the
+    merchant and admins (anyone else hears the order does not exist)."""
+    order = await orders_service.get_order(session=session, user=user, order_id=order_id)
+    shipments = list(
+        await session.scalars(
+            select(Shipment).where(col(Shipment.order_id) == order_id).order_by(col(Shipment.id))
+        )
+    )
+    ids = [s.id for s in shipments]
+    events: dict[int, list[TrackingEvent]] = {}
+    for event in await session.scalars(
+        select(TrackingEvent)
+        .where(col(TrackingEvent.shipment_id).in_(ids))
+        .order_by(col(TrackingEvent.at), col(TrackingEvent.id))
+    ):
+        events.setdefault(event.shipment_id, []).append(event)
+    return Tracking(order, shipments, await declarations_of(session, ids), events)
+
+
+@dataclass(frozen=True)
+class ShipmentsPage:
+    shipments: list[Shipment]
+    declarations: dict[int, CustomsDeclaration]
+    page: int
+    total: int
+
+
+async def shipments_page(
+    *,
+    session: AsyncSession,
+    user: User,
+    status: str | None = None,
+    warehouse: str | None = None,
+    day: date | None = None,
+    order_id: int | None = None,
+    page: int = 1,
+) -> ShipmentsPage:
+    """``list_shipments`` with the parcels' declarations."""
+    shipments, total = await list_shipments(
+        session=session,
+        user=user,
+        status=status,
+        warehouse=warehouse,
+        day=day,
+        order_id=order_id,
+        page=page,
+    )
+    declarations = await declarations_of(session, [s.id for s in shipments])
+    return ShipmentsPage(shipments, declarations, page, total)
+
+
 def delivery_of(shipment: Shipment) -> str:
     """How the parcel reaches the buyer: by the post when its last leg is the post's."""
     last = shipment.legs[-1] if shipment.legs else {}
@@ -852,7 +907,7 @@ async def manifest(
     """One row per declared line of the parcels that left ``warehouse`` on ``day`` (its local
     calendar day) and cross a customs border: what a customs broker files for that dispatch."""
     merchant_id = await _merchant_scope(session, user)
-    found = await warehouse_of(session, warehouse)
+    found = await inventory.require_warehouse(session=session, code=warehouse, in_query=True)
     start, end = day_bounds(day, found.timezone)
     query = (
         select(Shipment, CustomsDeclaration)

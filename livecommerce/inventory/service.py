@@ -47,6 +47,14 @@ class WarehouseNotFound(NotFound):
     message = N_("Warehouse %(code)s does not exist.")
 
 
+class UnknownWarehouse(ValidationFailed):
+    """A query naming a warehouse there is none of is bad input (422); a warehouse in the
+    path is a missing resource (``WarehouseNotFound``, 404). Clients rely on both codes."""
+
+    code = "unknown_warehouse"
+    message = N_("There is no warehouse %(code)s.")
+
+
 class OutOfStock(Conflict):
     """Short stock, as anyone may hear it: stock figures are the merchant's, so what is left
     (``available``) is kept on the error but neither in its message nor in its details
@@ -92,9 +100,14 @@ async def warehouse_codes(*, session: AsyncSession) -> list[str]:
     return list(await session.scalars(select(col(Warehouse.code)).order_by(col(Warehouse.code))))
 
 
-async def require_warehouse(*, session: AsyncSession, code: str) -> Warehouse:
+async def require_warehouse(
+    *, session: AsyncSession, code: str, in_query: bool = False
+) -> Warehouse:
+    """The warehouse ``code`` (any case); ``in_query`` when the code filters a listing."""
     warehouse = await session.get(Warehouse, code.upper())
     if warehouse is None:
+        if in_query:
+            raise UnknownWarehouse(code=code, details={"warehouse": code})
         raise WarehouseNotFound(code=code)
     return warehouse
 

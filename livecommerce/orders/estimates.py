@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from livecommerce.catalog.models import Product
+from livecommerce.catalog.service import ProductNotFound
 from livecommerce.db import session_scope
 from livecommerce.errors import AppError, ServiceUnavailable, ValidationFailed
 from livecommerce.events import ServerEvent
@@ -55,7 +56,6 @@ from livecommerce.orders.quotes import BasketLine, build_quote, charge
 from livecommerce.orders.schemas import EstimateOut
 from livecommerce.orders.service import (
     OutOfStock,
-    ProductUnavailable,
     earlier_imports,
     earlier_imports_of,
     out_of_stock,
@@ -173,7 +173,7 @@ async def read_inputs(session: AsyncSession, product_id: int) -> Inputs:
         )
     ).all()
     if not rows or rows[0][3] is not None:
-        raise ProductUnavailable(id=product_id)
+        raise ProductNotFound(id=product_id)
     price_minor, price_currency, weight, _, _, rate_id, rate_created, hs_code = rows[0]
     return Inputs(
         product_id=product_id,

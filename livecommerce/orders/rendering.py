@@ -1,4 +1,4 @@
-"""Quotes and orders as the API shows them, in the request's language.
+"""Quotes, orders and payments as the API shows them, in the request's language.
 
 A stored quote is read into its ``QuoteSnapshot`` (orders/snapshots.py), of any version,
 and rendered straight into the JSON that QuoteOut and OrderOut dump, key by key in the
@@ -15,7 +15,7 @@ import math
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
@@ -23,11 +23,15 @@ from livecommerce.i18n.locales import pick_translation
 from livecommerce.i18n.messages import N_, translate
 from livecommerce.i18n.money import Money, format_money, format_rate
 from livecommerce.orders.consignee import masked_ship_to
-from livecommerce.orders.models import Order, OrderEvent, OrderStatus
+from livecommerce.orders.models import Order, OrderEvent, OrderStatus, Payment
+from livecommerce.orders.schemas import PaymentOut
 from livecommerce.orders.snapshots import AssessmentSnapshot, LegacyAssessment, QuoteSnapshot
 from livecommerce.orders.states import STATUS_LABELS
-from livecommerce.schemas import money_json
+from livecommerce.schemas import MoneyOut, money_json
 from livecommerce.sqltypes import utcnow
+
+if TYPE_CHECKING:
+    from livecommerce.orders.payments import PaymentProvider, ProviderIntent
 
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 _DATE: TypeAdapter[date] = TypeAdapter(date)
@@ -222,3 +226,19 @@ def render_order(order: Order, events: list[OrderEvent], locale: str) -> dict[st
         ],
     )
     return body
+
+
+def render_payment(
+    payment: Payment, intent: ProviderIntent | None, provider: PaymentProvider, locale: str
+) -> dict[str, Any]:
+    """A payment as the API shows it (PaymentOut's JSON); ``intent`` only when just started."""
+    return PaymentOut(
+        id=payment.id or 0,
+        order_id=payment.order_id,
+        provider=payment.provider,
+        intent_id=payment.intent_id,
+        status=payment.status,
+        amount=MoneyOut.of(Money.from_minor(payment.amount_minor, payment.currency), locale),
+        client_secret=intent.client_secret if intent else None,
+        confirm_url=provider.confirm_url(payment.intent_id),
+    ).model_dump(mode="json")

@@ -18,14 +18,12 @@ from livecommerce.deps import (
     SettingsDep,
 )
 from livecommerce.errors import ValidationFailed
-from livecommerce.i18n.money import Money
-from livecommerce.inventory.service import OutOfStock
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, placing, service
 from livecommerce.orders.consignee import consignee_of
-from livecommerce.orders.models import OrderStatus, Payment
-from livecommerce.orders.payments import PaymentProvider, ProviderIntent, UnknownProvider
-from livecommerce.orders.rendering import render_order, render_quote
+from livecommerce.orders.models import OrderStatus
+from livecommerce.orders.payments import PaymentProvider, UnknownProvider
+from livecommerce.orders.rendering import render_order, render_payment, render_quote
 from livecommerce.orders.sandbox import SandboxProvider
 from livecommerce.orders.schemas import (
     EstimateOut,
@@ -35,7 +33,7 @@ from livecommerce.orders.schemas import (
     QuoteIn,
     QuoteOut,
 )
-from livecommerce.schemas import MoneyOut, Page, StrictModel
+from livecommerce.schemas import Page, StrictModel
 
 router = APIRouter(tags=["orders"])
 sandbox_router = APIRouter(prefix="/sandbox/payments", tags=["sandbox payment provider"])
@@ -61,24 +59,6 @@ def provider_of(request: Request, name: str | None = None) -> PaymentProvider:
     return provider
 
 
-# --- rendering (quotes and orders: livecommerce/orders/rendering.py) -----------------------
-
-
-def render_payment(
-    payment: Payment, intent: ProviderIntent | None, provider: PaymentProvider, locale: str
-) -> dict[str, Any]:
-    return PaymentOut(
-        id=payment.id or 0,
-        order_id=payment.order_id,
-        provider=payment.provider,
-        intent_id=payment.intent_id,
-        status=payment.status,
-        amount=MoneyOut.of(Money.from_minor(payment.amount_minor, payment.currency), locale),
-        client_secret=intent.client_secret if intent else None,
-        confirm_url=provider.confirm_url(payment.intent_id),
-    ).model_dump(mode="json")
-
-
 # --- quotes and orders ---------------------------------------------------------------------
 
 
@@ -92,7 +72,7 @@ async def create_quote(
 ) -> dict[str, Any]:
     buyer = ctx.principal.user if ctx.principal else None
     network = network_of(settings)
-    try:
+    async with service.stock_shown_to(session=session, user=buyer):
         landed = await service.quote(
             session=session,
             network=network,
@@ -101,8 +81,6 @@ async def create_quote(
             buyer=buyer,
             books=request.app.state.rate_books,
         )
-    except OutOfStock as short:
-        raise await service.shown_to(session=session, user=buyer, short=short) from None
     consignee = consignee_of(network, landed, ctx.locale)
     return render_quote(landed.snapshot(), ctx.locale, consignee=consignee)
 
@@ -169,7 +147,7 @@ async def create_order(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     state = request.app.state
-    try:
+    async with service.stock_shown_to(session=session, user=user):
         answer = await placing.place(
             session=session,
             buyer=user,
@@ -182,8 +160,6 @@ async def create_order(
             announcer=state.room_events,
             books=state.rate_books,
         )
-    except OutOfStock as short:
-        raise await service.shown_to(session=session, user=user, short=short) from None
     return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 

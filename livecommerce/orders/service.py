@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
@@ -26,6 +27,7 @@ from livecommerce import jobs
 from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.catalog.models import Product
+from livecommerce.catalog.service import ProductNotFound
 from livecommerce.db import after_commit, as_loaded, is_postgres, session_scope
 from livecommerce.errors import AppError, Conflict, NotFound, ValidationFailed
 from livecommerce.flashsales import service as flashsales
@@ -60,6 +62,7 @@ from livecommerce.rooms import render
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams.models import Stream
+from livecommerce.streams.service import StreamNotFound
 from livecommerce.wiring import wiring_of
 
 log = logging.getLogger(__name__)
@@ -70,19 +73,9 @@ RESERVE_ATTEMPTS = 3
 TICKER_NAME_MAX = 24
 
 
-class ProductUnavailable(NotFound):
-    code = "product_not_found"
-    message = N_("Product %(id)s does not exist.")
-
-
 class MixedMerchants(ValidationFailed):
     code = "mixed_merchants"
     message = N_("An order holds products of one merchant only. Place one order per shop.")
-
-
-class StreamNotFound(NotFound):
-    code = "stream_not_found"
-    message = N_("This stream does not exist.")
 
 
 class NotThisStream(ValidationFailed):
@@ -165,7 +158,7 @@ async def _load_basket(session: AsyncSession, data: QuoteIn, now: datetime) -> B
     products = {row[0].id: row[0] for row in rows}
     for pid in ids:
         if pid not in products:
-            raise ProductUnavailable(id=pid)
+            raise ProductNotFound(id=pid)
     _, stream, sale, rate_id, rate_created, _, _ = rows[0]
     stock: dict[int, dict[str, int]] = {pid: {} for pid in products}
     for product, *_, warehouse, quantity in rows:
@@ -975,6 +968,18 @@ async def events_of(*, session: AsyncSession, order_ids: list[int]) -> dict[int,
     return found
 
 
+async def readable(*, session: AsyncSession, user: User) -> Select[Order]:
+    """The orders ``user`` lists: all for an admin, its shop's for a merchant, their own for
+    anyone else. (Reading one order, ``can_read`` also lets a merchant open one it bought.)"""
+    query = select(Order)
+    if user.role == Role.MERCHANT:
+        merchant = await merchant_of(session=session, user=user)
+        query = query.where(col(Order.merchant_id) == (merchant.id if merchant else -1))
+    elif user.role != Role.ADMIN:
+        query = query.where(col(Order.buyer_id) == user.id)
+    return query
+
+
 async def list_orders(
     *,
     session: AsyncSession,
@@ -983,7 +988,7 @@ async def list_orders(
     page: int,
     warehouse: str | None = None,
 ) -> tuple[list[Order], int]:
-    query = select(Order)
+    query = await readable(session=session, user=user)
     if warehouse is not None:
         # Orders with at least one line taken from that warehouse.
         query = query.where(
@@ -994,11 +999,6 @@ async def list_orders(
             )
             .exists()
         )
-    if user.role == Role.MERCHANT:
-        merchant = await merchant_of(session=session, user=user)
-        query = query.where(col(Order.merchant_id) == (merchant.id if merchant else -1))
-    elif user.role != Role.ADMIN:
-        query = query.where(col(Order.buyer_id) == user.id)
     if status:
         query = query.where(col(Order.status) == status)
     total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
@@ -1136,3 +1136,12 @@ async def shown_to(*, session: AsyncSession, user: User | None, short: OutOfStoc
     if product is not None and merchant is not None and product.merchant_id == merchant.id:
         return short.revealed()
     return short
+
+
+@asynccontextmanager
+async def stock_shown_to(*, session: AsyncSession, user: User | None) -> AsyncIterator[None]:
+    """Short stock refused inside the block is raised as ``user`` may hear it (``shown_to``)."""
+    try:
+        yield
+    except OutOfStock as short:
+        raise await shown_to(session=session, user=user, short=short) from None

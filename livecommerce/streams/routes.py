@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import TypeAdapter
 
 from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, session_scope
@@ -15,35 +13,27 @@ from livecommerce.deps import ContextDep, CurrentUser, IdPath, OptionalPrincipal
 from livecommerce.errors import NotAuthenticated
 from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.admission import Admission
-from livecommerce.i18n.money import Money
-from livecommerce.logistics.network import load_network
-from livecommerce.orders.estimates import room_estimates
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms.broker import Broker, BrokerUnavailable, Position
 from livecommerce.rooms.hub import Hub
-from livecommerce.rooms.render import render
-from livecommerce.schemas import MoneyOut, Page
+from livecommerce.schemas import Page
 from livecommerce.streams import rollup, service, wordfilter
 from livecommerce.streams.models import Stream, StreamStatus
+from livecommerce.streams.rendering import render_flash_sale, render_sales, render_stream
 from livecommerce.streams.schemas import (
     AnnouncementIn,
     BlockedWordsIn,
     FlashSaleIn,
     FlashSaleOut,
-    LocaleConversion,
     ModerationIn,
     PinIn,
-    ProductCard,
     StreamCreate,
     StreamOut,
-    StreamSales,
     StreamStats,
 )
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
-_card = TypeAdapter(ProductCard)
-_sale = TypeAdapter(FlashSaleOut)
 
 
 def _broker(request: Request) -> Broker:
@@ -68,50 +58,15 @@ async def _out(
 ) -> StreamOut:
     assert stream.id is not None
     book = book or await load_rate_book(session)
-    state = render(
-        await service.room_state(session=session, stream=stream, book=book),
-        ctx.locale,
-        ctx.currency,
-    )
-    info: dict[str, Any] = state["stream"]
-    out = StreamOut(
-        id=stream.id,
-        merchant_id=stream.merchant_id,
-        host_id=stream.host_id,
-        host_name=info["host_name"],
-        title=info["title"],
-        languages=list(stream.languages),
-        status=stream.status,
-        scheduled_at=stream.scheduled_at,
-        started_at=stream.started_at,
-        ended_at=stream.ended_at,
-        playback_url=stream.playback_url,
-        pinned_product=_card.validate_python(state["pinned_product"])
-        if state["pinned_product"]
-        else None,
-        flash_sale=_sale.validate_python(state["flash_sale"]) if state["flash_sale"] else None,
-    )
+    state = await service.room_state(session=session, stream=stream, book=book)
+    out = render_stream(stream, state, ctx.locale, ctx.currency)
     if stats:
         hub: Hub = request.app.state.hub
         room = service.room_of(stream.id)
         # Sales figures are the stream's merchant's, its host's and admins' (``sales``);
         # everyone else sees the public part (viewers, chat, peak) with ``sales`` null.
         rolled = await rollup.latest(session, stream.id) if sales else None
-        figures_out = None
-        if rolled is not None:
-            figures = rolled.data
-            figures_out = StreamSales(
-                orders=figures["orders"],
-                buyers=figures["buyers"],
-                gmv=[
-                    MoneyOut.of(Money(Decimal(g["amount"]), g["currency"]), ctx.locale)
-                    for g in figures["gmv"]
-                ],
-                unique_viewers=figures["unique_viewers"],
-                conversion=figures["conversion"],
-                by_locale=[LocaleConversion(**row) for row in figures["by_locale"]],
-                rolled_up_at=rolled.rolled_up_at,
-            )
+        figures_out = render_sales(rolled, ctx.locale) if rolled is not None else None
         # The live figures come from the realtime layer; while it is unreachable they are
         # null and the rest of the stream is still answered.
         viewer_count: int | None = None
@@ -183,7 +138,7 @@ async def get_stream(
     admins."""
     stream = await service.get_stream(session=session, stream_id=stream_id)
     user = principal.user if principal is not None else None
-    sales = user is not None and await service.can_drive(session=session, user=user, stream=stream)
+    sales = await service.sees_sales(session=session, user=user, stream=stream)
     return await _out(request, session, ctx, stream, stats=True, sales=sales)
 
 
@@ -226,12 +181,7 @@ async def pin_product(
         book=book,
         # Every viewer's page shows the delivery estimate to its city: carried in the frame,
         # computed once here, instead of one request per viewer at the same instant.
-        estimates=partial(
-            room_estimates,
-            session=session,
-            cache=request.app.state.estimates,
-            network=load_network(request.app.state.settings.logistics_file),
-        ),
+        estimates=partial(request.app.state.pin_estimates, session=session),
     )
     return await _out(request, session, ctx, stream, stats=False, book=book)
 
@@ -287,9 +237,7 @@ async def start_flash_sale(
     after_commit(
         session, partial(_start_timer, request.app.state.hub, body.duration_s + 0.05, end_timer)
     )
-    return _sale.validate_python(
-        render(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
-    )
+    return render_flash_sale(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
 
 
 @router.post(
@@ -318,9 +266,7 @@ async def end_flash_sale(
     )
     product = await session.get(Product, sale.product_id)
     assert product is not None
-    return _sale.validate_python(
-        render(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
-    )
+    return render_flash_sale(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
 
 
 async def _start_timer(hub: Hub, delay_s: float, job: Callable[[], Awaitable[None]]) -> None:

@@ -20,6 +20,7 @@ from livecommerce.accounts import service as accounts
 from livecommerce.accounts.models import Merchant, Role, User
 from livecommerce.catalog.cards import product_card
 from livecommerce.catalog.models import Product
+from livecommerce.catalog.service import ProductNotFound
 from livecommerce.db import after_commit, dialect_insert, session_scope
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.flashsales import service as flashsales
@@ -68,11 +69,6 @@ class HostNotLinked(Forbidden):
 class MerchantRequired(ValidationFailed):
     code = "merchant_required"
     message = N_("Name the merchant this stream is for (merchant_id).")
-
-
-class ProductNotInCatalog(NotFound):
-    code = "product_not_found"
-    message = N_("Product %(id)s does not exist.")
 
 
 class UserNotFound(NotFound):
@@ -183,6 +179,12 @@ async def can_drive(*, session: AsyncSession, user: User, stream: Stream) -> boo
             session=session, merchant_id=stream.merchant_id, host_id=user.id
         )
     return False
+
+
+async def sees_sales(*, session: AsyncSession, user: User | None, stream: Stream) -> bool:
+    """Whether ``user`` sees the stream's sales figures: those who may drive it (its
+    merchant, its linked host, admins); everyone else sees the public part."""
+    return user is not None and await can_drive(session=session, user=user, stream=stream)
 
 
 async def require_driver(*, session: AsyncSession, user: User, stream_id: int) -> Stream:
@@ -313,7 +315,7 @@ async def product_of(*, session: AsyncSession, stream: Stream, product_id: int) 
         or product.deleted_at is not None
         or product.merchant_id != (stream.merchant_id)
     ):
-        raise ProductNotInCatalog(id=product_id)
+        raise ProductNotFound(id=product_id)
     return product
 
 

@@ -13,10 +13,10 @@ from sqlmodel import col
 from livecommerce.db import session_scope
 from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.models import FlashSale
+from livecommerce.orders import stream_sales
 from livecommerce.rates.service import load_rate_book
 from livecommerce.rooms.broker import MemoryBroker
 from livecommerce.sqltypes import utcnow
-from livecommerce.streams import rollup
 from livecommerce.streams import service as streams
 from tests.fixtures.factories import account
 from tests.orders.shop import ALMATY, TASHKENT, merchant, order, stocked_product
@@ -57,7 +57,7 @@ async def test_rollup_counts_sales_viewers_and_conversion_by_locale(
     cancelled = await client.post(f"/api/v1/orders/{last['id']}/cancel", headers=last_headers)
     assert cancelled.status_code == 200, cancelled.text
 
-    assert sid in await rollup.roll_up(sessions=app.state.sessions)
+    assert sid in await stream_sales.roll_up(sessions=app.state.sessions)
     stats = (await client.get(f"/api/v1/streams/{sid}?locale=en", headers=mh)).json()["stats"]
     sales = stats["sales"]
     assert stats["peak_viewers"] == 4

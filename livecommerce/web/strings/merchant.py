@@ -1,7 +1,7 @@
 """Texts of the merchant page: catalog, CSV import, orders, parcels (see __init__.py).
 
 Status labels repeat the API's own English texts (``orders/states.py``,
-``fulfillment/routes.py``), so they share one translation in the catalogs.
+``fulfillment/rendering.py``), so they share one translation in the catalogs.
 """
 
 from livecommerce.i18n.messages import N_
