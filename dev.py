@@ -3,7 +3,7 @@
 
 python3 dev.py start   set up .venv, migrate, load demo data, serve on the embedded default
 python3 dev.py test    set up .venv and run the whole test suite (extra args go to pytest)
-python3 dev.py lint    ruff and mypy
+python3 dev.py lint    ruff, mypy and the import layers
 python3 dev.py audit   known vulnerabilities of every package installed in .venv
 """
 
@@ -169,6 +169,8 @@ def main() -> None:
         run(BIN / "ruff", "check", ".")
         run(BIN / "ruff", "format", "--check", ".")
         run(BIN / "mypy", "livecommerce", "workers", "bench")
+        # The layering of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+        run(BIN / "lint-imports")
     elif command == "audit":
         setup()
         sys.exit(audit(PYTHON, strict="--strict" in extra))

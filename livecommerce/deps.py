@@ -1,30 +1,23 @@
-"""Request dependencies as ``Annotated`` aliases: sessions, the caller, locale and currency."""
+"""Request dependencies as ``Annotated`` aliases: settings, sessions, ids in paths and
+queries, and the negotiation of locale and currency.
+
+Who is calling (the principal, the signed-in user, roles) and the request context built on
+it are accounts' own (``livecommerce/accounts/deps.py``): this module sits below every
+domain, accounts included, and knows no account.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Path, Query, Request
-from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 from starlette.requests import HTTPConnection
 
-from livecommerce.accounts.models import Role, User
-from livecommerce.accounts.security import TokenClaims, decode_token
 from livecommerce.config import Settings
 from livecommerce.db import session_scope
-from livecommerce.errors import (
-    Forbidden,
-    GuestNotAllowed,
-    InvalidToken,
-    NotAuthenticated,
-    UnsupportedCurrency,
-    UnsupportedLocale,
-)
+from livecommerce.errors import UnsupportedCurrency, UnsupportedLocale
 from livecommerce.i18n.locales import DEFAULT_CURRENCY, normalize_locale, parse_accept_language
 from livecommerce.i18n.money import is_supported_currency, supported_currencies
 
@@ -63,107 +56,15 @@ IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 WAREHOUSE_CODE = r"^[A-Za-z0-9]{5}$"
 IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 
-_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a signed-in user, or a guest viewer (``user`` is None)."""
-
-    claims: TokenClaims
-    user: User | None
+class Preferences(Protocol):
+    """What a signed-in user saved: the language and currency they read in."""
 
     @property
-    def role(self) -> str:
-        return self.user.role if self.user else self.claims.role
+    def locale(self) -> str: ...
 
     @property
-    def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
-
-
-# Request state under which a middleware that already checked the bearer token (the order
-# route's front door) leaves ``(token, claims)``, so the token is not decoded twice.
-BEARER_STATE = "bearer_claims"
-
-
-def bearer_claims(request: Request, token: str, settings: Settings) -> TokenClaims:
-    checked = request.scope.get("state", {}).get(BEARER_STATE)
-    if checked is not None and checked[0] == token:
-        claims: TokenClaims = checked[1]
-        return claims
-    return decode_token(token, secret=settings.resolved_secret_key())
-
-
-# Built once: ``session.get`` builds and hashes its SELECT on every call, the signed-in
-# caller's row is read by every request.
-_USER_BY_ID = select(User).where(col(User.id) == bindparam("uid"))
-
-
-async def active_user(session: AsyncSession, user_id: int | None, token_version: int) -> User:
-    """The signed-in caller's row; a token whose account is gone or deactivated, or that was
-    revoked (signed out: its version is not the row's), is a 401. The version check costs
-    nothing more: it is compared on the row this read loads anyway."""
-    user = (await session.execute(_USER_BY_ID, {"uid": user_id})).scalar_one_or_none()
-    if user is None or not user.is_active or user.token_version != token_version:
-        raise InvalidToken()
-    return user
-
-
-async def get_optional_principal(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    token: Annotated[str | None, Depends(_bearer)],
-) -> Principal | None:
-    if not token:
-        return None
-    claims = bearer_claims(request, token, settings)
-    if claims.is_guest:
-        return Principal(claims, None)
-    return Principal(claims, await active_user(session, claims.user_id, claims.version))
-
-
-OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
-
-
-async def get_principal(principal: OptionalPrincipal) -> Principal:
-    if principal is None:
-        raise NotAuthenticated()
-    return principal
-
-
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-
-
-async def get_current_user(principal: CurrentPrincipal) -> User:
-    if principal.user is None:
-        raise GuestNotAllowed()
-    return principal.user
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-def require_roles(*roles: Role) -> Callable[[User], Awaitable[User]]:
-    async def _check(user: CurrentUser) -> User:
-        if user.role not in roles:
-            raise Forbidden()
-        return user
-
-    return _check
-
-
-MerchantOrAdmin = Annotated[User, Depends(require_roles(Role.MERCHANT, Role.ADMIN))]
-MerchantUser = Annotated[User, Depends(require_roles(Role.MERCHANT))]
-AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    locale: str
-    currency: str
-    principal: Principal | None
+    def currency(self) -> str: ...
 
 
 def requested_locale(explicit: str | None, accept_language: str | None) -> str | None:
@@ -178,7 +79,7 @@ def requested_locale(explicit: str | None, accept_language: str | None) -> str |
     return preferred[0] if preferred else None
 
 
-def negotiate_locale(request: HTTPConnection, user: User | None, default: str) -> str:
+def negotiate_locale(request: HTTPConnection, user: Preferences | None, default: str) -> str:
     """``?locale=``, else Accept-Language, else the user's saved locale, else the default."""
     locale = requested_locale(
         request.query_params.get("locale"), request.headers.get("accept-language")
@@ -190,7 +91,7 @@ def negotiate_locale(request: HTTPConnection, user: User | None, default: str) -
     return default
 
 
-def choose_currency(explicit: str | None, user: User | None, locale: str) -> str:
+def choose_currency(explicit: str | None, user: Preferences | None, locale: str) -> str:
     """``?currency=``, else the user's saved currency, else the locale's market default."""
     if explicit:
         chosen = explicit.strip().upper()
@@ -200,19 +101,3 @@ def choose_currency(explicit: str | None, user: User | None, locale: str) -> str
     if user is not None:
         return user.currency
     return DEFAULT_CURRENCY[locale]
-
-
-async def get_context(
-    request: Request,
-    principal: OptionalPrincipal,
-    settings: SettingsDep,
-    locale: Annotated[str | None, Query(description="kk, ru, uz, en or zh")] = None,
-    currency: Annotated[str | None, Query(description="ISO 4217 code, e.g. KZT")] = None,
-) -> RequestContext:
-    user = principal.user if principal else None
-    chosen_locale = negotiate_locale(request, user, settings.default_locale)
-    request.state.locale = chosen_locale
-    return RequestContext(chosen_locale, choose_currency(currency, user, chosen_locale), principal)
-
-
-ContextDep = Annotated[RequestContext, Depends(get_context)]

@@ -7,6 +7,13 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.accounts import service
+from livecommerce.accounts.deps import (
+    ContextDep,
+    CurrentPrincipal,
+    CurrentUser,
+    MerchantUser,
+    require_roles,
+)
 from livecommerce.accounts.models import HostInvitation, Role, User
 from livecommerce.accounts.schemas import (
     HostLinkIn,
@@ -21,17 +28,7 @@ from livecommerce.accounts.schemas import (
     UserOut,
 )
 from livecommerce.accounts.throttle import Limit, Throttle
-from livecommerce.deps import (
-    ContextDep,
-    CurrentPrincipal,
-    CurrentUser,
-    IdPath,
-    MerchantUser,
-    ReadSessionDep,
-    SessionDep,
-    SettingsDep,
-    require_roles,
-)
+from livecommerce.deps import IdPath, ReadSessionDep, SessionDep, SettingsDep
 from livecommerce.i18n.messages import translate
 
 router = APIRouter(tags=["accounts"])

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
+from livecommerce.accounts.deps import ContextDep, MerchantOrAdmin, MerchantUser
 from livecommerce.catalog import service
 from livecommerce.catalog.importer import import_products
 from livecommerce.catalog.rendering import (
@@ -23,15 +24,7 @@ from livecommerce.catalog.schemas import (
     StockLevel,
     WarehouseOut,
 )
-from livecommerce.deps import (
-    ContextDep,
-    IdPath,
-    IdQuery,
-    MerchantOrAdmin,
-    MerchantUser,
-    SessionDep,
-    SettingsDep,
-)
+from livecommerce.deps import IdPath, IdQuery, SessionDep, SettingsDep
 from livecommerce.errors import (
     BadRequest,
     PayloadTooLarge,

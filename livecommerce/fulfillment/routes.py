@@ -5,15 +5,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from livecommerce.deps import (
-    WAREHOUSE_CODE,
-    ContextDep,
-    CurrentUser,
-    IdPath,
-    IdQuery,
-    ReadSessionDep,
-    SettingsDep,
-)
+from livecommerce.accounts.deps import ContextDep, CurrentUser
+from livecommerce.deps import WAREHOUSE_CODE, IdPath, IdQuery, ReadSessionDep, SettingsDep
 from livecommerce.fulfillment import service
 from livecommerce.fulfillment.models import ShipmentStatus
 from livecommerce.fulfillment.rendering import (

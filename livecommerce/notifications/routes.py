@@ -22,10 +22,11 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
+from livecommerce.accounts.deps import ContextDep, CurrentUser
 from livecommerce.accounts.models import User
 from livecommerce.config import Settings
 from livecommerce.db import session_scope
-from livecommerce.deps import ContextDep, CurrentUser, ReadSessionDep
+from livecommerce.deps import ReadSessionDep
 from livecommerce.errors import AppError
 from livecommerce.events import ServerEvent
 from livecommerce.i18n.messages import N_, translate

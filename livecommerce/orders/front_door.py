@@ -46,8 +46,9 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from livecommerce.accounts.deps import BEARER_STATE
 from livecommerce.accounts.security import decode_token
-from livecommerce.deps import BEARER_STATE, requested_locale
+from livecommerce.deps import requested_locale
 from livecommerce.errors import AppError
 from livecommerce.flashsales.admission import Admission, Ticket
 from livecommerce.orders.schemas import OrderIn
@@ -112,7 +113,7 @@ class OrderFrontDoor:
         self, scope: Scope, receive: Receive, send: Send, understood: OrderRequest, ticket: Ticket
     ) -> None:
         winner = Winner(understood, ticket)
-        scope.setdefault("state", {})["locale"] = understood.locale  # as deps.get_context
+        scope.setdefault("state", {})["locale"] = understood.locale  # as accounts.deps.get_context
         await self._handled(scope, partial(self._place, winner))(scope, receive, send)
 
     async def _refuse(
@@ -200,7 +201,7 @@ def understand(scope: Scope, body: bytes) -> OrderRequest | None:
         order = OrderIn.model_validate(json.loads(body))
     except Exception:  # not valid (the token, the JSON, the order): the route says how
         return None
-    # The route's authentication reuses what was checked here (deps.bearer_claims).
+    # The route's authentication reuses what was checked here (accounts.deps.bearer_claims).
     scope.setdefault("state", {})[BEARER_STATE] = (token, claims)
     if claims.is_guest or claims.user_id is None:
         return None

@@ -7,16 +7,9 @@ from fastapi import APIRouter, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
+from livecommerce.accounts.deps import ContextDep, CurrentUser
 from livecommerce.config import Settings
-from livecommerce.deps import (
-    WAREHOUSE_CODE,
-    ContextDep,
-    CurrentUser,
-    IdPath,
-    ReadSessionDep,
-    SessionDep,
-    SettingsDep,
-)
+from livecommerce.deps import WAREHOUSE_CODE, IdPath, ReadSessionDep, SessionDep, SettingsDep
 from livecommerce.errors import ValidationFailed
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, placing, service

@@ -33,10 +33,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from livecommerce.accounts.deps import active_user
 from livecommerce.accounts.models import User
 from livecommerce.config import Settings
 from livecommerce.db import run_after_commit, session_scope
-from livecommerce.deps import active_user, choose_currency
+from livecommerce.deps import choose_currency
 from livecommerce.errors import AppError
 from livecommerce.flashsales.admission import Admission, Ticket
 from livecommerce.orders import placing, service
@@ -218,7 +219,7 @@ class WinnerDesk:
     async def _read_buyers(
         self, session: AsyncSession, batch: list[Winner]
     ) -> tuple[list[tuple[Winner, Win]], list[Winner]]:
-        """The buyers' rows in one query, as ``deps.active_user`` reads one, and the currency
+        """The buyers' rows in one query, as ``accounts.deps.active_user`` reads one, and the currency
         as ``deps.choose_currency`` chooses it; what differs from a plain case goes alone."""
         users = (
             await session.execute(_USERS_BY_ID, {"ids": [w.request.buyer_id for w in batch]})

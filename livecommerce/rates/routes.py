@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from livecommerce.deps import AdminUser, SessionDep
+from livecommerce.accounts.deps import AdminUser
+from livecommerce.deps import SessionDep
 from livecommerce.rates import service
 from livecommerce.rates.schemas import RateIn, RateOut
 

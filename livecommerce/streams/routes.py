@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from livecommerce.accounts.deps import ContextDep, CurrentUser, OptionalPrincipal
 from livecommerce.catalog.models import Product
 from livecommerce.db import after_commit, session_scope
-from livecommerce.deps import ContextDep, CurrentUser, IdPath, OptionalPrincipal, SessionDep
+from livecommerce.deps import IdPath, SessionDep
 from livecommerce.errors import NotAuthenticated
 from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.admission import Admission
