@@ -245,3 +245,32 @@ async def test_counting_stops_at_the_cap(
     monkeypatch.setattr(service, "COUNT_CAP", 10)
     page = (await client.get("/api/v1/products?page_size=2")).json()
     assert (page["total"], page["total_exact"], page["pages"]) == (4, True, 2)
+
+
+@pytest.mark.parametrize("amount", ["1e-999999999", "0.001", "1e20", "NaN", "Infinity"])
+async def test_degenerate_prices_are_refused(client: httpx.AsyncClient, amount: str) -> None:
+    """Prices that would round to zero, overflow or are not numbers are refused."""
+    _, headers = await account(client, role="merchant")
+    body = product_body(price={"amount": amount, "currency": "CNY"})
+    response = await client.post("/api/v1/products", json=body, headers=headers)
+    assert response.status_code == 422
+
+
+async def test_sku_must_be_text(client: httpx.AsyncClient) -> None:
+    """A JSON true is not a SKU."""
+    _, headers = await account(client, role="merchant")
+    response = await client.post("/api/v1/products", json=product_body(sku=True), headers=headers)
+    assert response.status_code == 422
+
+
+async def test_deleted_product_does_not_come_back_with_stock(client: httpx.AsyncClient) -> None:
+    """Deleting a product empties its stock, so a revived SKU starts at zero."""
+    _, headers = await account(client, role="merchant")
+    product = await create_product(client, headers, sku="REV-1")
+    await client.put(
+        f"/api/v1/products/{product['id']}/stock/KZALA", json={"quantity": 40}, headers=headers
+    )
+    await client.delete(f"/api/v1/products/{product['id']}", headers=headers)
+    again = await create_product(client, headers, sku="REV-1")
+    assert again["available"] is False
+    assert {s["quantity"] for s in again["stock"]} == {0}
