@@ -14,6 +14,7 @@ from livecommerce.flashsales.admission import Admission
 from livecommerce.flashsales.gate import MemoryGate
 from livecommerce.rooms.broker import MemoryBroker
 from tests.fixtures.database import TestDatabase, open_database, require_postgres
+from tests.fixtures.server import serving_in_process
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -68,3 +69,10 @@ async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.As
     await app.state.login_throttle.close()
     app.state.login_throttle = MemoryThrottle()
     await database.reset()
+
+
+@pytest.fixture
+async def ws_base(app: FastAPI) -> AsyncIterator[str]:
+    """The session's app behind a real uvicorn on a free port (its lifespan already runs)."""
+    async with serving_in_process(app) as base:
+        yield base
