@@ -35,6 +35,14 @@ async def database(
     await db.engine.dispose()
 
 
+@pytest.fixture
+async def clean(database: TestDatabase) -> AsyncIterator[TestDatabase]:
+    """The test database, emptied after the test: for tests whose server processes write to
+    it (``client`` empties it for the in-process app)."""
+    yield database
+    await database.reset()
+
+
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
     return Settings(
         database_url=database_url,
