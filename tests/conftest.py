@@ -80,6 +80,14 @@ async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.As
 
 
 @pytest.fixture
+async def lenient(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that receives the app's 500 instead of the exception behind it."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
 async def ws_base(app: FastAPI) -> AsyncIterator[str]:
     """The session's app behind a real uvicorn on a free port (its lifespan already runs)."""
     async with serving_in_process(app) as base:
