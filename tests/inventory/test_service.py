@@ -187,3 +187,15 @@ async def test_stock_listeners_hear_after_commit_only(
     async with session_scope(sessions) as session:
         await inventory.give_back(session=session, parts=[(second, "KZALA", 1)])
     assert heard == [[first, second], [second]]
+
+
+def test_short_stock_shows_what_is_left_only_when_revealed() -> None:
+    """out_of_stock keeps the figure off its details and message; revealed() adds both."""
+    refusal = inventory.out_of_stock(7, requested=3, available=1)
+    assert (refusal.status, refusal.code) == (409, "out_of_stock")
+    assert refusal.details == {"product_id": 7, "requested": 3}
+    assert "1" not in refusal.localized("en")
+    revealed = refusal.revealed()
+    assert revealed.code == "out_of_stock"
+    assert revealed.details == {"product_id": 7, "requested": 3, "available": 1}
+    assert revealed.localized("en") == "Not enough stock: only 1 left."
