@@ -14,6 +14,7 @@ from livecommerce.flashsales.admission import Admission
 from livecommerce.flashsales.gate import MemoryGate
 from livecommerce.rooms.broker import MemoryBroker
 from tests.fixtures.database import TestDatabase, open_database, require_postgres
+from tests.fixtures.server import serving_in_process
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -32,6 +33,14 @@ async def database(
     db = await open_database(backend, tmp_path_factory.mktemp(f"db-{backend}"))
     yield db
     await db.engine.dispose()
+
+
+@pytest.fixture
+async def clean(database: TestDatabase) -> AsyncIterator[TestDatabase]:
+    """The test database, emptied after the test: for tests whose server processes write to
+    it (``client`` empties it for the in-process app)."""
+    yield database
+    await database.reset()
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
@@ -68,3 +77,18 @@ async def client(app: FastAPI, database: TestDatabase) -> AsyncIterator[httpx.As
     await app.state.login_throttle.close()
     app.state.login_throttle = MemoryThrottle()
     await database.reset()
+
+
+@pytest.fixture
+async def lenient(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that receives the app's 500 instead of the exception behind it."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def ws_base(app: FastAPI) -> AsyncIterator[str]:
+    """The session's app behind a real uvicorn on a free port (its lifespan already runs)."""
+    async with serving_in_process(app) as base:
+        yield base

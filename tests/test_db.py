@@ -3,9 +3,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
+import pytest
 from sqlalchemy import text
 
 from livecommerce.db import create_engine, session_factory, session_scope
+from tests.fixtures.factories import account, product_body
 
 
 async def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
@@ -54,3 +57,23 @@ async def test_effects_run_only_after_commit(tmp_path: Path) -> None:
         assert ran == ["committed"]
     finally:
         await engine.dispose()
+
+
+async def test_failed_commit_is_an_error_not_a_success(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit happens before the response: if it fails the client gets a 500, not 201."""
+    from livecommerce import db
+
+    _, headers = await account(client, role="merchant")
+
+    async def failing_commit(session: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(db, "commit_and_run_effects", failing_commit)
+    app = client._transport.app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as raw:
+        response = await raw.post("/api/v1/products", json=product_body(), headers=headers)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"

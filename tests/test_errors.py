@@ -85,3 +85,18 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
         "database": "ok",
         "rooms": "ok",
     }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/products/3000000000",
+        "/api/v1/products/99999999999999999999",
+        "/api/v1/products/0",
+        "/api/v1/products?merchant_id=3000000000",
+    ],
+)
+async def test_ids_out_of_range_are_422(client: httpx.AsyncClient, path: str) -> None:
+    """Ids beyond 32 bits (or below 1) are a validation error, not a database error."""
+    response = await client.get(path)
+    assert response.status_code == 422

@@ -13,14 +13,6 @@ from livecommerce.accounts.security import create_token
 from tests.orders.shop import ALMATY
 
 
-@pytest.fixture
-async def lenient(app: FastAPI) -> httpx.AsyncClient:
-    """A client that receives the app's 500 instead of the exception behind it."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c  # type: ignore[misc]
-
-
 @pytest.mark.parametrize(
     "subject",
     [str(2**63), str(2**64 + 5), str(2**31), "0", "00", "1" * 5000, "²", "٣"],

@@ -219,8 +219,9 @@ class WinnerDesk:
     async def _read_buyers(
         self, session: AsyncSession, batch: list[Winner]
     ) -> tuple[list[tuple[Winner, Win]], list[Winner]]:
-        """The buyers' rows in one query, as ``accounts.deps.active_user`` reads one, and the currency
-        as ``deps.choose_currency`` chooses it; what differs from a plain case goes alone."""
+        """The buyers' rows in one query, as ``accounts.deps.active_user`` reads one, and the
+        currency as ``deps.choose_currency`` chooses it; what differs from a plain case goes
+        alone."""
         users = (
             await session.execute(_USERS_BY_ID, {"ids": [w.request.buyer_id for w in batch]})
         ).scalars()

@@ -162,3 +162,10 @@ async def test_only_merchants_create_products(client: httpx.AsyncClient, role: s
     response = await client.post("/api/v1/products", json=product_body(), headers=headers)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
+
+
+async def test_guest_profile_follows_requested_currency(client: httpx.AsyncClient) -> None:
+    """A guest's /me reports the negotiated currency."""
+    token = (await client.post("/api/v1/auth/guest")).json()["access_token"]
+    me = await client.get("/api/v1/me?currency=USD", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["currency"] == "USD"

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fixtures.factories import account
+from tests.fixtures.database import TestDatabase
+from tests.fixtures.factories import account, product_body
 
 HEADER = [
     "sku",
@@ -230,5 +234,105 @@ async def test_upload_over_the_limit_is_413(database, tmp_path) -> None:  # type
                 assert "0.00391 MB" in response.json()["error"]["message"]
                 listing = await client.get("/api/v1/products", headers=headers)
                 assert listing.json()["total"] == 0
+            finally:
+                await database.reset()
+
+
+async def test_control_characters_are_refused(client: httpx.AsyncClient) -> None:
+    """NUL and other control characters in text are a 422 on every database."""
+    _, headers = await account(client, role="merchant")
+    body = product_body(title={"ru": "a\u0000b"})
+    response = await client.post("/api/v1/products", json=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["fields"][0]["code"] == "invalid_characters"
+    assert (await client.get("/api/v1/products", params={"q": "a\x00b"})).status_code == 422
+    content = to_csv([row("C-1"), row("C-2", title_ru="bad\x00cell")])
+    report = (await upload(client, headers, content)).json()
+    assert report["created"] == 1
+    assert [(e["row"], e["code"]) for e in report["errors"]] == [(3, "invalid_characters")]
+
+
+async def test_csv_stock_beyond_the_maximum_is_a_row_error(client: httpx.AsyncClient) -> None:
+    """A ten-digit stock figure fails its row instead of overflowing the column."""
+    _, headers = await account(client, role="merchant")
+    content = to_csv([row("Q-1"), row("Q-2", stock_KZALA="5000000000")])
+    report = (await upload(client, headers, content)).json()
+    assert report["created"] == 1
+    assert [(e["row"], e["code"]) for e in report["errors"]] == [(3, "invalid_stock")]
+
+
+async def test_utf16_files_with_bad_units(client: httpx.AsyncClient) -> None:
+    """A lone surrogate fails its row; a truncated UTF-16 file is one clear 422."""
+    _, headers = await account(client, role="merchant")
+    text = to_csv([row("U-1"), row("U-2", title_ru="XX"), row("U-3")]).decode()
+    encoded = text.encode("utf-16-le")
+    lone = "\ud800".encode("utf-16-le", "surrogatepass")
+    encoded = b"\xff\xfe" + encoded.replace("XX".encode("utf-16-le"), lone)
+    report = (await upload(client, headers, encoded, "?encoding=utf-16")).json()
+    assert report["created"] == 2
+    assert [(e["row"], e["code"]) for e in report["errors"]] == [(3, "bad_encoding")]
+    truncated = b"\xff\xfe" + text.encode("utf-16-le") + b"\x41"
+    response = await upload(client, headers, truncated, "?encoding=utf-16")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "csv_undecodable"
+
+
+async def test_reimport_without_images_keeps_them(client: httpx.AsyncClient) -> None:
+    """A re-import whose file has no image column leaves the stored images alone."""
+    _, headers = await account(client, role="merchant")
+    await upload(
+        client, headers, to_csv([row("I-1", image_urls="https://a.kz/1.jpg|https://a.kz/2.jpg")])
+    )
+    header = [h for h in HEADER if h != "image_urls"]
+    plain = to_csv(
+        [[v for h, v in zip(HEADER, row("I-1", price="5"), strict=True) if h != "image_urls"]],
+        header=header,
+    )
+    assert (await upload(client, headers, plain)).json()["updated"] == 1
+    product = (await client.get("/api/v1/products", headers=headers)).json()["items"][0]
+    assert product["image_urls"] == ["https://a.kz/1.jpg", "https://a.kz/2.jpg"]
+
+
+async def test_concurrent_imports_of_one_merchant(client: httpx.AsyncClient) -> None:
+    """Two imports of the same SKUs in opposite orders both finish (no deadlock)."""
+    _, headers = await account(client, role="merchant")
+    rows = [row(f"D-{n}") for n in range(1500)]
+    first, second = await asyncio.gather(
+        upload(client, headers, to_csv(rows)), upload(client, headers, to_csv(rows[::-1]))
+    )
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert sorted([first.json()["created"], second.json()["created"]]) == [0, 1500]
+
+
+async def test_chunked_upload_over_the_limit_is_cut_off(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """A body without Content-Length is still stopped at the limit with a 413."""
+    from livecommerce.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(database.url, tmp_path, max_upload_bytes=4096))
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        boundary = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        yield boundary
+        for _ in range(1000):
+            sent += 1024
+            yield b"a" * 1024
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            try:
+                _, headers = await account(client, role="merchant")
+                response = await client.post(
+                    "/api/v1/products/import",
+                    content=body(),
+                    headers={**headers, "Content-Type": "multipart/form-data; boundary=x"},
+                )
+                assert response.status_code == 413
+                assert sent < 1000 * 1024  # reading stopped early
             finally:
                 await database.reset()

@@ -174,28 +174,6 @@ async def test_delete_hides_and_frees_the_sku(client: httpx.AsyncClient) -> None
     assert again["title"] == "Back"
 
 
-async def test_stock_per_warehouse(client: httpx.AsyncClient) -> None:
-    """Stock is set per warehouse; unknown warehouses are 404 and negatives 422."""
-    _, headers = await account(client, role="merchant")
-    product = await create_product(client, headers)
-    pid = product["id"]
-    await client.put(f"/api/v1/products/{pid}/stock/dedui", json={"quantity": 5}, headers=headers)
-    levels = (
-        await client.put(
-            f"/api/v1/products/{pid}/stock/KZALA", json={"quantity": 12}, headers=headers
-        )
-    ).json()
-    assert levels == [{"warehouse": "DEDUI", "quantity": 5}, {"warehouse": "KZALA", "quantity": 12}]
-    unknown = await client.put(
-        f"/api/v1/products/{pid}/stock/CNURC", json={"quantity": 1}, headers=headers
-    )
-    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "warehouse_not_found"
-    negative = await client.put(
-        f"/api/v1/products/{pid}/stock/KZALA", json={"quantity": -1}, headers=headers
-    )
-    assert negative.status_code == 422
-
-
 async def test_search_in_any_language_and_pagination(client: httpx.AsyncClient) -> None:
     """Search matches Kazakh, Chinese or SKU text, case-insensitively, and pages results."""
     _, headers = await account(client, role="merchant")
@@ -252,12 +230,6 @@ async def test_product_validation_is_localized(
     assert any("а" <= ch <= "я" for ch in message.lower()), message
 
 
-async def test_warehouses_are_listed_in_the_request_language(client: httpx.AsyncClient) -> None:
-    """Both corridor warehouses are seeded, with localized names."""
-    body = (await client.get("/api/v1/warehouses?locale=uz")).json()
-    assert [(w["code"], w["name"]) for w in body] == [("DEDUI", "Duysburg"), ("KZALA", "Olmaota")]
-
-
 async def test_counting_stops_at_the_cap(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,3 +245,32 @@ async def test_counting_stops_at_the_cap(
     monkeypatch.setattr(service, "COUNT_CAP", 10)
     page = (await client.get("/api/v1/products?page_size=2")).json()
     assert (page["total"], page["total_exact"], page["pages"]) == (4, True, 2)
+
+
+@pytest.mark.parametrize("amount", ["1e-999999999", "0.001", "1e20", "NaN", "Infinity"])
+async def test_degenerate_prices_are_refused(client: httpx.AsyncClient, amount: str) -> None:
+    """Prices that would round to zero, overflow or are not numbers are refused."""
+    _, headers = await account(client, role="merchant")
+    body = product_body(price={"amount": amount, "currency": "CNY"})
+    response = await client.post("/api/v1/products", json=body, headers=headers)
+    assert response.status_code == 422
+
+
+async def test_sku_must_be_text(client: httpx.AsyncClient) -> None:
+    """A JSON true is not a SKU."""
+    _, headers = await account(client, role="merchant")
+    response = await client.post("/api/v1/products", json=product_body(sku=True), headers=headers)
+    assert response.status_code == 422
+
+
+async def test_deleted_product_does_not_come_back_with_stock(client: httpx.AsyncClient) -> None:
+    """Deleting a product empties its stock, so a revived SKU starts at zero."""
+    _, headers = await account(client, role="merchant")
+    product = await create_product(client, headers, sku="REV-1")
+    await client.put(
+        f"/api/v1/products/{product['id']}/stock/KZALA", json={"quantity": 40}, headers=headers
+    )
+    await client.delete(f"/api/v1/products/{product['id']}", headers=headers)
+    again = await create_product(client, headers, sku="REV-1")
+    assert again["available"] is False
+    assert {s["quantity"] for s in again["stock"]} == {0}

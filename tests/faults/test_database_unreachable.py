@@ -18,10 +18,11 @@ from websockets.asyncio.client import connect
 
 from livecommerce.db import create_engine
 from tests.fixtures.database import postgres_url, require_postgres
+from tests.fixtures.frames import next_frame
 from tests.fixtures.server import migrate, running_server, server_env
 from tests.fixtures.tcp_proxy import CuttableProxy
 from tests.orders.shop import account, merchant, order, stocked_product
-from tests.rooms.test_rooms_ws import live_stream, next_frame, viewer_token, ws_url
+from tests.rooms.test_rooms_ws import live_stream, viewer_token, ws_url
 
 ORDERS = 24
 

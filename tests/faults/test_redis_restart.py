@@ -21,9 +21,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.fixtures.frames import next_frame
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.server import migrate, running_server, server_env
-from tests.rooms.test_rooms_ws import guest_token, live_stream, next_frame, viewer_token, ws_url
+from tests.rooms.test_rooms_ws import guest_token, live_stream, viewer_token, ws_url
 
 
 @dataclass

@@ -7,11 +7,8 @@ leaves the rest of the worker alone, as a crash of the scheduler alone would.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +17,18 @@ import pytest
 
 from livecommerce import jobs
 from livecommerce.config import Settings
-from tests.fixtures.queues import broker_urls, require_broker
-from tests.fixtures.server import migrate, running_server, server_env
+from tests.fixtures.queues import queue_env, require_broker
+from tests.fixtures.server import migrate, running_server
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import Worker, running_worker, start_worker
 
 STALE_AFTER = "2"
 
 
 def scheduler_env(tmp_path: Path, broker: str, **extra: str) -> dict[str, str]:
-    variables = {
-        "scheduler_stale_seconds": STALE_AFTER,
-        "task_queue": f"test-{uuid.uuid4().hex[:8]}",
-        "log_level": "info",
-        **extra,
-    }
-    if broker != "embedded":
-        variables["broker_url"] = broker_urls()[broker]
-    env = server_env(tmp_path, **variables)
+    env = queue_env(
+        tmp_path, broker, **{"scheduler_stale_seconds": STALE_AFTER, "log_level": "info", **extra}
+    )
     migrate(env)
     return env
 
@@ -48,16 +40,6 @@ def settings_of(env: dict[str, str]) -> Settings:
         task_queue=env["LIVECOMMERCE_TASK_QUEUE"],
         scheduler_stale_seconds=float(STALE_AFTER),
     )
-
-
-async def wait_for(check: Any, what: str, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def ready(client: httpx.AsyncClient) -> dict[str, Any] | None:
@@ -137,12 +119,8 @@ async def test_the_embedded_scheduler_killed_is_reported_by_readyz(tmp_path: Pat
             await wait_for(lambda: stale(client), "readyz to call the scheduler stale")
             # serve's worker reports it and keeps working the queue: nothing would restart it.
             await wait_for(
-                lambda: _true("periodic jobs have stopped; restart" in log_path.read_text()),
+                lambda: "periodic jobs have stopped; restart" in log_path.read_text(),
                 "the worker to report it",
             )
             with running_worker(env, tmp_path / "worker.log", beat=True):
                 await wait_for(lambda: ready(client), "the new scheduler's heartbeat", 60)
-
-
-async def _true(value: bool) -> bool:
-    return value

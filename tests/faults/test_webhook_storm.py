@@ -15,7 +15,6 @@ import base64
 import json
 import random
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,11 @@ from livecommerce.orders.sandbox import sign
 from tests.conftest import BACKENDS  # noqa: F401 - the backend param drives the database
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.factories import account
-from tests.fixtures.queues import broker_urls, require_broker
-from tests.fixtures.server import free_port, running_server, server_env
+from tests.fixtures.queues import broker_urls, queue_env, require_broker
+from tests.fixtures.server import free_port, running_server
+from tests.fixtures.waiting import wait_for
 from tests.orders.shop import ALMATY, merchant, order, stocked_product
 from tests.orders.test_payments import DECLINED, GOOD, WEBHOOK, confirm, events, start_payment
-from tests.workers.test_fulfilment_jobs import clean  # noqa: F401
 
 WEBHOOK_SECRET = "storm-webhook-secret-shared-with-the-provider"
 ORDERS = 30
@@ -81,16 +80,6 @@ async def status_is(client: httpx.AsyncClient, oid: int, bh: dict[str, str], wan
     return bool(response.json()["status"] == want)
 
 
-async def wait_for(check: Any, what: str, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
 async def post_signed(
     client: httpx.AsyncClient, event: dict[str, Any], *, age: float = 0.0
 ) -> httpx.Response:
@@ -124,22 +113,21 @@ async def fulfilment_jobs(redis_url: str, queue: str) -> list[int]:
 
 @pytest.mark.slow
 async def test_a_webhook_storm_leaves_every_order_in_one_right_state(
-    clean: TestDatabase,  # noqa: F811
+    clean: TestDatabase,
     tmp_path: Path,
 ) -> None:
     """Thirty card orders, five stories; every signed event delivered 3-5 times at once,
     shuffled: no 5xx, each order in its one right state, each paid order's fulfilment job
     sent exactly once and none for the others."""
     require_broker("redis")
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = server_env(
+    env = queue_env(
         tmp_path,
+        "redis",
         database_url=clean.url,
-        broker_url=broker_urls()["redis"],
-        task_queue=queue,
         payment_webhook_secret=WEBHOOK_SECRET,
         payment_webhook_url=f"http://127.0.0.1:{free_port()}/nobody-listens",
     )
+    queue = env["LIVECOMMERCE_TASK_QUEUE"]
     rng = random.Random(20261203)
     with running_server(env, tmp_path / "server.log") as base:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)

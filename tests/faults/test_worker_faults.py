@@ -26,9 +26,10 @@ from tests.fixtures.database import TestDatabase
 from tests.fixtures.factories import account
 from tests.fixtures.queues import require_broker
 from tests.fixtures.server import running_server
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import running_worker, start_worker
 from tests.orders.shop import ALMATY, merchant, order, stocked_product
-from tests.workers.test_fulfilment_jobs import clean, job_env, wait_for  # noqa: F401
+from tests.workers.test_fulfilment_jobs import job_env
 
 ORDERS = 40  # two parcels each: one from Almaty, one from Duisburg
 
@@ -89,7 +90,7 @@ def _carrier_books(*logs: str) -> dict[str, set[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("broker", ["redis", "amqp"])
 async def test_a_worker_killed_between_commit_and_bookings_leaves_no_parcel_unbooked(
-    clean: TestDatabase,  # noqa: F811
+    clean: TestDatabase,
     tmp_path: Path,
     broker: str,
 ) -> None:

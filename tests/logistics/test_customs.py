@@ -14,16 +14,11 @@ from livecommerce.logistics.customs import (
     VatRate,
     assess,
 )
-from livecommerce.logistics.network import Network, load_network
+from livecommerce.logistics.network import Network
 
 D = Decimal
 OLD_DAY = date(2026, 6, 30)  # the last day of the per-parcel rule
 NEW_DAY = date(2026, 7, 1)  # the first day of the e-commerce regime
-
-
-@pytest.fixture(scope="module")
-def network() -> Network:
-    return load_network()
 
 
 @pytest.fixture(scope="module")

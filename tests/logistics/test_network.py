@@ -13,13 +13,7 @@ from livecommerce.logistics.network import (
     DeliveryNotOffered,
     DestinationNotServed,
     Network,
-    load_network,
 )
-
-
-@pytest.fixture(scope="module")
-def network() -> Network:
-    return load_network()
 
 
 def legs(

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.fixtures.factories import account
-from tests.fixtures.server import migrate, running_server, server_env
+from tests.fixtures.frames import next_frame
+from tests.fixtures.server import migrated_server
 from tests.orders.shop import merchant, order, stocked_product
 from tests.orders.test_payments import GOOD, confirm, start_payment
 
@@ -21,9 +21,7 @@ from tests.orders.test_payments import GOOD, confirm, start_payment
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("me-server")
-    env = server_env(data, notification_poll_seconds="0.2")
-    migrate(env)
-    with running_server(env, data / "server.log") as base:
+    with migrated_server(data, notification_poll_seconds="0.2") as (base, _):
         yield base
 
 
@@ -37,14 +35,6 @@ def me_url(http: httpx.AsyncClient, token: str, **params: Any) -> str:
     base = str(http.base_url).replace("http://", "ws://").rstrip("/")
     query = "&".join(f"{k}={v}" for k, v in {"token": token, **params}.items())
     return f"{base}/ws/me?{query}"
-
-
-async def next_frame(ws: ClientConnection, *types: str, wait_s: float = 5) -> dict[str, Any]:
-    async with asyncio.timeout(wait_s):
-        while True:
-            frame: dict[str, Any] = json.loads(await ws.recv())
-            if not types or frame["type"] in types:
-                return frame
 
 
 async def test_a_buyer_hears_of_payment_and_cancellation_live_and_on_resume(

@@ -13,22 +13,21 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from livecommerce.config import Settings
 from livecommerce.logs import REDACTED
 from livecommerce.orders.sandbox import sign
 from tests.fixtures.factories import PASSWORD, register
+from tests.fixtures.frames import next_frame
 from tests.fixtures.hosts import link_host
 from tests.fixtures.server import SECRET, migrate, running_server, server_env
-from tests.fixtures.worker import Worker
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.worker import start_worker
 from tests.orders.shop import ALMATY, stocked_product
 
 WEBHOOK_SECRET = "whsec-sandbox-shared-secret-for-the-log-probe"
@@ -39,44 +38,12 @@ GOOD_CARD = "4242 4242 4242 4242"
 SIGNATURE = re.compile(r"v1=[0-9a-f]{64}")
 
 
-def start_debug_worker(env: dict[str, str], log_path: Path) -> Worker:
-    """``livecommerce worker --beat`` at debug level (what a job prints at every step)."""
-    args = [sys.executable, "-m", "livecommerce.cli", "worker", "--beat", "--loglevel=debug"]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    worker = Worker(proc, log_path)
-    deadline = time.monotonic() + 60
-    while " ready." not in worker.log():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            raise RuntimeError(f"worker did not start:\n{worker.log()}")
-        time.sleep(0.1)
-    return worker
-
-
 async def sign_in(http: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
     return await http.post("/api/v1/auth/token", data={"username": email, "password": password})
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def frame(ws: ClientConnection, kind: str) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        while True:
-            received: dict[str, Any] = json.loads(await ws.recv())
-            if received["type"] == kind:
-                return received
-
-
-async def until(check: Any, what: str, wait_s: float = 30) -> None:
-    deadline = time.monotonic() + wait_s
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def full_run(base: str) -> list[str]:
@@ -112,11 +79,12 @@ async def full_run(base: str) -> list[str]:
             connect(f"{ws_base}/ws/streams/{sid}?token={guest}") as watcher,
             connect(f"{ws_base}/ws/me?token={tokens['viewer']}") as notices,
         ):
-            await frame(ws, "welcome")
-            await frame(watcher, "welcome")
-            await frame(notices, "welcome")
+            await next_frame(ws, "welcome", wait_s=10)
+            await next_frame(watcher, "welcome", wait_s=10)
+            await next_frame(notices, "welcome", wait_s=10)
             await ws.send(json.dumps({"type": "chat", "data": {"text": "Сколько стоит?"}}))
-            assert (await frame(watcher, "chat"))["data"]["text"] == "Сколько стоит?"
+            chat = await next_frame(watcher, "chat", wait_s=10)
+            assert chat["data"]["text"] == "Сколько стоит?"
 
             body = {
                 "items": [{"product_id": product["id"], "quantity": 1}],
@@ -143,7 +111,8 @@ async def full_run(base: str) -> list[str]:
                 order = (await http.get(f"/api/v1/orders/{oid}", headers=vh)).json()
                 return bool(order["status"] != "pending_payment")
 
-            await until(paid, "the sandbox provider's webhook")  # signed by the provider
+            # Signed by the provider.
+            await wait_for(paid, "the sandbox provider's webhook", within=30)
 
         # The provider's event once more, signed here, and once forged.
         [event] = (await http.get(f"/sandbox/payments/{payment['intent_id']}/events")).json()
@@ -162,7 +131,7 @@ async def full_run(base: str) -> list[str]:
             tracking = await http.get(f"/api/v1/orders/{oid}/tracking", headers=vh)
             return bool(tracking.json()["shipments"])
 
-        await until(shipped, "the worker to fulfil the order")
+        await wait_for(shipped, "the worker to fulfil the order", within=30)
 
         assert (await http.post("/api/v1/auth/logout", headers=vh)).status_code == 204
         assert (await http.get("/api/v1/me", headers=vh)).status_code == 401
@@ -197,7 +166,8 @@ def test_no_log_line_of_a_full_run_holds_a_secret(tmp_path: Path) -> None:
     env = server_env(tmp_path, log_level="debug", payment_webhook_secret=WEBHOOK_SECRET)
     migrate(env)
     server_log, worker_log = tmp_path / "server.log", tmp_path / "worker.log"
-    worker = start_debug_worker(env, worker_log)
+    # At debug level: what a job prints at every step.
+    worker = start_worker(env, worker_log, loglevel="debug")
     try:
         with running_server(env, server_log) as base:
             secrets = asyncio.run(full_run(base))

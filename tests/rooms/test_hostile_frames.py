@@ -11,11 +11,11 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.fixtures.server import migrate, running_server, server_env
+from tests.fixtures.frames import next_frame
+from tests.fixtures.server import assert_no_traceback, migrated_server
 from tests.rooms.test_rooms_ws import (
     guest_token,
     live_stream,
-    next_frame,
     viewer_token,
     ws_url,
 )
@@ -23,12 +23,8 @@ from tests.rooms.test_rooms_ws import (
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    data = tmp_path_factory.mktemp("hostile-frames")
-    env = server_env(data)
-    migrate(env)
-    log = data / "server.log"
-    with running_server(env, log) as base:
-        yield base, log
+    with migrated_server(tmp_path_factory.mktemp("hostile-frames")) as served:
+        yield served
 
 
 @pytest.fixture
@@ -64,12 +60,6 @@ HOSTILE = [
     ('{"type":"estimate","data":{"a":' + "[" * 2000 + "]" * 2000 + "}}", "invalid_json"),
     ("x" * 5000, "frame_too_large"),
 ]
-
-
-def assert_no_traceback(log: Path) -> None:
-    text = log.read_text(errors="replace")
-    assert "Traceback" not in text, text[-4000:]
-    assert "Exception in ASGI application" not in text, text[-4000:]
 
 
 @pytest.mark.parametrize("signed_in", [False, True], ids=["guest", "signed-in"])

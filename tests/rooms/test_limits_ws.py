@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -15,13 +15,13 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.fixtures.frames import next_frame
 from tests.fixtures.redis import prepare_redis
-from tests.fixtures.server import migrate, running_server, server_env
+from tests.fixtures.server import migrated_server, server_pair
 from tests.rooms.test_rooms_ws import (
     Live,
     guest_token,
     live_stream,
-    next_frame,
     viewer_token,
     ws_url,
 )
@@ -38,10 +38,7 @@ LIMITS = {
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("limits-server")
-    env = server_env(data, **LIMITS)
-    migrate(env)
-    with running_server(env, data / "server.log") as base:
+    with migrated_server(tmp_path_factory.mktemp("limits-server"), **LIMITS) as (base, _):
         yield base
 
 
@@ -185,12 +182,9 @@ def two_servers(
     redis_for_servers: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     data = tmp_path_factory.mktemp("limits-two-servers")
-    env = server_env(data, redis_url=redis_for_servers, **{**LIMITS, "room_sockets_per_user": "3"})
-    migrate(env)
-    with ExitStack() as stack:
-        first = stack.enter_context(running_server(env, data / "a.log"))
-        second = stack.enter_context(running_server(env, data / "b.log"))
-        yield first, second
+    limits = {**LIMITS, "room_sockets_per_user": "3"}
+    with server_pair(data, redis_url=redis_for_servers, **limits) as servers:
+        yield servers
 
 
 async def test_limits_hold_across_processes(two_servers: tuple[str, str]) -> None:

@@ -8,41 +8,18 @@ the database statements each join costs; viewers are real WebSocket clients.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import event
 from websockets.asyncio.client import ClientConnection, connect
 
 from livecommerce.rooms.hub import Hub
-from livecommerce.rooms.server import WEBSOCKET_OPTIONS
-from tests.fixtures.server import free_port
-from tests.rooms.test_rooms_ws import Live, guest_token, live_stream, next_frame, viewer_token
-
-
-@pytest.fixture
-async def ws_base(app: FastAPI) -> AsyncIterator[str]:
-    """The session's app behind a real uvicorn on a free port (its lifespan already runs)."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **WEBSOCKET_OPTIONS
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-            await asyncio.sleep(0.02)
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+from tests.fixtures.frames import next_frame
+from tests.rooms.test_rooms_ws import Live, guest_token, live_stream, viewer_token
 
 
 class Reads:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.fixtures.frames import next_frame
 from tests.fixtures.redis import prepare_redis, require_redis
-from tests.fixtures.server import migrate, running_server, server_env
-from tests.rooms.test_rooms_ws import guest_token, live_stream, next_frame, viewer_token, ws_url
+from tests.fixtures.server import server_pair
+from tests.rooms.test_rooms_ws import guest_token, live_stream, viewer_token, ws_url
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +26,8 @@ def two_servers(
     redis_for_servers: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     data = tmp_path_factory.mktemp("two-servers")
-    env = server_env(data, redis_url=redis_for_servers)
-    migrate(env)
-    with ExitStack() as stack:
-        first = stack.enter_context(running_server(env, data / "a.log"))
-        second = stack.enter_context(running_server(env, data / "b.log"))
-        yield first, second
+    with server_pair(data, redis_url=redis_for_servers) as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -19,15 +19,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.fixtures.factories import account, create_product
-from tests.fixtures.server import migrate, running_server, server_env
+from tests.fixtures.frames import next_frame
+from tests.fixtures.server import migrated_server
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("rooms-server")
-    env = server_env(data)
-    migrate(env)
-    with running_server(env, data / "server.log") as base:
+    with migrated_server(tmp_path_factory.mktemp("rooms-server")) as (base, _):
         yield base
 
 
@@ -71,15 +69,6 @@ async def guest_token(http: httpx.AsyncClient) -> str:
     response = await http.post("/api/v1/auth/guest")
     assert response.status_code in (200, 201), response.text
     return str(response.json()["access_token"])
-
-
-async def next_frame(ws: ClientConnection, *types: str, wait_s: float = 5) -> dict[str, Any]:
-    """The next frame of one of ``types`` (others, such as viewer counts, are skipped)."""
-    async with asyncio.timeout(wait_s):
-        while True:
-            frame: dict[str, Any] = json.loads(await ws.recv())
-            if not types or frame["type"] in types:
-                return frame
 
 
 async def test_three_viewers_get_one_pin_in_their_language_and_currency(
@@ -535,11 +524,8 @@ async def test_a_draining_server_tells_each_viewer_when_to_reconnect(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Stopping livecommerce serve closes room sockets with 1001 and a retry_after_ms each."""
-    data = tmp_path_factory.mktemp("draining-server")
-    env = server_env(data)
-    migrate(env)
     sockets: list[ClientConnection] = []
-    with running_server(env, data / "server.log") as base:
+    with migrated_server(tmp_path_factory.mktemp("draining-server")) as (base, _):
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             live = await live_stream(http)
             token = await guest_token(http)

@@ -31,13 +31,12 @@ from websockets.exceptions import ConnectionClosed
 
 from livecommerce.rooms.schemas import BadFrame, Ping, parse_client_frame
 from livecommerce.streams.room import ERRORS
-from tests.fixtures.server import migrate, running_server, server_env
-from tests.rooms.test_hostile_frames import assert_no_traceback
+from tests.fixtures.frames import next_frame
+from tests.fixtures.server import assert_no_traceback, migrated_server
 from tests.rooms.test_rooms_ws import (
     Live,
     guest_token,
     live_stream,
-    next_frame,
     viewer_token,
     ws_url,
 )
@@ -379,12 +378,8 @@ def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, Any, T]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    data = tmp_path_factory.mktemp("ws-fuzz")
-    env = server_env(data)
-    migrate(env)
-    log = data / "server.log"
-    with running_server(env, log) as base:
-        yield base, log
+    with migrated_server(tmp_path_factory.mktemp("ws-fuzz")) as served:
+        yield served
 
 
 @pytest.fixture

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from livecommerce.accounts.service import create_admin
 from livecommerce.db import session_scope
-from livecommerce.rooms.server import WEBSOCKET_OPTIONS
 from livecommerce.streams import service as streams
 from tests.fixtures.factories import PASSWORD, account, login
+from tests.fixtures.frames import next_frame
 from tests.fixtures.hosts import link_host
-from tests.fixtures.server import free_port
 from tests.orders.shop import stocked_product
 
 TITLE = {"ru": "Вечерний эфир", "kk": "Кешкі эфир", "uz": "Kechki efir"}
@@ -145,34 +140,6 @@ async def test_may_drive_follows_the_link(app: FastAPI, client: httpx.AsyncClien
     assert await may(host["id"]) and not await may(viewer["id"])
     await client.delete(f"/api/v1/merchants/me/hosts/{host['id']}", headers=mh)
     assert not await may(host["id"])
-
-
-@pytest.fixture
-async def ws_base(app: FastAPI) -> AsyncIterator[str]:
-    """The session's app behind a real uvicorn on a free port (its lifespan already runs)."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **WEBSOCKET_OPTIONS
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-            await asyncio.sleep(0.02)
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def next_frame(ws: ClientConnection, *types: str) -> dict[str, Any]:
-    async with asyncio.timeout(5):
-        while True:
-            frame: dict[str, Any] = json.loads(await ws.recv())
-            if frame["type"] in types:
-                return frame
 
 
 async def test_a_removed_host_in_the_room_can_be_muted(

@@ -9,13 +9,13 @@ import httpx
 from websockets.asyncio.client import connect
 
 from tests.fixtures.factories import account
+from tests.fixtures.frames import next_frame
 from tests.orders.shop import TASHKENT, merchant, order, stocked_product
 from tests.rooms.test_rooms_ws import (  # noqa: F401  (fixtures)
     base_url,
     guest_token,
     http,
     live_stream,
-    next_frame,
     ws_url,
 )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -24,8 +23,9 @@ from sqlalchemy import text
 from tests.conftest import BACKENDS  # noqa: F401 - the backend param drives the database
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.factories import account
-from tests.fixtures.queues import broker_urls, require_broker
+from tests.fixtures.queues import queue_env, require_broker
 from tests.fixtures.server import migrate, running_server, server_env
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import running_worker, start_worker
 from tests.orders.shop import ALMATY, TASHKENT, merchant, order, stocked_product
 from tests.orders.test_payments import GOOD, confirm, start_payment
@@ -40,30 +40,8 @@ FAST = {
 }
 
 
-@pytest.fixture
-async def clean(database: TestDatabase) -> Any:
-    yield database
-    await database.reset()
-
-
 def job_env(data_dir: Path, database: TestDatabase, broker: str, **extra: str) -> dict[str, str]:
-    variables = dict(FAST)
-    variables.update(database_url=database.url, task_queue=f"test-{uuid.uuid4().hex[:8]}")
-    if broker != "embedded":
-        variables["broker_url"] = broker_urls()[broker]
-    variables.update(extra)
-    return server_env(data_dir, **variables)
-
-
-async def wait_for(check: Any, what: str, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
+    return queue_env(data_dir, broker, **{**FAST, "database_url": database.url, **extra})
 
 
 async def tracking(client: httpx.AsyncClient, oid: int, headers: dict[str, str]) -> dict[str, Any]:
@@ -171,16 +149,12 @@ async def test_a_job_run_three_times_at_once_makes_one_shipment_per_warehouse(
             sender.close()
             with running_worker(env, tmp_path / "worker.log", concurrency=2) as worker:
                 await wait_for(
-                    lambda: _true(runs(worker.log(), "livecommerce.fulfil_order") >= 3),
+                    lambda: runs(worker.log(), "livecommerce.fulfil_order") >= 3,
                     "three runs of the job",
                 )
                 body = await wait_for(lambda: delivered(client, oid, bh), "delivery")
     assert sorted(s["warehouse"] for s in body["shipments"]) == ["DEDUI", "KZALA"]
     assert await shipment_count(clean, oid) == 2
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _hold_a_row_the_job_needs(database: TestDatabase, recipient_key: str) -> Any:
@@ -347,9 +321,7 @@ async def test_a_batch_job_fulfils_every_order_and_hands_a_failing_one_over(
     with running_worker(env, tmp_path / "worker.log", beat=False) as worker:
         await wait_for(lambda: _all_shipped(clean, good), "the seven parcels")
         await wait_for(
-            lambda: _true(
-                re.search(r"Task livecommerce\.fulfil_order\[\S+\] raised", worker.log())
-            ),
+            lambda: re.search(r"Task livecommerce\.fulfil_order\[\S+\] raised", worker.log()),
             "the handed-over job to fail in its turn",
         )
         await asyncio.sleep(1.0)  # a batch run again would show by now

@@ -17,18 +17,13 @@ from tests.fixtures.database import TestDatabase
 from tests.fixtures.factories import account
 from tests.fixtures.queues import broker_urls, require_broker
 from tests.fixtures.server import running_server
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import running_worker
 from tests.orders.shop import merchant, order, stocked_product
 from tests.orders.test_orders_api import flash_sale, live_stream
-from tests.workers.test_fulfilment_jobs import job_env, wait_for
+from tests.workers.test_fulfilment_jobs import job_env
 
 NBK_SAMPLE = Path(__file__).resolve().parents[1] / "rates" / "data" / "nbk_rates_all.xml"
-
-
-@pytest.fixture
-async def clean(database: TestDatabase) -> Any:
-    yield database
-    await database.reset()
 
 
 @pytest.mark.slow
