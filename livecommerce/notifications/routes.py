@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 from fastapi import APIRouter, Query, Request, WebSocket
 from starlette.routing import WebSocketRoute
@@ -29,10 +27,11 @@ from livecommerce.db import session_scope
 from livecommerce.deps import ReadSessionDep
 from livecommerce.errors import AppError
 from livecommerce.events import ServerEvent
-from livecommerce.i18n.messages import N_, translate
 from livecommerce.notifications import service
 from livecommerce.notifications.feed import Listener, NotificationFeed
 from livecommerce.notifications.models import Notification
+from livecommerce.notifications.rendering import Labels, notice_frame, render_page
+from livecommerce.notifications.schemas import NoticePage
 from livecommerce.rooms import handshake
 from livecommerce.rooms.handshake import CLOSE_BAD_REQUEST, error_frame
 from livecommerce.rooms.hub import CLOSE_SLOW, CLOSE_UNAUTHORIZED, SLOW_REASON
@@ -44,45 +43,6 @@ router = APIRouter(tags=["notifications"])
 
 REPLAY_MAX = 500
 MAX_CLIENT_FRAME = 1024  # characters; a client only ever sends a ping here
-ORDER_TEXT = N_("Order %(order)s: %(status)s")
-SHIPMENT_TEXT = N_("Order %(order)s, parcel from %(warehouse)s: %(status)s")
-
-# Notice kind -> status code -> the msgid that names the status (``app.state.notice_labels``).
-Labels = Mapping[str, Mapping[str, str]]
-
-
-def render_notice(notice: Notification, locale: str, labels: Labels) -> dict[str, Any]:
-    data = notice.data
-    status = str(data.get("status", ""))
-    order = f"#{notice.order_id}"
-    # A status without a label (none expected) shows as its code.
-    label = translate(locale, labels.get(notice.kind, {}).get(status, status))
-    if notice.kind == service.ORDER_STATUS:
-        text = translate(locale, ORDER_TEXT, order=order, status=label)
-    else:
-        text = translate(
-            locale, SHIPMENT_TEXT, order=order, warehouse=str(data.get("warehouse")), status=label
-        )
-    return {
-        "seq": notice.seq,
-        "kind": notice.kind,
-        "order_id": notice.order_id,
-        "shipment_id": notice.shipment_id,
-        "status": status,
-        "status_text": label,
-        "text": text,
-        "tracking_number": data.get("tracking_number"),
-        "at": notice.created_at.isoformat(),
-    }
-
-
-def notice_frame(notice: Notification, locale: str, labels: Labels) -> str:
-    return frame(
-        notice.kind,
-        render_notice(notice, locale, labels),
-        seq=notice.seq,
-        ts=notice.created_at.isoformat(),
-    )
 
 
 @router.get("/me/notifications")
@@ -94,15 +54,12 @@ async def my_notifications(
     # ``seq`` is a 32-bit column: a larger number is a 422 here, not a database error.
     after: int = Query(default=0, ge=0, le=2**31 - 1, description="only notices after this seq"),
     limit: int = Query(default=50, ge=1, le=service.PAGE),
-) -> dict[str, Any]:
+) -> NoticePage:
     """Your order and parcel news, oldest first, after ``after`` (what ``/ws/me`` sends)."""
     assert user.id is not None
     notices = await service.notices_after(session, user_id=user.id, after_seq=after, limit=limit)
     labels: Labels = request.app.state.notice_labels
-    return {
-        "items": [render_notice(n, ctx.locale, labels) for n in notices],
-        "last_seq": notices[-1].seq if notices else after,
-    }
+    return render_page(notices, ctx.locale, labels, after=after)
 
 
 async def my_channel(websocket: WebSocket) -> None:

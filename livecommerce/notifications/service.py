@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from livecommerce.db import after_commit, dialect_insert
+from livecommerce.events import NoticeEvent
 from livecommerce.notifications.models import Notification, NotificationCounter
 from livecommerce.wiring import NoticeWakeup, listeners_of
 
-ORDER_STATUS = "order_status"
-SHIPMENT_STATUS = "shipment_status"
+ORDER_STATUS = NoticeEvent.ORDER_STATUS
+SHIPMENT_STATUS = NoticeEvent.SHIPMENT_STATUS
 PAGE = 100
 
 

@@ -23,6 +23,7 @@ from livecommerce.catalog.models import Product
 from livecommerce.catalog.service import ProductNotFound
 from livecommerce.db import after_commit, dialect_insert, session_scope
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from livecommerce.events import ServerEvent
 from livecommerce.flashsales import service as flashsales
 from livecommerce.i18n.messages import N_
 from livecommerce.rates.service import RateBook, load_rate_book
@@ -270,7 +271,7 @@ async def start_stream(*, session: AsyncSession, broker: Broker, stream: Stream)
         session,
         broker,
         stream.id,
-        "stream_status",
+        ServerEvent.STREAM_STATUS,
         {"status": "live", "text": render.message(N_("The stream is live."))},
     )
     return stream
@@ -297,7 +298,7 @@ async def end_stream(
         session,
         broker,
         stream.id,
-        "stream_status",
+        ServerEvent.STREAM_STATUS,
         {"status": "ended", "text": render.message(N_("The stream has ended. Thank you!"))},
     )
     return stream
@@ -341,7 +342,7 @@ async def pin_product(
         data["estimates"] = await estimates(product.id)
     stream.pinned_product_id = product.id if product else None
     await session.flush()
-    _publish(session, broker, stream.id, "product_pinned", data)
+    _publish(session, broker, stream.id, ServerEvent.PRODUCT_PINNED, data)
     return product
 
 
@@ -350,7 +351,7 @@ async def announce(
 ) -> None:
     require_live(stream)
     assert stream.id is not None
-    _publish(session, broker, stream.id, "announcement", {"text": render.text(text)})
+    _publish(session, broker, stream.id, ServerEvent.ANNOUNCEMENT, {"text": render.text(text)})
 
 
 # --- Moderation -------------------------------------------------------------------------
@@ -410,7 +411,7 @@ async def moderate(
         session,
         broker,
         stream.id,
-        "moderation",
+        ServerEvent.MODERATION,
         {"user_id": user_id, "action": action, "until": until.isoformat() if until else None},
     )
     return record
@@ -453,7 +454,7 @@ async def delete_chat_message(
     *, session: AsyncSession, broker: Broker, stream: Stream, seq: int
 ) -> None:
     assert stream.id is not None
-    _publish(session, broker, stream.id, "chat_deleted", {"seq": seq})
+    _publish(session, broker, stream.id, ServerEvent.CHAT_DELETED, {"seq": seq})
 
 
 # --- Hooks for the rooms hub --------------------------------------------------------------
