@@ -25,7 +25,7 @@ from livecommerce.accounts.models import User
 from livecommerce.config import Settings
 from livecommerce.db import session_scope
 from livecommerce.deps import ReadSessionDep
-from livecommerce.errors import AppError
+from livecommerce.errors import AppError, DatabaseUnreachable
 from livecommerce.events import ServerEvent
 from livecommerce.notifications import service
 from livecommerce.notifications.feed import Listener, NotificationFeed
@@ -69,12 +69,15 @@ async def my_channel(websocket: WebSocket) -> None:
     fallback_locale = settings.default_locale
     user: User | None = None
     claims = handshake.read_token(websocket, settings)
-    # A guest has no channel of its own. A database that cannot be read refuses the socket
-    # like a token it cannot vouch for.
+    # A guest has no channel of its own. A database that cannot be read is an outage to wait
+    # out (1013, as the room socket answers), never a reason to sign the buyer out (4401).
     if claims is not None and not claims.is_guest:
         try:
             async with session_scope(websocket.app.state.sessions, read_only=True) as session:
                 user = await session.get(User, claims.user_id)
+        except DatabaseUnreachable:
+            await handshake.try_again(websocket, fallback_locale)
+            return
         except AppError:
             user = None
     if claims is None or not handshake.stands_for(claims, user) or user is None or user.id is None:

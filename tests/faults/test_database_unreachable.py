@@ -102,6 +102,13 @@ async def test_a_lost_database_is_a_clear_503_and_no_order_is_half_written(
             assert error["data"]["code"] == "rooms_unavailable"
             await refused.wait_closed()
         assert refused.close_code == 1013
+        # Nor can a buyer's own channel open; it says to come back, not to sign in again.
+        me_url = base.replace("http", "ws", 1) + "/ws/me?token=" + buyer["Authorization"][7:]
+        async with connect(me_url) as refused_me:
+            error = await next_frame(refused_me, "error", wait_s=15)
+            assert error["data"]["code"] == "rooms_unavailable"
+            await refused_me.wait_closed()
+        assert refused_me.close_code == 1013
 
         proxy.restore()
         for _ in range(100):
