@@ -1,7 +1,10 @@
-"""The tasks. Each takes ids, re-reads what it needs and is safe to run twice.
+"""The Celery tasks: the worker's side of each domain's background work.
 
-Every task runs one service call in one transaction (``session_scope``): a worker killed
-half-way leaves nothing half-made, and the redelivered job starts from a clean state.
+The work itself is the domain's (``fulfillment/tasks.py``, ``orders/tasks.py``,
+``rates/tasks.py``, ``flashsales/tasks.py``); here are the task names, retries, batching,
+time limits and logging. Each task takes ids, re-reads what it needs and is safe to run
+twice; its work runs in transactions (``session_scope``), so a worker killed half-way leaves
+nothing half-made, and the redelivered job starts from a clean state.
 """
 
 from __future__ import annotations
@@ -14,16 +17,12 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from livecommerce.db import session_scope
-from livecommerce.flashsales import service as flashsales
-from livecommerce.fulfillment import service as fulfillment
+from livecommerce.flashsales import tasks as flashsales
+from livecommerce.fulfillment import tasks as fulfilment
 from livecommerce.fulfillment.carriers import CarrierUnavailable
-from livecommerce.orders import service as orders
-from livecommerce.orders import stream_sales as rollup
+from livecommerce.orders import tasks as orders
 from livecommerce.orders.states import OrderChanged
-from livecommerce.rates import sources
-from livecommerce.rates.service import load_rate_book
-from livecommerce.sqltypes import utcnow
+from livecommerce.rates import tasks as rates
 from workers import embedded
 from workers.runtime import Runtime
 from workers.worker import celery_app, runtime
@@ -77,11 +76,7 @@ def fulfil_orders(order_ids: list[int]) -> int:
 
 def _fulfil(order_id: int) -> int:
     async def work(rt: Runtime) -> int:
-        async with session_scope(rt.sessions) as session:
-            made = await fulfillment.create_shipments(
-                session=session, network=rt.network, order_id=order_id
-            )
-            return len(made)
+        return await fulfilment.fulfil(sessions=rt.sessions, network=rt.network, order_id=order_id)
 
     return runtime().run(work)
 
@@ -96,10 +91,9 @@ def _hand_over(order_id: int, *, countdown: float | None) -> None:
 @celery_app.task(name="livecommerce.book_shipment", bind=True, **RETRYING)
 def book_shipment(self: Task, shipment_id: int) -> str | None:
     async def work(rt: Runtime) -> str | None:
-        shipment = await fulfillment.book_shipment(
+        return await fulfilment.book(
             sessions=rt.sessions, network=rt.network, carrier=rt.carrier, shipment_id=shipment_id
         )
-        return shipment.tracking_number if shipment else None
 
     return runtime().run(work)
 
@@ -107,7 +101,7 @@ def book_shipment(self: Task, shipment_id: int) -> str | None:
 @celery_app.task(name="livecommerce.poll_tracking", soft_time_limit=50, time_limit=60)
 def poll_tracking() -> int:
     async def work(rt: Runtime) -> int:
-        return await fulfillment.poll_tracking(sessions=rt.sessions, carriers=rt.carriers)
+        return await fulfilment.poll(sessions=rt.sessions, carriers=rt.carriers)
 
     return runtime().run(work)
 
@@ -131,11 +125,8 @@ def reconcile_fulfilment() -> dict[str, int]:
     shipments, and shipments never booked. Duplicates are harmless (idempotent tasks)."""
 
     async def work(rt: Runtime) -> tuple[list[int], list[int]]:
-        grace = utcnow() - timedelta(seconds=rt.settings.reconcile_grace_seconds)
-        async with session_scope(rt.sessions, read_only=True) as session:
-            order_ids = await fulfillment.unshipped_orders(session=session, older_than=grace)
-            shipment_ids = await fulfillment.unbooked_shipments(session=session, older_than=grace)
-        return order_ids, shipment_ids
+        grace = rt.settings.reconcile_grace_seconds
+        return await fulfilment.lost_work(sessions=rt.sessions, grace_seconds=grace)
 
     order_ids, shipment_ids = runtime().run(work)
     for order_id in order_ids:
@@ -152,7 +143,7 @@ def rollup_stream_stats() -> int:
     """GMV, orders, unique viewers and conversion by locale of live and recent streams."""
 
     async def work(rt: Runtime) -> int:
-        return len(await rollup.roll_up(sessions=rt.sessions))
+        return len(await orders.roll_up_stream_sales(sessions=rt.sessions))
 
     return runtime().run(work)
 
@@ -162,11 +153,7 @@ def refresh_rates() -> list[dict[str, Any]]:
     """New exchange rates from the configured sources (national-bank files or URLs)."""
 
     async def work(rt: Runtime) -> list[dict[str, Any]]:
-        locations = rt.settings.rates_sources
-        if not locations:
-            return []
-        async with session_scope(rt.sessions) as session:
-            results = await sources.refresh_rates(session=session, locations=locations)
+        results = await rates.refresh(sessions=rt.sessions, locations=rt.settings.rates_sources)
         return [{"location": r.location, "inserted": r.inserted, "error": r.error} for r in results]
 
     results = runtime().run(work)
@@ -183,21 +170,7 @@ def close_due_flash_sales() -> int:
     """Announce the end of flash sales whose API process could not (it stopped meanwhile)."""
 
     async def work(rt: Runtime) -> int:
-        rooms = rt.rooms
-        if rooms is None:
-            return 0  # in-process rooms: only the API process's own timer can reach them
-        async with session_scope(rt.sessions, read_only=True) as session:
-            due = await flashsales.due(session=session)
-        announced = 0
-        for sale_id in due:
-            async with session_scope(rt.sessions) as session:
-                book = await load_rate_book(session)
-                # The sale's admission gate expires on its own shortly after its end.
-                if await flashsales.close_if_due(
-                    session=session, broker=rooms, admission=None, sale_id=sale_id, book=book
-                ):
-                    announced += 1
-        return announced
+        return await flashsales.close_due(sessions=rt.sessions, rooms=rt.rooms)
 
     return runtime().run(work)
 

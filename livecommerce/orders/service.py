@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import Select, bindparam, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
@@ -28,7 +28,7 @@ from livecommerce.accounts.models import Role, User
 from livecommerce.accounts.service import merchant_of
 from livecommerce.catalog.models import Product
 from livecommerce.catalog.service import ProductNotFound
-from livecommerce.db import after_commit, as_loaded, is_postgres, session_scope
+from livecommerce.db import after_commit, as_loaded
 from livecommerce.errors import AppError, Conflict, NotFound, ValidationFailed
 from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.admission import Admission, Ticket
@@ -1073,53 +1073,6 @@ async def mark_refunded(session: AsyncSession, order: Order, *, actor: str, reas
     await states.transition(session, order, OrderStatus.REFUNDED, actor=actor, reason=reason)
     if held:
         await release(session, order)
-
-
-async def expire_reservations(
-    *,
-    sessions: async_sessionmaker[AsyncSession],
-    now: datetime | None = None,
-    limit: int = 200,
-) -> list[int]:
-    """Cancel unpaid card orders whose hold ran out; their stock returns to sale.
-
-    Each order is cancelled in its own short transaction, so the sweep takes the same locks,
-    in the same order, as one buyer cancelling (never a cycle with orders being placed), and
-    one order that fails is logged and skipped rather than holding up the rest.
-    """
-    now = now or utcnow()
-    due = (
-        col(Order.status) == OrderStatus.PENDING_PAYMENT,
-        col(Order.reserved_until).is_not(None),
-        col(Order.reserved_until) <= now,
-    )
-    async with session_scope(sessions, read_only=True) as session:
-        ids = list(
-            await session.scalars(
-                select(col(Order.id)).where(*due).order_by(col(Order.id)).limit(limit)
-            )
-        )
-    expired: list[int] = []
-    for order_id in (i for i in ids if i is not None):
-        try:
-            async with session_scope(sessions) as session:
-                query = select(Order).where(col(Order.id) == order_id, *due)
-                if is_postgres(session):
-                    # Several processes may sweep at once; each takes different orders.
-                    query = query.with_for_update(skip_locked=True)
-                order = (await session.scalars(query)).first()
-                if order is None:
-                    continue  # paid, cancelled or taken by another sweeper meanwhile
-                await cancel_unpaid(session, order, actor="system", reason="reservation_expired")
-        except states.OrderChanged:
-            continue
-        except Exception:
-            log.exception(
-                "order %s: reservation could not be released; retried next sweep", order_id
-            )
-            continue
-        expired.append(order_id)
-    return expired
 
 
 async def shown_to(*, session: AsyncSession, user: User | None, short: OutOfStock) -> OutOfStock:

@@ -10,19 +10,16 @@ the stream stats endpoint shows the latest with its time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from livecommerce.db import session_scope
 from livecommerce.i18n.money import Money
 from livecommerce.orders.models import Order, OrderStatus
-from livecommerce.sqltypes import utcnow
-from livecommerce.streams import rollup
-from livecommerce.streams.models import Stream, StreamStatus, StreamViewer
+from livecommerce.streams.models import Stream, StreamViewer
 
 # Not (or no longer) a sale: unpaid card orders count once paid, at the next rollup.
 NOT_SALES = (OrderStatus.PENDING_PAYMENT, OrderStatus.CANCELLED, OrderStatus.REFUNDED)
@@ -94,32 +91,3 @@ async def compute(session: AsyncSession, stream: Stream) -> dict[str, Any]:
         "conversion": round(min(buyers / unique, 1.0), 4) if unique else None,
         "by_locale": by_locale,
     }
-
-
-async def roll_up(
-    *, sessions: async_sessionmaker[AsyncSession], now: datetime | None = None
-) -> list[int]:
-    """Recompute the figures of live streams and those ended in the last day."""
-    now = now or utcnow()
-    async with session_scope(sessions, read_only=True) as session:
-        ids = list(
-            await session.scalars(
-                select(col(Stream.id)).where(
-                    or_(
-                        col(Stream.status) == StreamStatus.LIVE,
-                        col(Stream.ended_at) >= now - RECENT,
-                    )
-                )
-            )
-        )
-    done = []
-    for stream_id in ids:
-        async with session_scope(sessions) as session:
-            stream = await session.get(Stream, stream_id)
-            if stream is None or stream.id is None:
-                continue
-            await rollup.store(
-                session, stream_id=stream.id, data=await compute(session, stream), at=now
-            )
-        done.append(stream_id)
-    return [i for i in done if i is not None]

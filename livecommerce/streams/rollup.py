@@ -1,5 +1,6 @@
 """Stream sales figures as last rolled up: stored here, computed from the orders by
-``orders/stream_sales.py`` in a periodic worker job rather than per request.
+``orders/stream_sales.py`` in a periodic worker job (``orders/tasks.py``) rather than per
+request.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from livecommerce.orders import service
+from livecommerce.orders import tasks as order_tasks
 from livecommerce.sqltypes import utcnow
 from tests.fixtures.factories import account
 from tests.orders.shop import ALMATY, merchant, order, stocked_product
@@ -256,9 +257,9 @@ async def test_unpaid_card_reservation_expires(app: FastAPI, client: httpx.Async
     assert placed["payment"]["expires_at"] is not None
     paid_later = (await order(client, bh, [(cream["id"], 1)], method="card")).json()
     assert await levels(client, cream["id"], mh) == {"KZALA": 0}
-    assert await service.expire_reservations(sessions=app.state.sessions) == []  # not yet due
+    assert await order_tasks.expire_reservations(sessions=app.state.sessions) == []  # not yet due
     due = utcnow() + timedelta(minutes=16)
-    expired = await service.expire_reservations(sessions=app.state.sessions, now=due)
+    expired = await order_tasks.expire_reservations(sessions=app.state.sessions, now=due)
     assert sorted(expired) == sorted([placed["id"], paid_later["id"]])
     assert await levels(client, cream["id"], mh) == {"KZALA": 3}
     after = (await client.get(f"/api/v1/orders/{placed['id']}", headers=bh)).json()

@@ -247,12 +247,12 @@ async def test_money_for_an_expired_order_is_given_back(
     """The buyer pays after the hold ran out: the order stays cancelled and is refunded."""
     from datetime import timedelta
 
-    from livecommerce.orders import service
+    from livecommerce.orders import tasks as order_tasks
     from livecommerce.sqltypes import utcnow
 
     placed, bh, _, _ = await card_order(client)
     payment = await start_payment(client, placed["id"], bh)
-    await service.expire_reservations(
+    await order_tasks.expire_reservations(
         sessions=app.state.sessions, now=utcnow() + timedelta(hours=1)
     )
     await confirm(client, payment, GOOD)

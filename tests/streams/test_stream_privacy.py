@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from livecommerce.accounts.service import create_admin
 from livecommerce.db import session_scope
-from livecommerce.orders import stream_sales
+from livecommerce.orders import tasks as order_tasks
 from tests.fixtures.factories import PASSWORD, account, login
 from tests.fixtures.hosts import link_host
 from tests.orders.shop import order, stocked_product
@@ -33,7 +33,7 @@ async def test_sales_figures_only_for_merchant_host_and_admin(
     _, buyer = await account(client)
     placed = await order(client, buyer, [(cream["id"], 1)], stream_id=sid)
     assert placed.status_code == 201, placed.text
-    assert sid in await stream_sales.roll_up(sessions=app.state.sessions)
+    assert sid in await order_tasks.roll_up_stream_sales(sessions=app.state.sessions)
 
     email = f"admin{next(_admins)}-privacy@example.kz"
     async with session_scope(app.state.sessions) as session:

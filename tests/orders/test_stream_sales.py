@@ -13,7 +13,7 @@ from sqlmodel import col
 from livecommerce.db import session_scope
 from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.models import FlashSale
-from livecommerce.orders import stream_sales
+from livecommerce.orders import tasks as order_tasks
 from livecommerce.rates.service import load_rate_book
 from livecommerce.rooms.broker import MemoryBroker
 from livecommerce.sqltypes import utcnow
@@ -57,7 +57,7 @@ async def test_rollup_counts_sales_viewers_and_conversion_by_locale(
     cancelled = await client.post(f"/api/v1/orders/{last['id']}/cancel", headers=last_headers)
     assert cancelled.status_code == 200, cancelled.text
 
-    assert sid in await stream_sales.roll_up(sessions=app.state.sessions)
+    assert sid in await order_tasks.roll_up_stream_sales(sessions=app.state.sessions)
     stats = (await client.get(f"/api/v1/streams/{sid}?locale=en", headers=mh)).json()["stats"]
     sales = stats["sales"]
     assert stats["peak_viewers"] == 4
