@@ -50,10 +50,10 @@ rt = Runtime(get_settings())
 async def cancel(rt):
     async with session_scope(rt.sessions) as session:
         buyer = await session.get(User, buyer_id)
-        order = await payments.cancel_order(
+        record = await payments.cancel_order(
             session=session, provider=None, user=buyer, order_id=order_id
         )
-        return order.status
+        return record.order.status
 
 
 try:

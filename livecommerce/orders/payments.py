@@ -246,8 +246,9 @@ async def apply_intent(
 
 async def cancel_order(
     *, session: AsyncSession, provider: PaymentProvider, user: User, order_id: int
-) -> Order:
-    """Cancel for the buyer, the merchant or an admin; paid card orders are refunded."""
+) -> service.OrderRecord:
+    """Cancel for the buyer, the merchant or an admin; paid card orders are refunded. The
+    order as it now stands, with its history."""
     await service.get_order(session=session, user=user, order_id=order_id)
     order = await _locked_order(session, order_id)
     target = service.can_cancel(order)
@@ -259,7 +260,7 @@ async def cancel_order(
     reason = "cancelled_by_buyer" if order.buyer_id == user.id else "cancelled_by_staff"
     if target == OrderStatus.CANCELLED:
         await service.cancel_unpaid(session, order, actor=actor, reason=reason)
-        return order
+        return await service.order_record(session=session, order=order)
     paid = (
         await session.scalars(
             select(Payment).where(
@@ -274,10 +275,12 @@ async def cancel_order(
         paid.status = PaymentStatus(refunded.status)
         paid.updated_at = utcnow()
     await service.mark_refunded(session, order, actor=actor, reason=reason)
-    return order
+    return await service.order_record(session=session, order=order)
 
 
-async def payments_of(*, session: AsyncSession, order_id: int) -> list[Payment]:
+async def payments_of(*, session: AsyncSession, user: User, order_id: int) -> list[Payment]:
+    """The payments of an order ``user`` may read, oldest first."""
+    await service.get_order(session=session, user=user, order_id=order_id)
     return list(
         await session.scalars(
             select(Payment).where(col(Payment.order_id) == order_id).order_by(col(Payment.id))

@@ -10,11 +10,9 @@ from pydantic import Field
 from livecommerce.accounts.deps import ContextDep, CurrentUser
 from livecommerce.config import Settings
 from livecommerce.deps import WAREHOUSE_CODE, IdPath, ReadSessionDep, SessionDep, SettingsDep
-from livecommerce.errors import ValidationFailed
 from livecommerce.logistics.network import Network, load_network
 from livecommerce.orders import estimates, idempotency, payments, placing, service
 from livecommerce.orders.consignee import consignee_of
-from livecommerce.orders.models import OrderStatus
 from livecommerce.orders.payments import PaymentProvider, UnknownProvider
 from livecommerce.orders.rendering import render_order, render_payment, render_quote
 from livecommerce.orders.sandbox import SandboxProvider
@@ -167,15 +165,10 @@ async def list_orders(
     ] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> dict[str, Any]:
-    if status_ is not None and status_ not in {s.value for s in OrderStatus}:
-        raise ValidationFailed(details={"status": status_})
-    orders, total = await service.list_orders(
+    records, total = await service.orders_page(
         session=session, user=user, status=status_, page=page, warehouse=warehouse
     )
-    events = await service.events_of(
-        session=session, order_ids=[o.id for o in orders if o.id is not None]
-    )
-    items = [render_order(o, events.get(o.id or 0, []), ctx.locale) for o in orders]
+    items = [render_order(r.order, r.events, ctx.locale) for r in records]
     return {
         "items": items,
         "page": page,
@@ -189,23 +182,18 @@ async def list_orders(
 async def get_order(
     order_id: IdPath, session: SessionDep, ctx: ContextDep, user: CurrentUser
 ) -> dict[str, Any]:
-    order = await service.get_order(session=session, user=user, order_id=order_id)
-    return render_order(
-        order, await service.order_events(session=session, order_id=order_id), ctx.locale
-    )
+    record = await service.read_order(session=session, user=user, order_id=order_id)
+    return render_order(record.order, record.events, ctx.locale)
 
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut)
 async def cancel_order(
     order_id: IdPath, request: Request, session: SessionDep, ctx: ContextDep, user: CurrentUser
 ) -> dict[str, Any]:
-    order = await payments.cancel_order(
+    record = await payments.cancel_order(
         session=session, provider=provider_of(request), user=user, order_id=order_id
     )
-    await session.flush()
-    return render_order(
-        order, await service.order_events(session=session, order_id=order_id), ctx.locale
-    )
+    return render_order(record.order, record.events, ctx.locale)
 
 
 # --- payments ------------------------------------------------------------------------------
@@ -248,12 +236,9 @@ async def start_payment(
 async def list_payments(
     order_id: IdPath, request: Request, session: SessionDep, ctx: ContextDep, user: CurrentUser
 ) -> list[dict[str, Any]]:
-    await service.get_order(session=session, user=user, order_id=order_id)
+    found = await payments.payments_of(session=session, user=user, order_id=order_id)
     provider = provider_of(request)
-    return [
-        render_payment(p, None, provider, ctx.locale)
-        for p in await payments.payments_of(session=session, order_id=order_id)
-    ]
+    return [render_payment(p, None, provider, ctx.locale) for p in found]
 
 
 @router.post("/payments/webhooks/{provider_name}", include_in_schema=True)

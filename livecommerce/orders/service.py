@@ -949,6 +949,41 @@ async def get_order(*, session: AsyncSession, user: User, order_id: int) -> Orde
     return order
 
 
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """An order with its status history: what the API shows of one order."""
+
+    order: Order
+    events: list[OrderEvent]
+
+
+async def order_record(*, session: AsyncSession, order: Order) -> OrderRecord:
+    """``order`` with its history, as it stands in this transaction (changes flushed)."""
+    await session.flush()
+    assert order.id is not None
+    return OrderRecord(order, await order_events(session=session, order_id=order.id))
+
+
+async def read_order(*, session: AsyncSession, user: User, order_id: int) -> OrderRecord:
+    """One order ``user`` may read, with its history (someone else's is not found)."""
+    order = await get_order(session=session, user=user, order_id=order_id)
+    return OrderRecord(order, await order_events(session=session, order_id=order_id))
+
+
+async def orders_page(
+    *, session: AsyncSession, user: User, status: str | None, page: int, warehouse: str | None
+) -> tuple[list[OrderRecord], int]:
+    """A page of the orders ``user`` lists, each with its history, and how many there are.
+    An unknown ``status`` is a 422."""
+    if status is not None and status not in {s.value for s in OrderStatus}:
+        raise ValidationFailed(details={"status": status})
+    orders, total = await list_orders(
+        session=session, user=user, status=status, page=page, warehouse=warehouse
+    )
+    events = await events_of(session=session, order_ids=[o.id for o in orders if o.id is not None])
+    return [OrderRecord(o, events.get(o.id or 0, [])) for o in orders], total
+
+
 async def order_events(*, session: AsyncSession, order_id: int) -> list[OrderEvent]:
     return (await events_of(session=session, order_ids=[order_id])).get(order_id, [])
 

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.db import session_factory, session_scope
 from livecommerce.inventory import service as inventory
+from livecommerce.jobs import JobQueue
+from livecommerce.wiring import DomainHooks, ProcessListeners, Wiring, wired_sessions
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.factories import account, create_product
 
@@ -164,7 +166,13 @@ async def test_stock_listeners_hear_after_commit_only(
     async def listener(product_ids: list[int]) -> None:
         heard.append(product_ids)
 
-    sessions = session_factory(database.engine, info={inventory.STOCK_LISTENERS: [listener]})
+    # The process's stock listeners reach the service through its sessions' wiring.
+    wiring = Wiring(
+        hooks=DomainHooks(),
+        jobs=JobQueue(None),
+        listeners=ProcessListeners(stock=(listener,)),
+    )
+    sessions = wired_sessions(database.engine, wiring)
     first, second = await products(client, 2)
     async with session_scope(sessions) as session:
         await inventory.set_stock_levels(
