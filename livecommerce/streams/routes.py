@@ -1,18 +1,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from livecommerce.accounts.deps import ContextDep, CurrentUser, OptionalPrincipal
-from livecommerce.catalog.models import Product
-from livecommerce.db import after_commit, session_scope
+from livecommerce.db import after_commit
 from livecommerce.deps import IdPath, SessionDep
 from livecommerce.errors import NotAuthenticated
-from livecommerce.flashsales import service as flashsales
 from livecommerce.flashsales.admission import Admission
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms.broker import Broker, BrokerUnavailable, Position
@@ -214,31 +211,17 @@ async def start_flash_sale(
     session: SessionDep,
     ctx: ContextDep,
 ) -> FlashSaleOut:
-    stream = await service.require_driver(session=session, user=user, stream_id=stream_id)
-    service.require_live(stream)
-    product = await service.product_of(session=session, stream=stream, product_id=body.product_id)
-    book = await load_rate_book(session)
-    sale = await flashsales.start(
+    card = await service.start_flash_sale(
         session=session,
+        sessions=request.app.state.sessions,
         broker=_broker(request),
         admission=_admission(request),
+        hub=request.app.state.hub,
+        user=user,
         stream_id=stream_id,
-        product=product,
-        price=body.price.to_money(),
-        quantity=body.quantity,
-        duration_s=body.duration_s,
-        per_customer_limit=body.per_customer_limit,
-        book=book,
+        data=body,
     )
-    assert sale.id is not None
-    # The end timer starts once the sale is committed: a rolled-back sale has no timer.
-    end_timer = partial(
-        _close_sale, request.app.state.sessions, _broker(request), _admission(request), sale.id
-    )
-    after_commit(
-        session, partial(_start_timer, request.app.state.hub, body.duration_s + 0.05, end_timer)
-    )
-    return render_flash_sale(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
+    return render_flash_sale(card, ctx.locale, ctx.currency)
 
 
 @router.post(
@@ -255,34 +238,15 @@ async def end_flash_sale(
     ctx: ContextDep,
 ) -> FlashSaleOut:
     """End a running sale early; the room hears ``flash_sale`` with status ``ended``."""
-    await service.require_driver(session=session, user=user, stream_id=stream_id)
-    book = await load_rate_book(session)
-    sale = await flashsales.end(
+    card = await service.end_flash_sale(
         session=session,
         broker=_broker(request),
         admission=_admission(request),
+        user=user,
         stream_id=stream_id,
         sale_id=sale_id,
-        book=book,
     )
-    product = await session.get(Product, sale.product_id)
-    assert product is not None
-    return render_flash_sale(flashsales.card(sale, product, book), ctx.locale, ctx.currency)
-
-
-async def _start_timer(hub: Hub, delay_s: float, job: Callable[[], Awaitable[None]]) -> None:
-    hub.call_later(delay_s, job)
-
-
-async def _close_sale(sessions: Any, broker: Broker, admission: Admission, sale_id: int) -> None:
-    async with session_scope(sessions) as session:
-        await flashsales.close_if_due(
-            session=session,
-            broker=broker,
-            admission=admission,
-            sale_id=sale_id,
-            book=await load_rate_book(session),
-        )
+    return render_flash_sale(card, ctx.locale, ctx.currency)
 
 
 @router.put("/streams/{stream_id}/blocked-words", response_model=BlockedWordsIn)

@@ -25,10 +25,12 @@ from livecommerce.db import after_commit, dialect_insert, session_scope
 from livecommerce.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.events import ServerEvent
 from livecommerce.flashsales import service as flashsales
+from livecommerce.flashsales.admission import Admission
 from livecommerce.i18n.messages import N_
 from livecommerce.rates.service import RateBook, load_rate_book
 from livecommerce.rooms import render
 from livecommerce.rooms.broker import Broker, publish_committed
+from livecommerce.rooms.hub import Hub
 from livecommerce.rooms.names import stream_room
 from livecommerce.sqltypes import utcnow
 from livecommerce.streams import wordfilter
@@ -38,7 +40,7 @@ from livecommerce.streams.models import (
     StreamStatus,
     StreamViewer,
 )
-from livecommerce.streams.schemas import StreamCreate
+from livecommerce.streams.schemas import FlashSaleIn, StreamCreate
 
 if TYPE_CHECKING:
     from livecommerce.flashsales.admission import Admission
@@ -355,6 +357,88 @@ async def announce(
 
 
 # --- Moderation -------------------------------------------------------------------------
+
+
+async def start_flash_sale(
+    *,
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    broker: Broker,
+    admission: Admission,
+    hub: Hub,
+    user: User,
+    stream_id: int,
+    data: FlashSaleIn,
+) -> dict[str, Any]:
+    """Start a flash sale in the driver's live stream; its card (prices in every currency).
+
+    Its end is announced by a timer on this process's hub, started once the sale is
+    committed (a rolled-back sale has no timer); if this process stops first, the workers'
+    ``close_due_flash_sales`` announces it.
+    """
+    stream = await require_driver(session=session, user=user, stream_id=stream_id)
+    require_live(stream)
+    product = await product_of(session=session, stream=stream, product_id=data.product_id)
+    book = await load_rate_book(session)
+    sale = await flashsales.start(
+        session=session,
+        broker=broker,
+        admission=admission,
+        stream_id=stream_id,
+        product=product,
+        price=data.price.to_money(),
+        quantity=data.quantity,
+        duration_s=data.duration_s,
+        per_customer_limit=data.per_customer_limit,
+        book=book,
+    )
+    assert sale.id is not None
+    end = partial(_close_sale, sessions, broker, admission, sale.id)
+    after_commit(session, partial(_start_timer, hub, data.duration_s + 0.05, end))
+    return flashsales.card(sale, product, book)
+
+
+async def end_flash_sale(
+    *,
+    session: AsyncSession,
+    broker: Broker,
+    admission: Admission,
+    user: User,
+    stream_id: int,
+    sale_id: int,
+) -> dict[str, Any]:
+    """End a running sale early (the room hears ``flash_sale`` with status ``ended``); its
+    card."""
+    await require_driver(session=session, user=user, stream_id=stream_id)
+    book = await load_rate_book(session)
+    sale = await flashsales.end(
+        session=session,
+        broker=broker,
+        admission=admission,
+        stream_id=stream_id,
+        sale_id=sale_id,
+        book=book,
+    )
+    product = await session.get(Product, sale.product_id)
+    assert product is not None
+    return flashsales.card(sale, product, book)
+
+
+async def _start_timer(hub: Hub, delay_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    hub.call_later(delay_s, job)
+
+
+async def _close_sale(
+    sessions: async_sessionmaker[AsyncSession], broker: Broker, admission: Admission, sale_id: int
+) -> None:
+    async with session_scope(sessions) as session:
+        await flashsales.close_if_due(
+            session=session,
+            broker=broker,
+            admission=admission,
+            sale_id=sale_id,
+            book=await load_rate_book(session),
+        )
 
 
 async def set_blocked_words(
