@@ -95,7 +95,7 @@ async def place(
         )
         order = placed.order
         assert order.id is not None
-        rendered = render_order(order, placed.events, locale)
+        rendered = render_order(order, placed.events, locale, quote=placed.quote)
         if idempotency_key is not None:
             # Stored in the order's own transaction: committed together or not at all.
             await idempotency.finish(
@@ -172,7 +172,7 @@ async def place_together(
     stored: list[tuple[int, str, str, int, dict[str, Any]]] = []
     for i, placed in zip(here, together.placed, strict=True):
         win, order = wins[i], placed.order
-        rendered = render_order(order, placed.events, win.locale)
+        rendered = render_order(order, placed.events, win.locale, quote=placed.quote)
         answers[i] = Answer(201, rendered, {"Location": f"/api/v1/orders/{order.id}"})
         if win.idempotency_key is not None and win.buyer.id is not None:
             stored.append((win.buyer.id, win.idempotency_key, digests[i], 201, rendered))

@@ -199,9 +199,13 @@ def _instructions(order: Order, locale: str) -> dict[str, Any]:
     }
 
 
-def render_order(order: Order, events: list[OrderEvent], locale: str) -> dict[str, Any]:
-    """The order as the API shows it in ``locale`` (OrderOut's JSON)."""
-    body = render_quote(QuoteSnapshot.read(order.quote), locale)
+def render_order(
+    order: Order, events: list[OrderEvent], locale: str, *, quote: QuoteSnapshot | None = None
+) -> dict[str, Any]:
+    """The order as the API shows it in ``locale`` (OrderOut's JSON). ``quote``: the
+    snapshot its stored quote was made from, where the caller has it (an order just placed:
+    reading the stored JSON back into it would cost more than the rest of the render)."""
+    body = render_quote(quote or QuoteSnapshot.read(order.quote), locale)
     # Statuses may be StrEnum members on a fresh row; the schema's str gives their text.
     body.update(
         id=order.id,

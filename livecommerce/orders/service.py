@@ -51,6 +51,7 @@ from livecommerce.orders.models import (
 )
 from livecommerce.orders.quotes import BasketLine, Quote, build_quote
 from livecommerce.orders.schemas import OrderIn, QuoteIn
+from livecommerce.orders.snapshots import QuoteSnapshot
 from livecommerce.rates.service import (
     RateBook,
     RateBookCache,
@@ -123,6 +124,7 @@ class Placed:
     order: Order
     events: list[OrderEvent]
     take_units: Callable[[], Awaitable[None]]
+    quote: QuoteSnapshot  # what ``order.quote`` holds, for the answer
 
 
 def recipient_key(phone: str | None, buyer_id: int | None) -> str:
@@ -458,6 +460,7 @@ def _order_row(
     data: OrderIn,
     basket: Basket,
     landed: Quote,
+    snapshot: QuoteSnapshot,
     key: str,
     currency: str,
     locale: str,
@@ -487,7 +490,7 @@ def _order_row(
         "recipient_key": key,
         "declared_value": declared_value,
         "declared_currency": declared_currency,
-        "quote": landed.snapshot().record(),
+        "quote": snapshot.record(),
         "locale": locale,
         "reserved_until": now + reservation if is_card else None,
         "created_at": now,
@@ -510,7 +513,7 @@ def _priced(
     reservation: timedelta,
     now: datetime,
     stock: Mapping[int, Mapping[str, int]] | None = None,
-) -> tuple[Quote, dict[str, Any]]:
+) -> tuple[Quote, QuoteSnapshot, dict[str, Any]]:
     """The order's landed cost (allocated on ``stock``, else the basket's snapshot) and its
     ``orders`` row; ``TaxIdRequired`` when a parcel's customs rule asks for the recipient's
     tax id at these figures and the address has none (both ways of placing come here)."""
@@ -525,18 +528,20 @@ def _priced(
         stock=stock,
     )
     check_consignee(network, landed, data.ship_to)
+    snapshot = landed.snapshot()
     row = _order_row(
         buyer_id=buyer_id,
         data=data,
         basket=basket,
         landed=landed,
+        snapshot=snapshot,
         key=key,
         currency=currency,
         locale=locale,
         reservation=reservation,
         now=now,
     )
-    return landed, row
+    return landed, snapshot, row
 
 
 def _line_rows(order_id: int, basket: Basket, landed: Quote) -> list[dict[str, Any]]:
@@ -628,7 +633,7 @@ async def place_order(
     earlier = await earlier_imports(
         session, network=network, destination=destination, key=key, buyer_id=buyer.id, now=now
     )
-    landed, values = _priced(
+    landed, snapshot, values = _priced(
         network=network,
         basket=basket,
         destination=destination,
@@ -670,6 +675,7 @@ async def place_order(
             now=now,
             last_attempt=last_attempt,
         ),
+        snapshot,
     )
 
 
@@ -781,6 +787,7 @@ async def place_together(
         )
     rows: list[dict[str, Any]] = []
     quoted: list[tuple[Basket, Quote, RateBook]] = []
+    snapshots: list[QuoteSnapshot] = []
     for want, destination, key in zip(wanted, destinations, keys, strict=True):
         assert want.buyer.id is not None
         basket = baskets[_basket_key(want.data)]
@@ -788,7 +795,7 @@ async def place_together(
         mine = history[(destination.country, destination.delivery)]
         earlier = sum((v for b, k, v in mine if b == want.buyer.id or k == key), Decimal(0))
         try:
-            landed, row = _priced(
+            landed, snapshot, row = _priced(
                 network=network,
                 basket=basket,
                 destination=destination,
@@ -813,17 +820,18 @@ async def place_together(
         if monthly is not None and row["declared_currency"] == monthly:
             mine.append((want.buyer.id, key, row["declared_value"]))  # the next ones count it
         quoted.append((basket, landed, book))
+        snapshots.append(snapshot)
     ids = (await session.execute(_INSERT_ORDERS, rows)).scalars().all()
     placed: list[Placed] = []
     lines: list[dict[str, Any]] = []
     events: list[OrderEvent] = []
     last_of_sale = {want.data.flash_sale_id: i for i, want in enumerate(wanted)}
-    for i, (want, order_id, row, (basket, landed, book)) in enumerate(
-        zip(wanted, ids, rows, quoted, strict=True)
+    for i, (want, order_id, row, (basket, landed, book), snapshot) in enumerate(
+        zip(wanted, ids, rows, quoted, snapshots, strict=True)
     ):
         order = as_loaded(Order, {"id": order_id, **row})
         opened = states.opening_events(order, placed_by=f"user:{want.buyer.id}")
-        placed.append(Placed(order, opened, _nothing))
+        placed.append(Placed(order, opened, _nothing, snapshot))
         lines.extend(_line_rows(order_id, basket, landed))
         events.extend(opened)
         _after_placed(
