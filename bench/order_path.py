@@ -82,7 +82,10 @@ STAGES: dict[str, list[tuple[str, str]]] = {
         ("fastapi/dependencies/utils.py", "solve_dependencies")
     ],
     "body validation": [("fastapi/routing.py", "_extract_endpoint_context")],
-    "buyer row (in the dependencies on the route)": [("livecommerce/deps.py", "active_user")],
+    "buyer row (in the dependencies on the route)": [
+        ("livecommerce/accounts/deps.py", "active_user"),
+        ("livecommerce/deps.py", "active_user"),  # before the caller's dependencies moved
+    ],
     "idempotency key": [("orders/idempotency.py", "begin"), ("orders/idempotency.py", "finish")],
     "basket (products, stream, sale)": [("orders/service.py", "_load_basket")],
     "rates (per-process book)": [("rates/service.py", "book")],
