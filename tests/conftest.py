@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from livecommerce import jobs
 from livecommerce.accounts.throttle import MemoryThrottle
 from livecommerce.app import create_app
 from livecommerce.config import Settings
@@ -14,7 +16,9 @@ from livecommerce.flashsales.admission import Admission
 from livecommerce.flashsales.gate import MemoryGate
 from livecommerce.rooms.broker import MemoryBroker
 from tests.fixtures.database import TestDatabase, open_database, require_postgres
+from tests.fixtures.jobs import Recorder
 from tests.fixtures.server import serving_in_process
+from workers.app import make_celery
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -92,3 +96,13 @@ async def ws_base(app: FastAPI) -> AsyncIterator[str]:
     """The session's app behind a real uvicorn on a free port (its lifespan already runs)."""
     async with serving_in_process(app) as base:
         yield base
+
+
+@pytest.fixture
+def sent_jobs(app: FastAPI) -> Iterator[Recorder]:
+    """The app's job queue sends to a recorder for the test."""
+    queue: jobs.JobQueue = app.state.jobs
+    recorder = Recorder(queue)
+    queue.configure(lambda: recorder)
+    yield recorder
+    queue.configure(partial(make_celery, app.state.settings))

@@ -8,8 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import httpx
@@ -26,10 +24,9 @@ from livecommerce.orders.models import Order
 from livecommerce.wiring import NO_LISTENERS, WIRING, DomainHooks, NotWired, Wiring
 from tests.fixtures.database import TestDatabase
 from tests.fixtures.factories import account
+from tests.fixtures.jobs import Recorder
 from tests.fixtures.server import server_env
-from tests.fulfillment.conftest import Recorder
 from tests.orders.shop import merchant, order, stocked_product
-from workers.app import make_celery
 from workers.runtime import Runtime
 
 # Run by a fresh interpreter: a worker's runtime cancels the order in its own session,
@@ -62,16 +59,6 @@ finally:
     rt.close()
 print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
 """
-
-
-@pytest.fixture
-def sent_jobs(app: FastAPI) -> Iterator[Recorder]:
-    """The app's job queue sends to a recorder for the test."""
-    queue: jobs.JobQueue = app.state.jobs
-    recorder = Recorder(queue)
-    queue.configure(lambda: recorder)
-    yield recorder
-    queue.configure(partial(make_celery, app.state.settings))
 
 
 def worker_wiring(app: FastAPI) -> Wiring:

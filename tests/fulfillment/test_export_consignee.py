@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.fixtures.factories import account
-from tests.fulfillment.conftest import Recorder
+from tests.fixtures.jobs import Recorder
 from tests.fulfillment.test_fulfilment import MOSCOW, cod_order, declaration_of, ship
 from tests.orders.shop import TASHKENT, merchant, stocked_product
 

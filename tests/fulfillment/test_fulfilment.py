@@ -30,7 +30,7 @@ from livecommerce.logistics.network import DEFAULT_FILE, load_network
 from livecommerce.notifications.models import Notification
 from livecommerce.orders.models import Order
 from tests.fixtures.factories import account
-from tests.fulfillment.conftest import Recorder
+from tests.fixtures.jobs import Recorder
 from tests.orders.shop import ALMATY, TASHKENT, merchant, order, stocked_product
 
 # An INN of an individual: EAEU e-commerce parcels with duty due name the recipient by it.

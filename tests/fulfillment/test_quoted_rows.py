@@ -13,7 +13,7 @@ from sqlmodel import col
 from livecommerce.db import session_scope
 from livecommerce.orders.models import Order
 from tests.fixtures.factories import account
-from tests.fulfillment.conftest import Recorder
+from tests.fixtures.jobs import Recorder
 from tests.fulfillment.test_fulfilment import MOSCOW, cod_order, declaration_of, ship
 from tests.orders.shop import merchant, stocked_product
 

@@ -6,7 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.fixtures.factories import account
-from tests.fulfillment.conftest import Recorder
+from tests.fixtures.jobs import Recorder
 from tests.fulfillment.test_fulfilment import Clock, book, carrier, cod_order, ship
 from tests.orders.shop import TASHKENT, merchant, stocked_product
 
